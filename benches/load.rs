@@ -1,0 +1,1272 @@
+//! Load generator for a running keyward server.
+//!
+//! `cargo bench --bench load -- --help` lists the options. It drives the
+//! server over HTTP with `--connections` keep-alive connections (one thread
+//! and one lean keep-alive HTTP/1.1 connection each) for `--duration` seconds per scenario, after
+//! `--warmup` seconds whose results are thrown away, and prints for each
+//! scenario the request rate, p50 and p99 latency, the error count and the
+//! server's database round trips per request: the growth of its /metrics
+//! counter `keyward_db_queries_total` (SQL statements, each a round trip)
+//! over the requests.
+//!
+//! The clients it draws from are created directly in the store named by the
+//! same settings as the server's (`KEYWARD_DATABASE_URL`, `KEYWARD_DATA_DIR`),
+//! in batches, with the name prefix `bench-`. This is a benchmark that prints
+//! figures, not a test: it asserts nothing about speed.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use clap::{Parser, ValueEnum};
+use diesel::prelude::*;
+use keyward::service::clients::{self, IssuedCredential, NewClient, StatusChange};
+use keyward::service::scopes::ScopeSet;
+use keyward::service::{now, tenants, Actor};
+use keyward::store::models::{Client, ClientSecret};
+use keyward::store::schema::{client_secrets, clients as clients_table};
+use keyward::store::{AnyConnection, Backend, Db};
+use keyward::tokens::opaque;
+use serde_json::{json, Value};
+
+/// Rows per INSERT (and per transaction) when creating bench clients.
+const BATCH: usize = 1_000;
+/// Most access tokens minted for `introspect_distinct`.
+const DISTINCT_TOKENS_MAX: usize = 10_000;
+/// Time spent minting them, at most.
+const DISTINCT_MINT_TIME: Duration = Duration::from_secs(5);
+/// How long `propagation` waits for one change before counting an error.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between two introspections while waiting for a change.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "load",
+    bin_name = "cargo bench --bench load --",
+    about = "Load generator for a running keyward server: requests/s, p50/p99 latency, \
+             errors and database round trips per request, per scenario",
+    after_help = "Scenarios:\n  \
+        healthz              GET /healthz (the HTTP stack alone)\n  \
+        token_basic          POST /oauth/token, client_secret_basic, a random bench client each time\n  \
+        token_post           POST /oauth/token, client_secret_post, a random bench client each time\n  \
+        introspect_same      POST /oauth/introspect of one access token, as the bootstrap admin\n  \
+        introspect_distinct  POST /oauth/introspect over up to 10,000 distinct access tokens\n  \
+        renew                GET /api/v1/token/renew with the access token as bearer\n  \
+        propagation          how long until a disabled client's token is inactive at --url2\n\n\
+        Bench clients are written straight into the store named by the settings below \
+        (the same KEYWARD_* variables as the server's) with names starting bench-; \
+        bootstrap-admin.json in the data directory supplies the admin that introspects. \
+        db/req is the growth of the server's keyward_db_queries_total (SQL statements) \
+        divided by the requests; it counts --url only. \
+        Of the server settings only --database-url and --data-dir are used here; \
+        the others are accepted, so that the server's environment can be shared, and ignored."
+)]
+struct Args {
+    /// Base URL of the running server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+
+    /// Second server on the same store, polled by `propagation`. Default: --url.
+    #[arg(long)]
+    url2: Option<String>,
+
+    /// Concurrent keep-alive connections: one thread with its own HTTP agent each.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    connections: u32,
+
+    /// Seconds measured per scenario.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    duration: u64,
+
+    /// Seconds of load before each scenario's measurement; their results are discarded.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+
+    /// client_credentials clients to create; token requests draw one at random each time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    clients: u64,
+
+    /// Comma-separated scenarios to run, in the order given. Default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenarios: Option<Vec<Scenario>>,
+
+    /// Changes measured by `propagation`.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    propagation_rounds: u32,
+
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+
+    #[command(flatten)]
+    settings: keyward::Settings,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[value(rename_all = "snake_case")]
+enum Scenario {
+    Healthz,
+    TokenBasic,
+    TokenPost,
+    IntrospectSame,
+    IntrospectDistinct,
+    Renew,
+    Propagation,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 7] = [
+        Scenario::Healthz,
+        Scenario::TokenBasic,
+        Scenario::TokenPost,
+        Scenario::IntrospectSame,
+        Scenario::IntrospectDistinct,
+        Scenario::Renew,
+        Scenario::Propagation,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Healthz => "healthz",
+            Scenario::TokenBasic => "token_basic",
+            Scenario::TokenPost => "token_post",
+            Scenario::IntrospectSame => "introspect_same",
+            Scenario::IntrospectDistinct => "introspect_distinct",
+            Scenario::Renew => "renew",
+            Scenario::Propagation => "propagation",
+        }
+    }
+
+    fn needs_bench_clients(self) -> bool {
+        !matches!(self, Scenario::Healthz | Scenario::Propagation)
+    }
+
+    fn needs_admin(self) -> bool {
+        matches!(
+            self,
+            Scenario::IntrospectSame | Scenario::IntrospectDistinct | Scenario::Propagation
+        )
+    }
+}
+
+/// The bootstrap admin, as written to `<data dir>/bootstrap-admin.json`.
+struct Admin {
+    client_id: String,
+    client_secret: String,
+    tenant_id: String,
+}
+
+impl Admin {
+    fn load(data_dir: &Path) -> Result<Admin, String> {
+        let path = data_dir.join(keyward::service::bootstrap::BOOTSTRAP_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (give the server's data directory with --data-dir or KEYWARD_DATA_DIR)",
+                path.display()
+            )
+        })?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        let field = |name: &str| {
+            value[name]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{} has no {name:?}", path.display()))
+        };
+        Ok(Admin {
+            client_id: field("client_id")?,
+            client_secret: field("client_secret")?,
+            tenant_id: field("tenant_id")?,
+        })
+    }
+
+    fn basic(&self) -> String {
+        basic_auth(&self.client_id, &self.client_secret)
+    }
+}
+
+/// A bench client's credentials, kept in memory for the run.
+struct Credentials {
+    client_id: String,
+    secret: String,
+}
+
+fn basic_auth(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// splitmix64: enough randomness to pick clients, and no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded(stream: u64) -> Rng {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Rng(nanos ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn agent() -> Http {
+    Http::default()
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A lean HTTP/1.1 keep-alive client for the load loops: one TCP connection,
+/// requests written in one go, responses read by Content-Length. A general
+/// client's per-request work (URL parsing, header maps, redirects) would eat
+/// a share of the two cores the server is measured on. It talks only to a
+/// keyward server over plain `http://`.
+#[derive(Default)]
+struct Http {
+    conn: RefCell<Option<(String, BufReader<TcpStream>)>>,
+}
+
+impl Http {
+    /// Status and body of a response, whatever the status; Err for transport
+    /// failures. A stale keep-alive connection is replaced once.
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<(u16, String), String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let mut request = String::with_capacity(256 + body.len());
+        let _ = write!(request, "{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+        for (name, value) in headers {
+            let _ = write!(request, "{name}: {value}\r\n");
+        }
+        let _ = write!(request, "Content-Length: {}\r\n\r\n{body}", body.len());
+        let mut last_error = String::new();
+        for _attempt in 0..2 {
+            let mut slot = self.conn.borrow_mut();
+            if slot.as_ref().is_none_or(|(h, _)| h != host) {
+                let stream =
+                    TcpStream::connect(host).map_err(|e| format!("transport: {host}: {e}"))?;
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                *slot = Some((
+                    host.to_string(),
+                    BufReader::with_capacity(16 * 1024, stream),
+                ));
+            }
+            let Some((_, reader)) = slot.as_mut() else {
+                return Err("transport: no connection".into());
+            };
+            match exchange(reader, request.as_bytes()) {
+                Ok((status, body, keep_alive)) => {
+                    if !keep_alive {
+                        *slot = None;
+                    }
+                    return Ok((status, body));
+                }
+                Err(e) => {
+                    *slot = None;
+                    last_error = e;
+                }
+            }
+        }
+        Err(format!("transport: {last_error}"))
+    }
+}
+
+/// Writes one request and reads its response: (status, body, keep-alive).
+fn exchange(
+    reader: &mut BufReader<TcpStream>,
+    request: &[u8],
+) -> Result<(u16, String, bool), String> {
+    reader
+        .get_mut()
+        .write_all(request)
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+        return Err("connection closed".into());
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {line:?}"))?;
+    let mut length = 0usize;
+    let mut keep_alive = true;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed in the headers".into());
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value
+                    .parse()
+                    .map_err(|_| format!("bad Content-Length {value:?}"))?;
+            } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close")
+            {
+                keep_alive = false;
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        keep_alive,
+    ))
+}
+
+/// Ok when the status is `expected`; else an error naming status and body.
+fn expect_status(result: Result<(u16, String), String>, expected: u16) -> Result<String, String> {
+    let (status, body) = result?;
+    if status == expected {
+        Ok(body)
+    } else {
+        Err(format!("HTTP {status}: {}", snippet(&body)))
+    }
+}
+
+fn snippet(body: &str) -> String {
+    body.chars().take(200).collect()
+}
+
+fn request_token_basic(agent: &Http, url: &str, client: &Credentials) -> Result<String, String> {
+    expect_status(
+        agent.send(
+            "POST",
+            &format!("{url}/oauth/token"),
+            &[
+                (
+                    "Authorization",
+                    &basic_auth(&client.client_id, &client.secret),
+                ),
+                ("Content-Type", FORM),
+            ],
+            "grant_type=client_credentials",
+        ),
+        200,
+    )
+}
+
+fn request_token_post(agent: &Http, url: &str, client: &Credentials) -> Result<String, String> {
+    expect_status(
+        agent.send(
+            "POST",
+            &format!("{url}/oauth/token"),
+            &[("Content-Type", FORM)],
+            &format!(
+                "grant_type=client_credentials&client_id={}&client_secret={}",
+                client.client_id, client.secret
+            ),
+        ),
+        200,
+    )
+}
+
+/// An access token for `client`, read from the token endpoint's JSON.
+fn mint_token(agent: &Http, url: &str, client: &Credentials) -> Result<String, String> {
+    let body = request_token_basic(agent, url, client)?;
+    access_token_of(&body)
+}
+
+fn access_token_of(body: &str) -> Result<String, String> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("response is not JSON: {e}"))?;
+    value["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no access_token in {}", snippet(body)))
+}
+
+/// Introspection's `active`, as the admin (whose Basic header is `admin_basic`).
+fn introspect(agent: &Http, url: &str, admin_basic: &str, token: &str) -> Result<bool, String> {
+    let body = expect_status(
+        agent.send(
+            "POST",
+            &format!("{url}/oauth/introspect"),
+            &[("Authorization", admin_basic), ("Content-Type", FORM)],
+            &format!("token={token}"),
+        ),
+        200,
+    )?;
+    // The server writes compact JSON; avoid parsing it on the hot path.
+    if body.contains("\"active\":true") {
+        Ok(true)
+    } else if body.contains("\"active\":false") {
+        Ok(false)
+    } else {
+        Err(format!("no \"active\" in {}", snippet(&body)))
+    }
+}
+
+/// The server's `keyward_db_queries_total`.
+fn db_operations(agent: &Http, url: &str) -> Result<u64, String> {
+    let body = expect_status(agent.send("GET", &format!("{url}/metrics"), &[], ""), 200)?;
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let mut parts = line.split_whitespace();
+            (parts.next() == Some("keyward_db_queries_total"))
+                .then(|| parts.next())
+                .flatten()
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .ok_or_else(|| "no keyward_db_queries_total in /metrics".to_string())
+}
+
+/// What one scenario's load produced.
+struct LoadResult {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    /// Sorted, microseconds.
+    latencies: Vec<u32>,
+    db_ops: Option<u64>,
+    first_error: Option<String>,
+}
+
+struct ThreadResult {
+    latencies: Vec<u32>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+/// Runs `op` in a loop on `connections` threads: `warmup` of it discarded,
+/// then `duration` measured, the connections staying open between the two.
+/// `init` makes each thread's state (given the thread's index), before any
+/// timing starts.
+fn run_load<S, I, F>(
+    url: &str,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    init: I,
+    op: F,
+) -> LoadResult
+where
+    I: Fn(usize, &Http) -> S + Sync,
+    F: Fn(&Http, &mut S) -> Result<(), String> + Sync,
+{
+    let ready = Barrier::new(connections + 1);
+    let warm = Barrier::new(connections + 1);
+    let go = Barrier::new(connections + 1);
+    let control = agent();
+    let (results, db_ops, elapsed) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..connections)
+            .map(|index| {
+                let (init, op) = (&init, &op);
+                let (ready, warm, go) = (&ready, &warm, &go);
+                scope.spawn(move || {
+                    let agent = agent();
+                    let mut state = init(index, &agent);
+                    ready.wait();
+                    let until = Instant::now() + warmup;
+                    while Instant::now() < until {
+                        let _ = op(&agent, &mut state);
+                    }
+                    warm.wait();
+                    go.wait();
+                    let mut result = ThreadResult {
+                        latencies: Vec::with_capacity(4096),
+                        errors: 0,
+                        first_error: None,
+                    };
+                    let until = Instant::now() + duration;
+                    loop {
+                        let start = Instant::now();
+                        if start >= until {
+                            break;
+                        }
+                        let outcome = op(&agent, &mut state);
+                        let micros = start.elapsed().as_micros();
+                        result
+                            .latencies
+                            .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                        if let Err(e) = outcome {
+                            result.errors += 1;
+                            result.first_error.get_or_insert(e);
+                        }
+                    }
+                    result
+                })
+            })
+            .collect();
+        ready.wait();
+        warm.wait();
+        let before = db_operations(&control, url);
+        go.wait();
+        let start = Instant::now();
+        let results: Vec<ThreadResult> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| ThreadResult {
+                    latencies: Vec::new(),
+                    errors: 1,
+                    first_error: Some("load thread panicked".into()),
+                })
+            })
+            .collect();
+        let elapsed = start.elapsed();
+        let after = db_operations(&control, url);
+        let db_ops = match (before, after) {
+            (Ok(b), Ok(a)) => Some(a.saturating_sub(b)),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("  warning: {e}");
+                None
+            }
+        };
+        (results, db_ops, elapsed)
+    });
+    let mut latencies: Vec<u32> =
+        Vec::with_capacity(results.iter().map(|r| r.latencies.len()).sum());
+    let mut errors = 0;
+    let mut first_error = None;
+    for r in results {
+        latencies.extend_from_slice(&r.latencies);
+        errors += r.errors;
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+    }
+    latencies.sort_unstable();
+    LoadResult {
+        requests: latencies.len(),
+        errors,
+        elapsed,
+        latencies,
+        db_ops,
+        first_error,
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn micros_to_ms(micros: Option<u32>) -> Option<f64> {
+    micros.map(|m| f64::from(m) / 1000.0)
+}
+
+/// One line of the table, and its RESULT JSON.
+struct Row {
+    scenario: &'static str,
+    rps: Option<f64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    errors: usize,
+    db_per_req: Option<f64>,
+    json: Value,
+}
+
+fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
+    match value {
+        Some(v) => format!("{v:.decimals$}"),
+        None => "-".to_string(),
+    }
+}
+
+fn table_header() -> String {
+    format!(
+        "{:<20} {:>10} {:>9} {:>9} {:>8} {:>8}",
+        "scenario", "req/s", "p50_ms", "p99_ms", "errors", "db/req"
+    )
+}
+
+impl Row {
+    fn from_load(scenario: Scenario, load: &LoadResult, common: &Value) -> Row {
+        let seconds = load.elapsed.as_secs_f64();
+        let rps = (seconds > 0.0).then(|| load.requests as f64 / seconds);
+        let p50_ms = micros_to_ms(percentile(&load.latencies, 0.50));
+        let p99_ms = micros_to_ms(percentile(&load.latencies, 0.99));
+        let max_ms = micros_to_ms(load.latencies.last().copied());
+        let db_per_req = match (load.db_ops, load.requests) {
+            (Some(ops), n) if n > 0 => Some(ops as f64 / n as f64),
+            _ => None,
+        };
+        let mut json = common.clone();
+        json["scenario"] = scenario.name().into();
+        json["requests"] = load.requests.into();
+        json["seconds"] = round(seconds, 3).into();
+        json["rps"] = rps.map(|v| round(v, 1)).into();
+        json["p50_ms"] = p50_ms.map(|v| round(v, 2)).into();
+        json["p99_ms"] = p99_ms.map(|v| round(v, 2)).into();
+        json["max_ms"] = max_ms.map(|v| round(v, 2)).into();
+        json["errors"] = load.errors.into();
+        json["db_ops"] = load.db_ops.into();
+        json["db_per_req"] = db_per_req.map(|v| round(v, 3)).into();
+        Row {
+            scenario: scenario.name(),
+            rps,
+            p50_ms,
+            p99_ms,
+            errors: load.errors,
+            db_per_req,
+            json,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:<20} {:>10} {:>9} {:>9} {:>8} {:>8}",
+            self.scenario,
+            fmt_opt(self.rps, 1),
+            fmt_opt(self.p50_ms, 2),
+            fmt_opt(self.p99_ms, 2),
+            self.errors,
+            fmt_opt(self.db_per_req, 3),
+        )
+    }
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+/// Everything a scenario may need.
+struct Bench {
+    args: Args,
+    url: String,
+    url2: String,
+    db_url: String,
+    admin: Admin,
+    admin_basic: String,
+    clients: Vec<Credentials>,
+    db: Option<Db>,
+    common: Value,
+}
+
+impl Bench {
+    fn connections(&self) -> usize {
+        self.args.connections as usize
+    }
+
+    fn warmup(&self) -> Duration {
+        Duration::from_secs(self.args.warmup)
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.args.duration)
+    }
+
+    fn db(&mut self) -> Result<&Db, String> {
+        if self.db.is_none() {
+            self.db = Some(Db::connect(&self.db_url, 4)?);
+        }
+        self.db.as_ref().ok_or_else(|| "no store".to_string())
+    }
+
+    fn connection(&mut self) -> Result<keyward::store::DbConnection, String> {
+        let url = keyward::store::redact_url(&self.db_url);
+        self.db()?
+            .get()
+            .map_err(|e| format!("store {url} is unreachable: {e}"))
+    }
+
+    fn load<S, I, F>(&self, scenario: Scenario, init: I, op: F) -> Row
+    where
+        I: Fn(usize, &Http) -> S + Sync,
+        F: Fn(&Http, &mut S) -> Result<(), String> + Sync,
+    {
+        let load = run_load(
+            &self.url,
+            self.connections(),
+            self.warmup(),
+            self.duration(),
+            init,
+            op,
+        );
+        if let Some(e) = &load.first_error {
+            eprintln!("  {}: first error: {e}", scenario.name());
+        }
+        Row::from_load(scenario, &load, &self.common)
+    }
+
+    fn run(&mut self, scenario: Scenario) -> Result<Row, String> {
+        let url = self.url.clone();
+        let url = url.as_str();
+        let clients = &self.clients;
+        let pick = |rng: &mut Rng| &clients[rng.below(clients.len())];
+        let row = match scenario {
+            Scenario::Healthz => self.load(
+                scenario,
+                |_, _| (),
+                |agent, _| {
+                    expect_status(agent.send("GET", &format!("{url}/healthz"), &[], ""), 200)
+                        .map(drop)
+                },
+            ),
+            Scenario::TokenBasic => self.load(
+                scenario,
+                |i, _| Rng::seeded(i as u64),
+                |agent, rng| request_token_basic(agent, url, pick(rng)).map(drop),
+            ),
+            Scenario::TokenPost => self.load(
+                scenario,
+                |i, _| Rng::seeded(i as u64),
+                |agent, rng| request_token_post(agent, url, pick(rng)).map(drop),
+            ),
+            Scenario::IntrospectSame => {
+                let token = mint_token(&agent(), url, &clients[0])
+                    .map_err(|e| format!("introspect_same: no token to introspect: {e}"))?;
+                let admin = self.admin_basic.as_str();
+                self.load(
+                    scenario,
+                    |_, _| (),
+                    |agent, _| match introspect(agent, url, admin, &token)? {
+                        true => Ok(()),
+                        false => Err("token reported inactive".to_string()),
+                    },
+                )
+            }
+            Scenario::IntrospectDistinct => {
+                let tokens = self.mint_distinct()?;
+                let admin = self.admin_basic.as_str();
+                let tokens = &tokens;
+                let connections = self.connections();
+                self.load(
+                    scenario,
+                    |i, _| i * tokens.len() / connections,
+                    |agent, next| {
+                        let token = &tokens[*next % tokens.len()];
+                        *next += 1;
+                        match introspect(agent, url, admin, token)? {
+                            true => Ok(()),
+                            false => Err("token reported inactive".to_string()),
+                        }
+                    },
+                )
+            }
+            Scenario::Renew => {
+                // Each connection renews its own chain: every answer's token
+                // is the bearer of the next request.
+                let first_error = Mutex::new(None::<String>);
+                let row = self.load(
+                    scenario,
+                    |i, agent| {
+                        mint_token(agent, url, &clients[i % clients.len()]).unwrap_or_else(|e| {
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                            String::new()
+                        })
+                    },
+                    |agent, token| {
+                        let body = expect_status(
+                            agent.send(
+                                "GET",
+                                &format!("{url}/api/v1/token/renew"),
+                                &[("Authorization", &format!("Bearer {token}"))],
+                                "",
+                            ),
+                            200,
+                        )?;
+                        *token = access_token_of(&body)?;
+                        Ok(())
+                    },
+                );
+                if let Some(e) = first_error.into_inner().ok().flatten() {
+                    eprintln!("  renew: could not mint a first token: {e}");
+                }
+                row
+            }
+            Scenario::Propagation => self.propagation()?,
+        };
+        Ok(row)
+    }
+
+    /// Asks one token for every bench client before anything is timed, so
+    /// that the scenarios measure the steady state (each server has seen each
+    /// client once) and not a cold cache: with 100,000 clients a few seconds
+    /// of warmup would otherwise touch only some of them.
+    fn warm_clients(&self) {
+        let started = Instant::now();
+        let next = AtomicUsize::new(0);
+        let (clients, url) = (&self.clients, self.url.as_str());
+        let errors: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..self.connections())
+                .map(|_| {
+                    let next = &next;
+                    scope.spawn(move || {
+                        let agent = agent();
+                        let mut errors = 0;
+                        loop {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(client) = clients.get(n) else { break };
+                            if request_token_basic(&agent, url, client).is_err() {
+                                errors += 1;
+                            }
+                        }
+                        errors
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(1)).sum()
+        });
+        eprintln!(
+            "warmed {} clients (one token each) in {:.1} s ({errors} errors)",
+            clients.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// min(10,000, as many as ~5 s allow) access tokens, spread round-robin
+    /// over the bench clients, minted on all connections at once.
+    fn mint_distinct(&self) -> Result<Vec<String>, String> {
+        let started = Instant::now();
+        let until = started + DISTINCT_MINT_TIME;
+        let issued = AtomicUsize::new(0);
+        let (clients, url) = (&self.clients, self.url.as_str());
+        let (tokens, errors) = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..self.connections())
+                .map(|_| {
+                    let issued = &issued;
+                    scope.spawn(move || {
+                        let agent = agent();
+                        let mut mine = Vec::new();
+                        let mut errors = Vec::new();
+                        while Instant::now() < until {
+                            let n = issued.fetch_add(1, Ordering::Relaxed);
+                            if n >= DISTINCT_TOKENS_MAX {
+                                break;
+                            }
+                            match mint_token(&agent, url, &clients[n % clients.len()]) {
+                                Ok(t) => mine.push(t),
+                                Err(e) => errors.push(e),
+                            }
+                        }
+                        (mine, errors)
+                    })
+                })
+                .collect();
+            let mut tokens = Vec::new();
+            let mut errors = Vec::new();
+            for h in handles {
+                if let Ok((t, e)) = h.join() {
+                    tokens.extend(t);
+                    errors.extend(e);
+                }
+            }
+            (tokens, errors)
+        });
+        let distinct_clients = tokens.len().min(clients.len());
+        eprintln!(
+            "  introspect_distinct: minted {} tokens over {} clients in {:.1} s ({} errors)",
+            tokens.len(),
+            distinct_clients,
+            started.elapsed().as_secs_f64(),
+            errors.len()
+        );
+        if tokens.is_empty() {
+            return Err(format!(
+                "introspect_distinct: no token could be minted: {}",
+                errors.first().map(String::as_str).unwrap_or("no time left")
+            ));
+        }
+        Ok(tokens)
+    }
+
+    /// Registers a client, gets its token from --url2, disables it, and times
+    /// how long --url2 keeps saying the token is active.
+    fn propagation(&mut self) -> Result<Row, String> {
+        let mut conn = self.connection()?;
+        let root = tenants::root(&mut conn)
+            .map_err(|e| format!("propagation: reading the root tenant: {e}"))?
+            .ok_or("propagation: the store has no root tenant")?;
+        let actor = Actor {
+            name: "bench".into(),
+            tenant_id: root.id.clone(),
+            tenant_path: root.path.clone(),
+            scopes: ScopeSet::all_admin(),
+            ip: None,
+        };
+        let agent = agent();
+        let url2 = self.url2.as_str();
+        let admin = self.admin_basic.as_str();
+        let rounds = self.args.propagation_rounds;
+        let stamp = now();
+        let mut delays_us: Vec<u64> = Vec::new();
+        let mut polls_total = 0usize;
+        let mut errors = 0usize;
+        let mut first_error: Option<String> = None;
+        let started = Instant::now();
+        for round in 0..rounds {
+            let name = format!("bench-propagation-{stamp}-{round}");
+            let attempt = propagation_round(&mut conn, &actor, &name, &agent, url2, admin);
+            match attempt {
+                Ok((delay, polls)) => {
+                    delays_us.push(delay);
+                    polls_total += polls;
+                }
+                Err(e) => {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = &first_error {
+            eprintln!("  propagation: first error: {e}");
+        }
+        delays_us.sort_unstable();
+        let ms = |v: Option<u64>| v.map(|us| us as f64 / 1000.0);
+        let p50_ms = ms(percentile(&delays_us, 0.50));
+        let p99_ms = ms(percentile(&delays_us, 0.99));
+        let max_ms = ms(delays_us.last().copied());
+        let mut json = self.common.clone();
+        json["scenario"] = "propagation".into();
+        json["url2"] = url2.into();
+        json["rounds"] = rounds.into();
+        json["measured"] = delays_us.len().into();
+        json["seconds"] = round(started.elapsed().as_secs_f64(), 3).into();
+        json["p50_ms"] = p50_ms.map(|v| round(v, 2)).into();
+        json["p99_ms"] = p99_ms.map(|v| round(v, 2)).into();
+        json["max_ms"] = max_ms.map(|v| round(v, 2)).into();
+        json["polls_per_round"] = (!delays_us.is_empty())
+            .then(|| round(polls_total as f64 / delays_us.len() as f64, 2))
+            .into();
+        json["errors"] = errors.into();
+        eprintln!(
+            "  propagation: {} of {} changes seen at {url2}: p50 {} ms, p99 {} ms, max {} ms",
+            delays_us.len(),
+            rounds,
+            fmt_opt(p50_ms, 2),
+            fmt_opt(p99_ms, 2),
+            fmt_opt(max_ms, 2),
+        );
+        Ok(Row {
+            scenario: "propagation",
+            rps: None,
+            p50_ms,
+            p99_ms,
+            errors,
+            db_per_req: None,
+            json,
+        })
+    }
+}
+
+/// One propagation measurement: the delay (microseconds) between disabling
+/// a fresh client and `url2` reporting its token inactive, and the number of
+/// introspections it took.
+fn propagation_round(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    name: &str,
+    agent: &Http,
+    url2: &str,
+    admin_basic: &str,
+) -> Result<(u64, usize), String> {
+    let (view, credential) = clients::register(
+        conn,
+        actor,
+        NewClient {
+            name: name.to_string(),
+            role: "reader".into(),
+            can_renew: Some(true),
+            ..NewClient::default()
+        },
+    )
+    .map_err(|e| format!("register: {e}"))?;
+    let IssuedCredential::ClientSecret(secret) = credential else {
+        return Err("register gave no client secret".into());
+    };
+    let client = Credentials {
+        client_id: view.client_id.clone(),
+        secret: secret.expose().to_string(),
+    };
+    let token = mint_token(agent, url2, &client)?;
+    if !introspect(agent, url2, admin_basic, &token)? {
+        return Err("a fresh token is already inactive".into());
+    }
+    clients::change_status(conn, actor, &view.client_id, StatusChange::Disable)
+        .map_err(|e| format!("disable: {e}"))?;
+    let changed = Instant::now();
+    let mut polls = 0usize;
+    loop {
+        polls += 1;
+        if !introspect(agent, url2, admin_basic, &token)? {
+            return Ok((changed.elapsed().as_micros() as u64, polls));
+        }
+        if changed.elapsed() > PROPAGATION_TIMEOUT {
+            return Err(format!(
+                "still active {} s after the change",
+                PROPAGATION_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Creates `count` active client_credentials clients (role reader, can_renew)
+/// in batches of `BATCH` rows, one transaction each, and returns their
+/// credentials.
+fn create_clients(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    count: usize,
+) -> Result<Vec<Credentials>, String> {
+    let mut created = Vec::with_capacity(count);
+    let stamp = now();
+    let mut done = 0;
+    while done < count {
+        let n = BATCH.min(count - done);
+        let ts = now();
+        let mut rows = Vec::with_capacity(n);
+        let mut secrets = Vec::with_capacity(n);
+        for i in done..done + n {
+            let client_id = opaque::random_id("kwc_");
+            let secret = opaque::generate(opaque::CLIENT_SECRET_PREFIX);
+            rows.push(Client {
+                client_id: client_id.clone(),
+                kind: clients::KIND_CLIENT_CREDENTIALS.into(),
+                name: format!("bench-{stamp}-{i}"),
+                description: None,
+                tenant_id: tenant_id.to_string(),
+                role: "reader".into(),
+                scopes: "read".into(),
+                device_group_id: None,
+                owner: None,
+                owner_email: None,
+                status: clients::STATUS_ACTIVE.into(),
+                expires_at: None,
+                can_renew: true,
+                allowed_ips: "[]".into(),
+                access_token_ttl: 3600,
+                token_lifetime: 2_592_000,
+                audience: "[]".into(),
+                metadata: "{}".into(),
+                created_at: ts,
+                updated_at: ts,
+                revoked_at: None,
+                last_used_at: None,
+                version: 1,
+            });
+            secrets.push(ClientSecret {
+                id: opaque::random_id("sec_"),
+                client_id: client_id.clone(),
+                secret_hash: secret.hash(),
+                created_at: ts,
+                expires_at: None,
+            });
+            created.push(Credentials {
+                client_id,
+                secret: secret.expose().to_string(),
+            });
+        }
+        // diesel's multi-backend connection has no batch insert: each
+        // backend runs its own.
+        let inserted = match conn {
+            AnyConnection::Postgresql(pg) => pg.transaction(|pg| {
+                diesel::insert_into(clients_table::table)
+                    .values(&rows)
+                    .execute(pg)?;
+                diesel::insert_into(client_secrets::table)
+                    .values(&secrets)
+                    .execute(pg)
+            }),
+            AnyConnection::Sqlite(lite) => lite.transaction(|lite| {
+                diesel::insert_into(clients_table::table)
+                    .values(&rows)
+                    .execute(lite)?;
+                diesel::insert_into(client_secrets::table)
+                    .values(&secrets)
+                    .execute(lite)
+            }),
+        };
+        inserted.map_err(|e| format!("inserting bench clients: {e}"))?;
+        done += n;
+    }
+    Ok(created)
+}
+
+fn check_reachable(url: &str) -> Result<(), String> {
+    expect_status(agent().send("GET", &format!("{url}/healthz"), &[], ""), 200)
+        .map(drop)
+        .map_err(|e| format!("the server at {url} is unreachable ({e}); start it with `keyward serve` or give --url"))
+}
+
+fn setup(args: Args) -> Result<(Bench, Vec<Scenario>), String> {
+    let scenarios = args
+        .scenarios
+        .clone()
+        .unwrap_or_else(|| Scenario::ALL.to_vec());
+    let url = args.url.trim_end_matches('/').to_string();
+    let url2 = args
+        .url2
+        .as_deref()
+        .unwrap_or(&url)
+        .trim_end_matches('/')
+        .to_string();
+    check_reachable(&url)?;
+    if url2 != url && scenarios.contains(&Scenario::Propagation) {
+        check_reachable(&url2)?;
+    }
+    let admin = Admin::load(&args.settings.data_dir)?;
+    let db_url = args.settings.database_url();
+    let backend = match Backend::from_url(&db_url)? {
+        Backend::Postgres => "postgres",
+        Backend::Sqlite => "sqlite",
+    };
+    let common = json!({
+        "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "url": url,
+        "store": backend,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "clients": args.clients,
+        "cores": cores(),
+    });
+    let mut bench = Bench {
+        admin_basic: admin.basic(),
+        admin,
+        url,
+        url2,
+        db_url,
+        clients: Vec::new(),
+        db: None,
+        common,
+        args,
+    };
+    let control = agent();
+    if scenarios.iter().any(|s| s.needs_admin()) {
+        // The admin must work before anything is measured with it.
+        let probe = introspect(&control, &bench.url, &bench.admin_basic, "not-a-token");
+        if let Err(e) = probe {
+            return Err(format!(
+                "the bootstrap admin {} from the data directory cannot introspect at {} ({e}): \
+                 is --data-dir the server's?",
+                bench.admin.client_id, bench.url
+            ));
+        }
+    }
+    if scenarios.iter().any(|s| s.needs_bench_clients()) {
+        let count = bench.args.clients as usize;
+        let tenant_id = bench.admin.tenant_id.clone();
+        let redacted = keyward::store::redact_url(&bench.db_url);
+        eprintln!("creating {count} bench clients in {redacted} ...");
+        let started = Instant::now();
+        let mut conn = bench.connection()?;
+        bench.clients = create_clients(&mut conn, &tenant_id, count)?;
+        let took = started.elapsed().as_secs_f64();
+        eprintln!(
+            "created {count} clients in {took:.2} s ({:.0} clients/s)",
+            count as f64 / took.max(1e-9)
+        );
+        bench.common["clients_created_s"] = round(took, 3).into();
+        // The server must see them: the same store, not just the same schema.
+        if let Err(e) = mint_token(&control, &bench.url, &bench.clients[0]) {
+            return Err(format!(
+                "the server at {} does not accept a client just created in {redacted} ({e}): \
+                 give the bench the server's KEYWARD_DATABASE_URL / --data-dir",
+                bench.url
+            ));
+        }
+        if bench.clients.len() > 1 {
+            bench.warm_clients();
+        }
+    }
+    Ok((bench, scenarios))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (mut bench, scenarios) = match setup(args) {
+        Ok(ready) => ready,
+        Err(e) => {
+            eprintln!("load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut header = String::new();
+    let _ = write!(
+        header,
+        "keyward load  {}  cores={}  url={}  store={}  connections={}  duration={}s  warmup={}s  clients={}",
+        bench.common["date"].as_str().unwrap_or_default(),
+        cores(),
+        bench.url,
+        bench.common["store"].as_str().unwrap_or_default(),
+        bench.args.connections,
+        bench.args.duration,
+        bench.args.warmup,
+        bench.args.clients,
+    );
+    if let Some(took) = bench.common["clients_created_s"].as_f64() {
+        let _ = write!(header, " (created in {took:.2}s)");
+    }
+    println!("{header}");
+    eprintln!("{}", table_header());
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for scenario in scenarios {
+        match bench.run(scenario) {
+            Ok(row) => {
+                eprintln!("{}", row.line());
+                rows.push(row);
+            }
+            Err(e) => {
+                eprintln!("  {}: not run: {e}", scenario.name());
+                failed = true;
+            }
+        }
+    }
+    println!("{}", table_header());
+    for row in &rows {
+        println!("{}", row.line());
+    }
+    for row in &rows {
+        println!("RESULT {}", row.json);
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,838 @@
+//! Subcommands. Each one builds the same request the admin API would and
+//! calls the same service; `--json` prints the service's answer as JSON.
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+use super::CliError;
+use crate::config::Settings;
+use crate::service::audit::{self, AuditFilter};
+use crate::service::clients::{self, ClientFilter, IssuedCredential, NewClient, StatusChange};
+use crate::service::device_groups::{self, NewDeviceGroup};
+use crate::service::durations::DurationSpec;
+use crate::service::roles::{self, NewRole};
+use crate::service::scopes::ScopeSet;
+use crate::service::{tenants, Actor, ServiceError};
+use crate::startup::open_store;
+use crate::store::AnyConnection;
+use crate::tokens::keys::{generate_key_file, KeyRing};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyward",
+    version,
+    about = "OAuth 2.0 client-credentials authorization server"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve,
+    /// Create or update the store's tables (and, on an empty store, the root
+    /// tenant and bootstrap admin).
+    Migrate,
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// Clients (client credentials and API tokens).
+    Client {
+        #[command(subcommand)]
+        action: ClientCommand,
+    },
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantCommand,
+    },
+    /// Device groups.
+    DeviceGroup {
+        #[command(subcommand)]
+        action: DeviceGroupCommand,
+    },
+    /// Roles.
+    Role {
+        #[command(subcommand)]
+        action: RoleCommand,
+    },
+    /// The audit log, newest first.
+    Audit {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        /// RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a signing key if there is none of the configured algorithm.
+    Generate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new signing key; older keys stay published until their tokens expire.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the published kids, one a line, the signing key first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Settings of a client that can change after creation.
+#[derive(Debug, Args, Default)]
+pub struct ClientSettings {
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Who holds the credential (free text).
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Where expiry notices go.
+    #[arg(long)]
+    pub owner_email: Option<String>,
+    /// Expiry from now: 7d 14d 1m 2m 3m 6m 1y or seconds.
+    #[arg(long, conflicts_with = "expires_at")]
+    pub expires_in: Option<String>,
+    /// Expiry as an RFC 3339 time.
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// Whether the holder may renew its tokens.
+    #[arg(long)]
+    pub can_renew: Option<bool>,
+    /// Comma-separated CIDRs or addresses allowed to use the client.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_ips: Option<Vec<String>>,
+    /// Access token lifetime in seconds (60 to 86400).
+    #[arg(long)]
+    pub access_token_ttl: Option<i64>,
+    /// API token lifetime: 7d 14d 1m 2m 3m 6m 1y or seconds.
+    #[arg(long)]
+    pub token_lifetime: Option<String>,
+    /// An allowed audience (repeat for several).
+    #[arg(long)]
+    pub audience: Option<Vec<String>>,
+    /// KEY=VALUE metadata (repeat for several), e.g. type=embedded.
+    #[arg(long, value_parser = parse_key_value)]
+    pub metadata: Option<Vec<(String, String)>>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+fn duration(text: &str) -> DurationSpec {
+    match text.parse::<i64>() {
+        Ok(seconds) => DurationSpec::Seconds(seconds),
+        Err(_) => DurationSpec::Named(text.to_string()),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; its secret or API token is printed this once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// client_credentials (default) or api_token.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Tenant id; default the root tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Space-separated subset of the role's scopes.
+        #[arg(long)]
+        scopes: Option<String>,
+        #[arg(long)]
+        device_group: Option<String>,
+        #[command(flatten)]
+        settings: ClientSettings,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients: all but revoked, or --status all to show revoked too.
+    List {
+        /// active, disabled, revoked, expired or all.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change what may change: name, owner, email, renewal, expiry, addresses, lifetimes.
+    Update {
+        client_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Remove the expiry.
+        #[arg(long, conflicts_with_all = ["expires_in", "expires_at"])]
+        no_expiry: bool,
+        #[command(flatten)]
+        settings: ClientSettings,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable (restorable).
+    Disable {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable again; unexpired tokens work again.
+    Enable {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke for good: every credential and token of the client stops.
+    Revoke {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client that is not active.
+    Delete { client_id: String },
+    /// A new secret; the old one stops at once, or after --grace-seconds.
+    Secret {
+        client_id: String,
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reissue an API token: a new string; earlier ones work to their expiry.
+    Reissue {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The client's API token strings (never their values).
+    Tokens {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Parent tenant id; default the root tenant.
+        #[arg(long)]
+        parent: Option<String>,
+        /// Owner email (repeat for several); they get expiry summaries.
+        #[arg(long)]
+        owner_email: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        owner_email: Option<Vec<String>>,
+        /// Move the tenant (and all below it) under another.
+        #[arg(long)]
+        parent: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant with no clients, sub-tenants or device groups.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceGroupCommand {
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Space-separated scopes.
+        #[arg(long)]
+        scopes: String,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The CLI acts as an administrator of the root tenant.
+fn cli_actor(conn: &mut AnyConnection) -> Result<Actor, CliError> {
+    let root = tenants::root(conn)
+        .map_err(ServiceError::from)?
+        .ok_or_else(|| CliError::Failed("the store has no root tenant".into()))?;
+    Ok(Actor {
+        name: "cli".into(),
+        tenant_id: root.id,
+        tenant_path: root.path,
+        scopes: ScopeSet::all_admin(),
+        ip: None,
+    })
+}
+
+fn to_value(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Prints `value` as JSON, or for people: an object as `key: value` lines,
+/// an array one item a line.
+fn print(value: &Value, json: bool, columns: &[&str]) -> Result<(), CliError> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let show = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                let cells: Vec<String> = columns.iter().map(|c| show(&item[*c])).collect();
+                println!("{}", cells.join("\t"));
+            }
+        }
+        Value::Object(map) => {
+            let width = map.keys().map(String::len).max().unwrap_or(0);
+            for (key, v) in map {
+                println!("{key:width$}  {}", show(v));
+            }
+        }
+        other => println!("{}", show(other)),
+    }
+    Ok(())
+}
+
+const CLIENT_COLUMNS: &[&str] = &["client_id", "kind", "role", "status", "tenant_id", "name"];
+
+fn secret_shown_once() {
+    eprintln!("Store the secret now: it will not be shown again.");
+}
+
+pub fn run(settings: &Settings, command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Serve => Err(CliError::Failed("serve is not a one-shot command".into())),
+        Command::Keys { action } => keys(settings, action),
+        Command::Migrate => {
+            let (_, created) = open_store(settings, 1)?;
+            match created {
+                Some(path) => println!(
+                    "store migrated; bootstrap admin credentials written to {}",
+                    path.display()
+                ),
+                None => println!("store migrated"),
+            }
+            Ok(())
+        }
+        other => {
+            let (db, _) = open_store(settings, 1)?;
+            let mut conn = db.get().map_err(ServiceError::from)?;
+            let actor = cli_actor(&mut conn)?;
+            store_command(&mut conn, &actor, other)
+        }
+    }
+}
+
+fn keys(settings: &Settings, action: KeysCommand) -> Result<(), CliError> {
+    let count = || {
+        std::fs::read_dir(&settings.keys_dir)
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    match action {
+        KeysCommand::Generate { json } => {
+            let before = count();
+            let ring = KeyRing::open(&settings.keys_dir, Some(settings.signing_alg))?;
+            let created = count() > before;
+            let kid = ring.current().signing.kid.clone();
+            if json {
+                return print(&json!({"kid": kid, "created": created}), true, &[]);
+            }
+            if created {
+                println!("generated signing key {kid}");
+            } else {
+                println!("signing key {kid} already present");
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate { json } => {
+            generate_key_file(&settings.keys_dir, settings.signing_alg)?;
+            // Tell running servers now rather than at their next rescan.
+            match open_store(settings, 1).and_then(|(db, _)| {
+                let mut conn = db
+                    .get()
+                    .map_err(|e| crate::startup::StartupError::Database(e.to_string()))?;
+                crate::store::changes::announce_now(&mut conn, crate::store::changes::Change::Keys)
+                    .map_err(|e| crate::startup::StartupError::Database(e.to_string()))
+            }) {
+                Ok(()) => {}
+                Err(e) => eprintln!(
+                    "warning: running servers will pick the key up at their next rescan: {e}"
+                ),
+            }
+            let kids = KeyRing::open(&settings.keys_dir, None)?.current().kids();
+            if json {
+                return print(
+                    &json!({"signing_kid": kids.first(), "kids": kids}),
+                    true,
+                    &[],
+                );
+            }
+            println!(
+                "new signing key {}",
+                kids.first().cloned().unwrap_or_default()
+            );
+            Ok(())
+        }
+        KeysCommand::List { json } => {
+            let kids = KeyRing::open(&settings.keys_dir, None)?.current().kids();
+            if json {
+                return print(
+                    &json!({"signing_kid": kids.first(), "kids": kids}),
+                    true,
+                    &[],
+                );
+            }
+            for kid in kids {
+                println!("{kid}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every page of a cursor-paginated list.
+fn all_pages<T>(
+    mut page: impl FnMut(Option<&str>) -> Result<Vec<T>, ServiceError>,
+    cursor: impl Fn(&T) -> String,
+) -> Result<Vec<T>, CliError> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let items = page(after.as_deref())?;
+        let done = items.len() < 500;
+        after = items.last().map(&cursor);
+        all.extend(items);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+fn settings_patch(
+    settings: ClientSettings,
+    name: Option<String>,
+    no_expiry: bool,
+) -> Map<String, Value> {
+    let mut changes = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            changes.insert(key.to_string(), v);
+        }
+    };
+    put("name", name.map(Value::from));
+    put("description", settings.description.map(Value::from));
+    put("owner", settings.owner.map(Value::from));
+    put("owner_email", settings.owner_email.map(Value::from));
+    put("can_renew", settings.can_renew.map(Value::from));
+    put("expires_at", settings.expires_at.map(Value::from));
+    put(
+        "expires_in",
+        settings
+            .expires_in
+            .as_deref()
+            .map(|d| to_value(&duration(d))),
+    );
+    put("allowed_ips", settings.allowed_ips.map(|l| to_value(&l)));
+    put(
+        "access_token_ttl",
+        settings.access_token_ttl.map(Value::from),
+    );
+    put(
+        "token_lifetime",
+        settings
+            .token_lifetime
+            .as_deref()
+            .map(|d| to_value(&duration(d))),
+    );
+    put("audience", settings.audience.map(|l| to_value(&l)));
+    put(
+        "metadata",
+        settings.metadata.map(|pairs| {
+            Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect(),
+            )
+        }),
+    );
+    if no_expiry {
+        changes.insert("expires_at".into(), Value::Null);
+    }
+    changes
+}
+
+fn store_command(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    command: Command,
+) -> Result<(), CliError> {
+    match command {
+        Command::Client { action } => client(conn, actor, action),
+        Command::Tenant { action } => tenant(conn, actor, action),
+        Command::DeviceGroup { action } => match action {
+            DeviceGroupCommand::Create {
+                name,
+                tenant,
+                description,
+                json,
+            } => {
+                let group = device_groups::create(
+                    conn,
+                    actor,
+                    NewDeviceGroup {
+                        name,
+                        tenant_id: tenant,
+                        description,
+                    },
+                )?;
+                print(&to_value(&group), json, &[])
+            }
+            DeviceGroupCommand::List { tenant, json } => {
+                let all = all_pages(
+                    |after| device_groups::list(conn, actor, tenant.as_deref(), 500, after),
+                    |g| g.id.clone(),
+                )?;
+                print(&to_value(&all), json, &["id", "tenant_id", "name"])
+            }
+            DeviceGroupCommand::Delete { id } => {
+                device_groups::delete(conn, actor, &id)?;
+                println!("deleted device group {id}");
+                Ok(())
+            }
+        },
+        Command::Role { action } => match action {
+            RoleCommand::Create { name, scopes, json } => {
+                let scopes = scopes.split_whitespace().map(str::to_string).collect();
+                print(
+                    &to_value(&roles::create(conn, actor, NewRole { name, scopes })?),
+                    json,
+                    &[],
+                )
+            }
+            RoleCommand::List { json } => {
+                let all = all_pages(|after| roles::list(conn, 500, after), |r| r.name.clone())?;
+                print(&to_value(&all), json, &["name", "scopes"])
+            }
+        },
+        Command::Audit {
+            target,
+            action,
+            since,
+            limit,
+            json,
+        } => {
+            let filter = AuditFilter {
+                target,
+                action,
+                since,
+            };
+            let events = audit::list(conn, actor, &filter, limit.clamp(1, 500), None)?;
+            print(
+                &to_value(&events),
+                json,
+                &["at", "actor", "action", "target", "ip"],
+            )
+        }
+        Command::Serve | Command::Migrate | Command::Keys { .. } => Ok(()),
+    }
+}
+
+fn client(conn: &mut AnyConnection, actor: &Actor, action: ClientCommand) -> Result<(), CliError> {
+    match action {
+        ClientCommand::Create {
+            name,
+            role,
+            kind,
+            tenant,
+            scopes,
+            device_group,
+            settings,
+            json,
+        } => {
+            let request = NewClient {
+                name,
+                role,
+                kind,
+                tenant_id: tenant,
+                scopes: scopes.map(|s| s.split_whitespace().map(str::to_string).collect()),
+                device_group_id: device_group,
+                description: settings.description,
+                owner: settings.owner,
+                owner_email: settings.owner_email,
+                expires_at: settings.expires_at,
+                expires_in: settings.expires_in.as_deref().map(duration),
+                can_renew: settings.can_renew,
+                allowed_ips: settings.allowed_ips,
+                access_token_ttl: settings.access_token_ttl,
+                token_lifetime: settings.token_lifetime.as_deref().map(duration),
+                audience: settings.audience,
+                metadata: settings.metadata.map(|pairs| {
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::from(v)))
+                        .collect()
+                }),
+            };
+            let (view, credential) = clients::register(conn, actor, request)?;
+            secret_shown_once();
+            print(&clients::with_credential(&view, &credential), json, &[])
+        }
+        ClientCommand::List {
+            status,
+            kind,
+            tenant,
+            role,
+            json,
+        } => {
+            let filter = ClientFilter {
+                status,
+                kind,
+                tenant_id: tenant,
+                role,
+            };
+            let all = all_pages(
+                |after| clients::list(conn, actor, &filter, 500, after),
+                |c| c.client_id.clone(),
+            )?;
+            print(&to_value(&all), json, CLIENT_COLUMNS)
+        }
+        ClientCommand::Show { client_id, json } => {
+            let client = clients::find_reachable(conn, actor, &client_id)?;
+            print(
+                &to_value(&clients::ClientView::new(&client, crate::service::now())),
+                json,
+                &[],
+            )
+        }
+        ClientCommand::Update {
+            client_id,
+            name,
+            no_expiry,
+            settings,
+            json,
+        } => {
+            let changes = settings_patch(settings, name, no_expiry);
+            if changes.is_empty() {
+                return Err(CliError::Failed(
+                    "nothing to change: give at least one option".into(),
+                ));
+            }
+            print(
+                &to_value(&clients::update(conn, actor, &client_id, &changes)?),
+                json,
+                &[],
+            )
+        }
+        ClientCommand::Disable { client_id, json } => print(
+            &to_value(&clients::change_status(
+                conn,
+                actor,
+                &client_id,
+                StatusChange::Disable,
+            )?),
+            json,
+            &[],
+        ),
+        ClientCommand::Enable { client_id, json } => print(
+            &to_value(&clients::change_status(
+                conn,
+                actor,
+                &client_id,
+                StatusChange::Enable,
+            )?),
+            json,
+            &[],
+        ),
+        ClientCommand::Revoke { client_id, json } => print(
+            &to_value(&clients::change_status(
+                conn,
+                actor,
+                &client_id,
+                StatusChange::Revoke,
+            )?),
+            json,
+            &[],
+        ),
+        ClientCommand::Delete { client_id } => {
+            clients::delete(conn, actor, &client_id)?;
+            println!("deleted client {client_id}");
+            Ok(())
+        }
+        ClientCommand::Secret {
+            client_id,
+            grace_seconds,
+            json,
+        } => {
+            let (view, secret) = clients::rotate_secret(conn, actor, &client_id, grace_seconds)?;
+            secret_shown_once();
+            print(
+                &clients::with_credential(&view, &IssuedCredential::ClientSecret(secret)),
+                json,
+                &[],
+            )
+        }
+        ClientCommand::Reissue { client_id, json } => {
+            let (view, token, expires_at) = clients::reissue_token(conn, actor, &client_id)?;
+            secret_shown_once();
+            print(
+                &clients::with_credential(&view, &IssuedCredential::ApiToken { token, expires_at }),
+                json,
+                &[],
+            )
+        }
+        ClientCommand::Tokens { client_id, json } => {
+            let all = all_pages(
+                |after| clients::list_tokens(conn, actor, &client_id, 500, after),
+                |t| t.id.clone(),
+            )?;
+            print(
+                &to_value(&all),
+                json,
+                &["id", "prefix", "issued_at", "expires_at", "revoked_at"],
+            )
+        }
+    }
+}
+
+fn tenant(conn: &mut AnyConnection, actor: &Actor, action: TenantCommand) -> Result<(), CliError> {
+    match action {
+        TenantCommand::Create {
+            name,
+            parent,
+            owner_email,
+            json,
+        } => {
+            let view = tenants::create(conn, actor, &name, parent.as_deref(), &owner_email)?;
+            print(&to_value(&view), json, &[])
+        }
+        TenantCommand::List { json } => {
+            let all = all_pages(
+                |after| tenants::list(conn, actor, 500, after),
+                |t| t.id.clone(),
+            )?;
+            print(&to_value(&all), json, &["id", "parent_id", "name"])
+        }
+        TenantCommand::Show { id, json } => {
+            let tenant = tenants::find_reachable(conn, actor, &id)?;
+            print(&to_value(&tenants::TenantView::from(&tenant)), json, &[])
+        }
+        TenantCommand::Update {
+            id,
+            name,
+            owner_email,
+            parent,
+            json,
+        } => {
+            let mut changes = Map::new();
+            if let Some(name) = name {
+                changes.insert("name".into(), Value::from(name));
+            }
+            if let Some(emails) = owner_email {
+                changes.insert("owner_emails".into(), to_value(&emails));
+            }
+            if let Some(parent) = parent {
+                changes.insert("parent_id".into(), Value::from(parent));
+            }
+            if changes.is_empty() {
+                return Err(CliError::Failed(
+                    "nothing to change: give at least one option".into(),
+                ));
+            }
+            print(
+                &to_value(&tenants::update(conn, actor, &id, &changes)?),
+                json,
+                &[],
+            )
+        }
+        TenantCommand::Delete { id } => {
+            tenants::delete(conn, actor, &id)?;
+            println!("deleted tenant {id}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Settings. Every one comes from a `KEYWARD_*` environment variable or the
+//! matching command-line flag; this file is the one place they are defined,
+//! and `keyward --help` prints them. The README's table mirrors it.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use crate::tokens::keys::SigningAlg;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    /// Address and port the server listens on.
+    #[arg(
+        long,
+        env = "KEYWARD_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: String,
+
+    /// Issuer URL: the `iss` claim and the base of every endpoint URL in
+    /// discovery. Default: http://<bind>.
+    #[arg(long, env = "KEYWARD_ISSUER", global = true)]
+    pub issuer: Option<String>,
+
+    /// Store URL: postgres://... or sqlite://<path>. Default: SQLite at
+    /// <data dir>/keyward.db.
+    #[arg(long, env = "KEYWARD_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for local state (SQLite file, bootstrap-admin.json).
+    #[arg(
+        long,
+        env = "KEYWARD_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Directory of the signing keys (PKCS#8 PEM files).
+    #[arg(
+        long,
+        env = "KEYWARD_KEYS_DIR",
+        default_value = "./keys",
+        global = true
+    )]
+    pub keys_dir: PathBuf,
+
+    /// Algorithm of new signing keys: EdDSA, ES256 or RS256.
+    #[arg(
+        long,
+        env = "KEYWARD_SIGNING_ALG",
+        default_value = "EdDSA",
+        global = true
+    )]
+    pub signing_alg: SigningAlg,
+
+    /// Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is
+    /// believed. None by default: the peer address is the client address.
+    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr, global = true)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Database connections per server process.
+    #[arg(
+        long,
+        env = "KEYWARD_DB_POOL_SIZE",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_pool_size: u32,
+
+    /// HTTP worker threads. Default: one per CPU core.
+    #[arg(long, env = "KEYWARD_WORKERS", global = true)]
+    pub workers: Option<usize>,
+}
+
+/// A CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address (`192.0.2.7`).
+pub fn parse_cidr(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is not a CIDR (such as 10.0.0.0/8) or an IP address"))
+}
+
+impl Settings {
+    pub fn issuer(&self) -> String {
+        let issuer = self
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind));
+        issuer.trim_end_matches('/').to_string()
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("keyward.db").display()))
+    }
+
+    /// Settings as they are with no environment at all.
+    pub fn defaults() -> Settings {
+        Settings {
+            bind: "127.0.0.1:8080".to_string(),
+            issuer: None,
+            database_url: None,
+            data_dir: PathBuf::from("./data"),
+            keys_dir: PathBuf::from("./keys"),
+            signing_alg: SigningAlg::EdDSA,
+            trusted_proxies: Vec::new(),
+            db_pool_size: 16,
+            workers: None,
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The directory: what the hot paths (token, introspection, renewal) need to
+//! know about credentials, kept in memory so that steady-state requests make
+//! no database round trip.
+//!
+//! Correctness rules:
+//! - The cache is used only while this node's PostgreSQL LISTEN channel is
+//!   up ("live"). Every change is NOTIFYed in its transaction and dropped here
+//!   on delivery; while the channel is down every read goes to the database,
+//!   and when it comes back the cache starts empty (events may have been lost).
+//! - A node applies its own changes right after commit (see
+//!   `store::changes`), before any later request of its own can read.
+//! - A fill that raced with an invalidation is not stored: every invalidation
+//!   bumps `generation`, and a fill stores only if it did not move meanwhile.
+//! - Time-based state (expiry of clients, tokens, secrets in their grace) is
+//!   kept as timestamps and checked at use, never cached as a verdict.
+//! - On SQLite (one node, but the CLI is another process) it never goes live.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+
+use crate::oauth::OAuthError;
+use crate::service::credentials::{self, ApiTokenRecord, ClientRecord};
+use crate::service::scopes::ScopeSet;
+use crate::service::tenants;
+use crate::store::changes::{self, Change, Subscriber};
+use crate::store::models::ClientSecret;
+use crate::store::schema::revoked_access_tokens;
+use crate::store::{Backend, Db};
+use crate::tokens::jwt::AccessClaims;
+use crate::tokens::keys::KeyRing;
+use crate::tokens::opaque::sha256_hex;
+
+/// A client as authentication needs it.
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub record: Arc<ClientRecord>,
+    pub secrets: Vec<ClientSecret>,
+    /// The client's scopes, allowed networks and audiences, parsed once.
+    pub scopes: Arc<ScopeSet>,
+    pub allowed_ips: Vec<ipnet::IpNet>,
+    pub audience: Vec<String>,
+}
+
+impl ClientEntry {
+    /// Builds the entry, keeping only what the hot paths read: with 100,000
+    /// clients in memory every byte counts. Names, owners and metadata stay
+    /// in the store (the admin API reads them there); scope sets that are
+    /// alike are shared.
+    fn new(
+        mut record: ClientRecord,
+        secrets: Vec<ClientSecret>,
+        scopes: Arc<ScopeSet>,
+    ) -> ClientEntry {
+        let client = &mut record.client;
+        let networks: Vec<String> = serde_json::from_str(&client.allowed_ips).unwrap_or_default();
+        let audience = serde_json::from_str(&client.audience).unwrap_or_default();
+        for unused in [
+            &mut client.name,
+            &mut client.metadata,
+            &mut client.allowed_ips,
+            &mut client.audience,
+        ] {
+            *unused = String::new();
+        }
+        client.description = None;
+        client.owner = None;
+        client.owner_email = None;
+        let secrets = secrets
+            .into_iter()
+            .map(|s| ClientSecret {
+                id: String::new(),
+                client_id: String::new(),
+                ..s
+            })
+            .collect();
+        ClientEntry {
+            scopes,
+            // Stored values were validated on the way in.
+            allowed_ips: networks
+                .iter()
+                .filter_map(|n| crate::config::parse_cidr(n).ok())
+                .collect(),
+            audience,
+            record: Arc::new(record),
+            secrets,
+        }
+    }
+
+    /// Whether `ip` may use this client (no networks: any address).
+    pub fn allows(&self, ip: Option<std::net::IpAddr>) -> bool {
+        if self.allowed_ips.is_empty() {
+            return true;
+        }
+        ip.is_some_and(|ip| self.allowed_ips.iter().any(|net| net.contains(&ip)))
+    }
+}
+
+/// How many verified JWTs to remember (signature checks are the most costly
+/// part of introspection; repeated tokens skip them).
+const VERIFIED_CAPACITY: usize = 20_000;
+
+/// The channel heartbeats every 500 ms; three seconds without one (a
+/// connection that hangs rather than fails: a failure is seen at the next
+/// 2 ms poll) and the cache is bypassed. The grace is generous because a
+/// false alarm under full load sends every request to the database at once;
+/// measured at 1 s, a saturated 2-core machine tripped it.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+const HEARTBEAT_GRACE_MS: i64 = 3_000;
+
+fn token_key(token: &str) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Default)]
+struct Maps {
+    clients: HashMap<String, Arc<ClientEntry>>,
+    api_tokens: HashMap<String, Arc<ApiTokenRecord>>,
+    tenant_paths: HashMap<String, String>,
+    revoked_jtis: HashSet<String>,
+}
+
+pub struct Directory {
+    live: AtomicBool,
+    /// When the channel last proved alive (ms). A channel that hangs instead
+    /// of failing stops counting as live after `HEARTBEAT_GRACE_MS`.
+    last_beat_ms: std::sync::atomic::AtomicI64,
+    generation: AtomicU64,
+    maps: RwLock<Maps>,
+    /// Keyed by the SHA-256 of the token: a tenth of the memory of the
+    /// token itself, and no collision can hand one token another's claims.
+    verified: RwLock<HashMap<[u8; 32], Arc<AccessClaims>>>,
+    keys: Arc<KeyRing>,
+    stop: AtomicBool,
+    /// The listener's `application_name`, unique per process start, so an
+    /// operator can find (or a test can cut) this node's channel.
+    listener_name: String,
+    /// One parsed set per distinct scope string.
+    scope_sets: std::sync::Mutex<HashMap<String, Arc<ScopeSet>>>,
+}
+
+impl Directory {
+    pub fn new(keys: Arc<KeyRing>) -> Arc<Directory> {
+        Arc::new(Directory {
+            live: AtomicBool::new(false),
+            last_beat_ms: std::sync::atomic::AtomicI64::new(0),
+            generation: AtomicU64::new(0),
+            maps: RwLock::new(Maps::default()),
+            verified: RwLock::new(HashMap::new()),
+            keys,
+            stop: AtomicBool::new(false),
+            listener_name: crate::tokens::opaque::random_id("keyward-listener-"),
+            scope_sets: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn scope_set(&self, scopes: &str) -> Arc<ScopeSet> {
+        let parse = || Arc::new(ScopeSet::parse(scopes).unwrap_or_default());
+        match self.scope_sets.lock() {
+            Ok(mut sets) => sets.entry(scopes.to_string()).or_insert_with(parse).clone(),
+            Err(_) => parse(),
+        }
+    }
+
+    pub fn listener_name(&self) -> &str {
+        &self.listener_name
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+            && now_ms() - self.last_beat_ms.load(Ordering::Acquire) < HEARTBEAT_GRACE_MS
+    }
+
+    fn beat(&self) {
+        self.last_beat_ms.store(now_ms(), Ordering::Release);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.maps.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.maps.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies one change (from this process or from the channel).
+    pub fn apply(&self, change: &Change) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match change {
+            Change::Client(id) => {
+                let mut maps = self.write();
+                maps.clients.remove(id);
+                maps.api_tokens
+                    .retain(|_, t| &t.owner.client.client_id != id);
+            }
+            Change::ApiToken(hash) => {
+                self.write().api_tokens.remove(hash);
+            }
+            Change::Jti(jti) => {
+                self.write().revoked_jtis.insert(jti.clone());
+            }
+            Change::Tenants => {
+                let mut maps = self.write();
+                maps.clients.clear();
+                maps.api_tokens.clear();
+                maps.tenant_paths.clear();
+            }
+            Change::Keys => {
+                if let Err(e) = self.keys.refresh() {
+                    log::warn!("signing keys not reloaded: {e}");
+                }
+            }
+        }
+    }
+
+    /// The channel is up: start from an empty cache and the full set of
+    /// revoked, unexpired jtis.
+    fn go_live(&self, revoked: Vec<String>) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut maps = self.write();
+            *maps = Maps::default();
+            maps.revoked_jtis = revoked.into_iter().collect();
+        }
+        self.beat();
+        self.live.store(true, Ordering::Release);
+    }
+
+    fn go_dark(&self) {
+        if self.live.swap(false, Ordering::AcqRel) {
+            log::warn!(
+                "change channel lost: reading credentials from the database until it is back"
+            );
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *self.write() = Maps::default();
+    }
+
+    /// Stores a value fetched while the generation was `seen`, unless an
+    /// invalidation happened meanwhile.
+    fn store(&self, seen: u64, put: impl FnOnce(&mut Maps)) {
+        if !self.is_live() {
+            return;
+        }
+        let mut maps = self.write();
+        if self.generation.load(Ordering::Acquire) == seen {
+            put(&mut maps);
+        }
+    }
+
+    pub async fn client(
+        &self,
+        db: &Db,
+        client_id: &str,
+    ) -> Result<Option<Arc<ClientEntry>>, OAuthError> {
+        if self.is_live() {
+            if let Some(entry) = self.read().clients.get(client_id) {
+                return Ok(Some(entry.clone()));
+            }
+        }
+        let seen = self.generation.load(Ordering::Acquire);
+        let id = client_id.to_string();
+        let loaded = db
+            .run(move |conn| {
+                credentials::load_for_secret_check(conn, &id).map_err(OAuthError::from)
+            })
+            .await?;
+        let Some((record, secrets)) = loaded else {
+            return Ok(None);
+        };
+        let scopes = self.scope_set(&record.client.scopes);
+        let entry = Arc::new(ClientEntry::new(record, secrets, scopes));
+        self.store(seen, |maps| {
+            maps.clients.insert(client_id.to_string(), entry.clone());
+        });
+        Ok(Some(entry))
+    }
+
+    pub async fn api_token(
+        &self,
+        db: &Db,
+        presented: &str,
+    ) -> Result<Option<Arc<ApiTokenRecord>>, OAuthError> {
+        if !crate::tokens::opaque::is_well_formed(
+            presented,
+            crate::tokens::opaque::API_TOKEN_PREFIX,
+        ) {
+            return Ok(None);
+        }
+        let hash = sha256_hex(presented.as_bytes());
+        if self.is_live() {
+            if let Some(record) = self.read().api_tokens.get(&hash) {
+                return Ok(Some(record.clone()));
+            }
+        }
+        let seen = self.generation.load(Ordering::Acquire);
+        let token = presented.to_string();
+        let found = db
+            .run(move |conn| credentials::find_api_token(conn, &token).map_err(OAuthError::from))
+            .await?;
+        let Some(record) = found else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.store(seen, |maps| {
+            maps.api_tokens.insert(hash, record.clone());
+        });
+        Ok(Some(record))
+    }
+
+    pub async fn jti_revoked(&self, db: &Db, jti: &str) -> Result<bool, OAuthError> {
+        if self.is_live() {
+            return Ok(self.read().revoked_jtis.contains(jti));
+        }
+        let jti = jti.to_string();
+        db.run(move |conn| {
+            revoked_access_tokens::table
+                .find(&jti)
+                .select(revoked_access_tokens::jti)
+                .first::<String>(conn)
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(OAuthError::from)
+        })
+        .await
+    }
+
+    pub async fn tenant_path(
+        &self,
+        db: &Db,
+        tenant_id: &str,
+    ) -> Result<Option<String>, OAuthError> {
+        if self.is_live() {
+            if let Some(path) = self.read().tenant_paths.get(tenant_id) {
+                return Ok(Some(path.clone()));
+            }
+        }
+        let seen = self.generation.load(Ordering::Acquire);
+        let id = tenant_id.to_string();
+        let found = db
+            .run(move |conn| tenants::find(conn, &id).map_err(OAuthError::from))
+            .await?;
+        let path = found.map(|t| t.path);
+        if let Some(path) = &path {
+            self.store(seen, |maps| {
+                maps.tenant_paths
+                    .insert(tenant_id.to_string(), path.clone());
+            });
+        }
+        Ok(path)
+    }
+
+    /// The claims of a JWT this server signed, remembering good ones so a
+    /// repeated token skips the signature check (until its `exp`).
+    pub fn verify_jwt(&self, token: &str, issuer: &str) -> Option<Arc<AccessClaims>> {
+        let now = chrono::Utc::now().timestamp();
+        let key = token_key(token);
+        if let Some(claims) = self.verified.read().ok()?.get(&key) {
+            return (claims.exp > now).then(|| claims.clone());
+        }
+        let claims = Arc::new(crate::tokens::jwt::verify(&self.keys, token, issuer)?);
+        if let Ok(mut cache) = self.verified.write() {
+            if cache.len() >= VERIFIED_CAPACITY {
+                cache.retain(|_, c| c.exp > now);
+                if cache.len() >= VERIFIED_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, claims.clone());
+        }
+        Some(claims)
+    }
+
+    /// Starts following the change channel (PostgreSQL only) on a thread of
+    /// its own, and subscribes to the changes this node commits through `db`.
+    pub fn start(self: &Arc<Self>, db: &Db) -> Arc<Subscriber> {
+        let me = self.clone();
+        let subscriber: Arc<Subscriber> = Arc::new(move |change: &Change| me.apply(change));
+        db.set_subscriber(subscriber.clone());
+        if db.backend() == Backend::Postgres {
+            let me = self.clone();
+            let url = db.url().to_string();
+            let spawned = std::thread::Builder::new()
+                .name("keyward-changes".into())
+                .spawn(move || me.follow(&url));
+            if let Err(e) = spawned {
+                log::error!(
+                    "change listener not started ({e}); credentials are read from the database"
+                );
+            }
+        }
+        subscriber
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// The listener loop: LISTEN, load the revoked jtis, go live, then drain
+    /// notifications every 2 ms and send a heartbeat every 500 ms, so that a
+    /// dead connection is noticed at once and a hung one within 3 s.
+    fn follow(&self, url: &str) {
+        while !self.stop.load(Ordering::Acquire) {
+            if let Err(e) = self.follow_once(url) {
+                log::warn!("change channel: {e}");
+            }
+            self.go_dark();
+            if !self.stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+
+    fn follow_once(&self, url: &str) -> Result<(), String> {
+        use diesel::connection::SimpleConnection;
+        // Named, so operators (and tests) can tell the listener apart.
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let named = format!("{url}{sep}application_name={}", self.listener_name);
+        let mut conn = diesel::PgConnection::establish(&named).map_err(|e| e.to_string())?;
+        conn.batch_execute(&format!("LISTEN {}", changes::CHANNEL))
+            .map_err(|e| e.to_string())?;
+        let now = chrono::Utc::now().timestamp();
+        let revoked: Vec<String> = revoked_access_tokens::table
+            .filter(revoked_access_tokens::expires_at.gt(now))
+            .select(revoked_access_tokens::jti)
+            .load(&mut conn)
+            .map_err(|e| e.to_string())?;
+        self.go_live(revoked);
+        log::info!("change channel up: credential cache live");
+        let mut last_beat = Instant::now();
+        while !self.stop.load(Ordering::Acquire) {
+            for notification in conn.notifications_iter() {
+                let notification = notification.map_err(|e| e.to_string())?;
+                if let Some(change) = Change::parse(&notification.payload) {
+                    self.apply(&change);
+                }
+            }
+            if last_beat.elapsed() >= HEARTBEAT_EVERY {
+                conn.batch_execute("SELECT 1").map_err(|e| e.to_string())?;
+                last_beat = Instant::now();
+                self.beat();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,286 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::{caller, created, page, read_json, run, Query};
+use crate::http::AppState;
+use crate::oauth::OAuthError;
+use crate::service::clients::{
+    self, ClientFilter, ClientView, IssuedCredential, NewClient, StatusChange,
+};
+use crate::service::now;
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/clients",
+    tag = "clients",
+    summary = "Register a client; its secret or API token is shown this once",
+    request_body = NewClient,
+    responses((status = 201, body = crate::http::openapi::CreatedClient), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:write"]))
+)]
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:write").await?;
+    let body: NewClient = read_json(payload, false).await?;
+    let (view, credential) = run(&state, move |conn| clients::register(conn, &actor, body)).await?;
+    Ok(created(&clients::with_credential(&view, &credential)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/clients",
+    tag = "clients",
+    summary = "Clients in reach",
+    params(crate::http::openapi::PageParams, ("status" = Option<String>, Query, description = "active, disabled, revoked, expired or all; default all but revoked"), ("kind" = Option<String>, Query, description = "client_credentials or api_token"), ("tenant_id" = Option<String>, Query, description = "only this tenant's"), ("role" = Option<String>, Query, description = "only this role")),
+    responses((status = 200, body = crate::http::openapi::ClientPage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:read"]))
+)]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:read").await?;
+    let query = Query::parse(&req, &["status", "kind", "tenant_id", "role"])?;
+    let limit = query.limit()?;
+    let after = query.get("after");
+    let filter = ClientFilter {
+        status: query.get("status"),
+        kind: query.get("kind"),
+        tenant_id: query.get("tenant_id"),
+        role: query.get("role"),
+    };
+    let items = run(&state, move |conn| {
+        clients::list(conn, &actor, &filter, limit + 1, after.as_deref())
+    })
+    .await?;
+    Ok(page(items, limit, |c| c.client_id.clone()))
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/clients/{id}",
+    tag = "clients",
+    summary = "One client",
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 200, body = ClientView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:read"]))
+)]
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:read").await?;
+    let id = path.into_inner();
+    let client = run(&state, move |conn| {
+        clients::find_reachable(conn, &actor, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(ClientView::new(&client, now())))
+}
+
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/clients/{id}",
+    tag = "clients",
+    summary = "Change the mutable fields",
+    request_body = crate::http::openapi::ClientPatch,
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 200, body = ClientView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:write"]))
+)]
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:write").await?;
+    let changes: serde_json::Map<String, serde_json::Value> = read_json(payload, false).await?;
+    let id = path.into_inner();
+    let view = run(&state, move |conn| {
+        clients::update(conn, &actor, &id, &changes)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn change(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    change: StatusChange,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:write").await?;
+    let id = path.into_inner();
+    let view = run(&state, move |conn| {
+        clients::change_status(conn, &actor, &id, change)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/clients/{id}/disable",
+    tag = "clients",
+    summary = "Disable (restorable)",
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 200, body = ClientView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:write"]))
+)]
+pub async fn disable(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    change(req, path, state, StatusChange::Disable).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/clients/{id}/enable",
+    tag = "clients",
+    summary = "Enable; unexpired tokens work again",
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 200, body = ClientView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:write"]))
+)]
+pub async fn enable(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    change(req, path, state, StatusChange::Enable).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/clients/{id}/revoke",
+    tag = "clients",
+    summary = "Revoke for good",
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 200, body = ClientView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:write"]))
+)]
+pub async fn revoke(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    change(req, path, state, StatusChange::Revoke).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/clients/{id}",
+    tag = "clients",
+    summary = "Delete a client that is not active",
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 204, description = "deleted"), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:delete"]))
+)]
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:delete").await?;
+    let id = path.into_inner();
+    run(&state, move |conn| clients::delete(conn, &actor, &id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRequest {
+    /// 0 to 604800; the old secret keeps working this long.
+    #[serde(default)]
+    pub grace_seconds: i64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/clients/{id}/secret",
+    tag = "clients",
+    summary = "A new secret; the old one stops at once or after grace_seconds",
+    request_body = Option<SecretRequest>,
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 200, body = crate::http::openapi::CreatedClient), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:write"]))
+)]
+pub async fn rotate_secret(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:write").await?;
+    let body: SecretRequest = read_json(payload, true).await?;
+    let id = path.into_inner();
+    let (view, secret) = run(&state, move |conn| {
+        clients::rotate_secret(conn, &actor, &id, body.grace_seconds)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(clients::with_credential(
+            &view,
+            &IssuedCredential::ClientSecret(secret),
+        )))
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/clients/{id}/tokens",
+    tag = "clients",
+    summary = "Reissue: a new API token string; earlier ones work to their expiry",
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 201, body = crate::http::openapi::CreatedClient), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:write"]))
+)]
+pub async fn reissue_token(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:write").await?;
+    let id = path.into_inner();
+    let (view, token, expires_at) = run(&state, move |conn| {
+        clients::reissue_token(conn, &actor, &id)
+    })
+    .await?;
+    Ok(created(&clients::with_credential(
+        &view,
+        &IssuedCredential::ApiToken { token, expires_at },
+    )))
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/clients/{id}/tokens",
+    tag = "clients",
+    summary = "The client's API token strings, without their values",
+    params(("id" = String, Path, description = "the id"), crate::http::openapi::PageParams),
+    responses((status = 200, body = crate::http::openapi::ApiTokenPage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["clients:read"]))
+)]
+pub async fn list_tokens(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "clients:read").await?;
+    let query = Query::parse(&req, &[])?;
+    let limit = query.limit()?;
+    let after = query.get("after");
+    let id = path.into_inner();
+    let items = run(&state, move |conn| {
+        clients::list_tokens(conn, &actor, &id, limit + 1, after.as_deref())
+    })
+    .await?;
+    Ok(page(items, limit, |t| t.id.clone()))
+}

@@ -1,0 +1,194 @@
+//! The admin API, `/admin/v1`: JSON in, JSON out, a bearer token of this
+//! server with the scope each endpoint needs. A caller reaches its own tenant
+//! and those below it; everything else is 404, exactly as if it did not exist.
+
+pub mod audit;
+pub mod clients;
+pub mod device_groups;
+pub mod roles;
+pub mod tenants;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::auth::{authenticate, Principal};
+use super::{client_ip, AppState};
+use crate::oauth::client_auth::{bearer_token, Presented};
+use crate::oauth::OAuthError;
+use crate::service::Actor;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin/v1")
+            .route("/tenants", web::post().to(tenants::create))
+            .route("/tenants", web::get().to(tenants::list))
+            .route("/tenants/{id}", web::get().to(tenants::get))
+            .route("/tenants/{id}", web::patch().to(tenants::update))
+            .route("/tenants/{id}", web::delete().to(tenants::delete))
+            .route("/device-groups", web::post().to(device_groups::create))
+            .route("/device-groups", web::get().to(device_groups::list))
+            .route("/device-groups/{id}", web::get().to(device_groups::get))
+            .route(
+                "/device-groups/{id}",
+                web::delete().to(device_groups::delete),
+            )
+            .route("/roles", web::get().to(roles::list))
+            .route("/roles", web::post().to(roles::create))
+            .route("/clients", web::post().to(clients::create))
+            .route("/clients", web::get().to(clients::list))
+            .route("/clients/{id}", web::get().to(clients::get))
+            .route("/clients/{id}", web::patch().to(clients::update))
+            .route("/clients/{id}", web::delete().to(clients::delete))
+            .route("/clients/{id}/disable", web::post().to(clients::disable))
+            .route("/clients/{id}/enable", web::post().to(clients::enable))
+            .route("/clients/{id}/revoke", web::post().to(clients::revoke))
+            .route(
+                "/clients/{id}/secret",
+                web::post().to(clients::rotate_secret),
+            )
+            .route(
+                "/clients/{id}/tokens",
+                web::post().to(clients::reissue_token),
+            )
+            .route("/clients/{id}/tokens", web::get().to(clients::list_tokens))
+            .route("/audit", web::get().to(audit::list))
+            .default_service(web::to(super::not_found)),
+    );
+}
+
+/// Authenticates a bearer token and checks it holds `scope`.
+pub async fn caller(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Actor, OAuthError> {
+    let token = bearer_token(req.headers())?.ok_or_else(|| {
+        OAuthError::invalid_token("send an access token or API token as a bearer token")
+    })?;
+    let principal: Principal = authenticate(state, Presented::Bearer(token)).await?;
+    if !principal.scopes.contains(scope) {
+        return Err(OAuthError::insufficient_scope(format!(
+            "this needs the {scope} scope"
+        )));
+    }
+    Ok(principal.actor(client_ip(req, &state.trusted_proxies)))
+}
+
+const MAX_JSON_BYTES: usize = 64 * 1024;
+
+/// Reads a JSON body. An empty body reads as `{}` where that is allowed.
+pub async fn read_json<T: DeserializeOwned>(
+    mut payload: web::Payload,
+    empty_ok: bool,
+) -> Result<T, OAuthError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
+        if body.len() + chunk.len() > MAX_JSON_BYTES {
+            return Err(OAuthError::invalid_request(format!(
+                "the body is larger than {MAX_JSON_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
+        b"{}"
+    } else {
+        &body
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| OAuthError::invalid_request(format!("invalid JSON body: {e}")))?;
+    // Every body is an object: serde would read an array as fields in order.
+    if !value.is_object() {
+        return Err(OAuthError::invalid_request(
+            "the JSON body must be an object",
+        ));
+    }
+    // The path names the field at fault: "can_renew: invalid type: ...".
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            OAuthError::invalid_request(format!("invalid JSON body: {}", e.inner()))
+        } else {
+            OAuthError::invalid_request(format!("invalid JSON body: {path}: {}", e.inner()))
+        }
+    })
+}
+
+/// Query parameters: `limit` (1 to 500, default 50), `after`, and filters.
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    pub fn parse(req: &HttpRequest, allowed: &[&str]) -> Result<Query, OAuthError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|_| OAuthError::invalid_request("the query string is malformed"))?;
+        let mut seen = std::collections::HashSet::new();
+        for (name, _) in &pairs {
+            if !seen.insert(name.clone()) {
+                return Err(OAuthError::invalid_request(format!(
+                    "query parameter {name:?} is given more than once"
+                )));
+            }
+            if !allowed.contains(&name.as_str()) && name != "limit" && name != "after" {
+                return Err(OAuthError::invalid_request(format!(
+                    "unknown query parameter {name:?}"
+                )));
+            }
+        }
+        Ok(Query { pairs })
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.pairs
+            .iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn limit(&self) -> Result<i64, OAuthError> {
+        match self.get("limit") {
+            None => Ok(50),
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=500).contains(n))
+                .ok_or_else(|| {
+                    OAuthError::invalid_request("limit must be a whole number from 1 to 500")
+                }),
+        }
+    }
+}
+
+/// `{"items": [...], "next": cursor or null}`. The service was asked for one
+/// more than `limit`: if it came, there is a next page.
+pub fn page<T: Serialize>(
+    mut items: Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> String,
+) -> HttpResponse {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next = if more { items.last().map(cursor) } else { None };
+    HttpResponse::Ok().json(serde_json::json!({"items": items, "next": next}))
+}
+
+pub fn created(body: &impl Serialize) -> HttpResponse {
+    HttpResponse::build(StatusCode::CREATED)
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// Runs a service call on the blocking pool with a pooled connection.
+pub async fn run<T, F>(state: &AppState, f: F) -> Result<T, OAuthError>
+where
+    F: FnOnce(&mut crate::store::AnyConnection) -> crate::service::ServiceResult<T>
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    state
+        .db
+        .run(move |conn| f(conn).map_err(OAuthError::from))
+        .await
+}

@@ -1,0 +1,139 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::{caller, created, page, read_json, run, Query};
+use crate::http::AppState;
+use crate::oauth::OAuthError;
+use crate::service::tenants;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub name: String,
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    pub owner_emails: Vec<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants",
+    tag = "tenants",
+    summary = "Create a tenant (default parent: the caller's tenant)",
+    request_body = NewTenant,
+    responses((status = 201, body = crate::service::tenants::TenantView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["tenants:write"]))
+)]
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "tenants:write").await?;
+    let body: NewTenant = read_json(payload, false).await?;
+    let view = run(&state, move |conn| {
+        tenants::create(
+            conn,
+            &actor,
+            &body.name,
+            body.parent_id.as_deref(),
+            &body.owner_emails,
+        )
+    })
+    .await?;
+    Ok(created(&view))
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants",
+    tag = "tenants",
+    summary = "Tenants in reach",
+    params(crate::http::openapi::PageParams),
+    responses((status = 200, body = crate::http::openapi::TenantPage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["tenants:read"]))
+)]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "tenants:read").await?;
+    let query = Query::parse(&req, &[])?;
+    let limit = query.limit()?;
+    let after = query.get("after");
+    let items = run(&state, move |conn| {
+        tenants::list(conn, &actor, limit + 1, after.as_deref())
+    })
+    .await?;
+    Ok(page(items, limit, |t| t.id.clone()))
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{id}",
+    tag = "tenants",
+    summary = "One tenant",
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 200, body = crate::service::tenants::TenantView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["tenants:read"]))
+)]
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "tenants:read").await?;
+    let id = path.into_inner();
+    let tenant = run(&state, move |conn| {
+        tenants::find_reachable(conn, &actor, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(tenants::TenantView::from(&tenant)))
+}
+
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/tenants/{id}",
+    tag = "tenants",
+    summary = "Change name, owner_emails or parent_id",
+    request_body = crate::http::openapi::TenantPatch,
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 200, body = crate::service::tenants::TenantView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["tenants:write"]))
+)]
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "tenants:write").await?;
+    let changes: serde_json::Map<String, serde_json::Value> = read_json(payload, false).await?;
+    let id = path.into_inner();
+    let view = run(&state, move |conn| {
+        tenants::update(conn, &actor, &id, &changes)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/tenants/{id}",
+    tag = "tenants",
+    summary = "Delete an empty tenant",
+    params(("id" = String, Path, description = "the id")),
+    responses((status = 204, description = "deleted"), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    security(("bearer" = ["tenants:write"]))
+)]
+pub async fn delete(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let actor = caller(&req, &state, "tenants:write").await?;
+    let id = path.into_inner();
+    run(&state, move |conn| tenants::delete(conn, &actor, &id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,193 @@
+//! HTTP: the route table, shared state and request helpers. Handlers parse,
+//! call `service`, and shape the answer.
+
+pub mod admin;
+pub mod auth;
+pub mod discovery;
+pub mod introspect;
+pub mod openapi;
+pub mod ops;
+pub mod renew;
+pub mod revoke;
+pub mod token;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
+use ipnet::IpNet;
+
+use crate::oauth::OAuthError;
+use crate::store::Db;
+use crate::tokens::keys::KeyRing;
+
+pub struct AppState {
+    pub db: Db,
+    pub keys: Arc<KeyRing>,
+    pub directory: Arc<crate::directory::Directory>,
+    /// Keeps this process's change subscription alive.
+    pub changes: Arc<crate::store::changes::Subscriber>,
+    pub issuer: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub last_used: LastUsed,
+}
+
+/// `last_used_at`, gathered in memory and written in batches, so that the
+/// token endpoint does not pay a database write per request. A client's time
+/// is written again only once it has moved by `LAST_USED_RESOLUTION`: with
+/// many busy clients, writing every client every few seconds would cost a row
+/// update per request all the same. The stored value lags real use by at most
+/// that resolution plus one flush interval.
+#[derive(Default)]
+pub struct LastUsed(Mutex<LastUsedMaps>);
+
+#[derive(Default)]
+struct LastUsedMaps {
+    seen: HashMap<String, i64>,
+    written: HashMap<String, i64>,
+}
+
+pub const LAST_USED_RESOLUTION: i64 = 15;
+
+impl LastUsed {
+    pub fn record(&self, client_id: &str, at: i64) {
+        if let Ok(mut maps) = self.0.lock() {
+            match maps.seen.get_mut(client_id) {
+                Some(seen) => *seen = at,
+                None => {
+                    maps.seen.insert(client_id.to_string(), at);
+                }
+            }
+        }
+    }
+
+    /// The times worth writing now.
+    pub fn drain(&self) -> Vec<(String, i64)> {
+        let Ok(mut guard) = self.0.lock() else {
+            return Vec::new();
+        };
+        let maps = &mut *guard;
+        let mut due = Vec::new();
+        maps.seen.retain(|id, at| {
+            let stale = maps
+                .written
+                .get(id)
+                .is_none_or(|written| *at - written >= LAST_USED_RESOLUTION);
+            if stale {
+                due.push((id.clone(), *at));
+            }
+            // Keep the ones not yet due, so a later flush can still write them.
+            !stale
+        });
+        for (id, at) in &due {
+            maps.written.insert(id.clone(), *at);
+        }
+        due
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(discovery::metadata),
+    )
+    .route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery::openid_configuration),
+    )
+    .route("/.well-known/jwks.json", web::get().to(discovery::jwks))
+    .service(
+        web::resource("/oauth/token")
+            .route(web::post().to(token::token))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/oauth/introspect")
+            .route(web::post().to(introspect::introspect))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/oauth/revoke")
+            .route(web::post().to(revoke::revoke))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/token/renew")
+            .route(web::get().to(renew::renew))
+            .route(web::post().to(renew::renew))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .configure(admin::routes)
+    .route("/healthz", web::get().to(ops::healthz))
+    .route("/readyz", web::get().to(ops::readyz))
+    .route("/metrics", web::get().to(ops::metrics))
+    .route("/openapi.json", web::get().to(openapi::document));
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    OAuthError::method_not_allowed().error_response()
+}
+
+pub async fn not_found() -> HttpResponse {
+    OAuthError::not_found("no such endpoint").error_response()
+}
+
+/// The address the request came from. The peer address, unless the peer is a
+/// trusted proxy: then `X-Forwarded-For` is read from the right, skipping
+/// trusted proxies, and the first address that is not one is the client.
+pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip().to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<&str> = Vec::new();
+    for value in req.headers().get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return Some(peer);
+        };
+        hops.extend(text.split(','));
+    }
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip.to_canonical();
+                if !is_trusted(&client) {
+                    break;
+                }
+            }
+            // A hop we cannot read ends the chain we can believe.
+            Err(_) => break,
+        }
+    }
+    Some(client)
+}
+
+/// Whether `ip` may use a client whose `allowed_ips` is `allowed_json` (a
+/// JSON array of CIDRs; empty: any address).
+pub fn ip_allowed(allowed_json: &str, ip: Option<IpAddr>) -> bool {
+    // Fail closed: a list that cannot be read allows nobody.
+    let Ok(nets) = serde_json::from_str::<Vec<String>>(allowed_json) else {
+        return false;
+    };
+    if nets.is_empty() {
+        return true;
+    }
+    let Some(ip) = ip else {
+        return false;
+    };
+    nets.iter()
+        .filter_map(|n| crate::config::parse_cidr(n).ok())
+        .any(|net| net.contains(&ip))
+}
+
+/// A JSON 200 that must not be cached (RFC 6749 5.1).
+pub fn no_store_json(body: &serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+        .json(body)
+}

@@ -1,0 +1,109 @@
+//! Renewal: `GET` or `POST /api/v1/token/renew` with the token to renew as
+//! the bearer (Ardexa's "Renew API token", for access tokens too).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::auth::{active_token, Principal, TokenLookup};
+use super::{client_ip, ip_allowed, no_store_json, AppState};
+use crate::oauth::client_auth::bearer_token;
+use crate::oauth::OAuthError;
+use crate::service::{credentials, now, rfc3339};
+use crate::tokens::jwt::{self, AccessClaims};
+
+/// A new token of the same kind, scope, audience and tenant.
+#[utoipa::path(
+    method(get, post),
+    path = "/api/v1/token/renew",
+    tag = "oauth",
+    responses(
+        (status = 200, body = crate::http::openapi::RenewResponse),
+        (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "access_denied", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn renew(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let token = bearer_token(req.headers())?
+        .ok_or_else(|| OAuthError::invalid_token("send the token to renew as a bearer token"))?;
+    let ip = client_ip(&req, &state.trusted_proxies);
+    let Some(found) = active_token(&state, &token).await? else {
+        return Err(OAuthError::invalid_token(
+            "the token is malformed, expired, revoked or unknown",
+        ));
+    };
+    let owner = found.owner().clone();
+    if !owner.client.can_renew {
+        return Err(OAuthError::access_denied(
+            "renewal is not enabled for this client",
+        ));
+    }
+    let address_allowed = match &found {
+        TokenLookup::Access(_, entry) => entry.allows(ip),
+        TokenLookup::Api(record) => ip_allowed(&record.owner.client.allowed_ips, ip),
+    };
+    if !address_allowed {
+        return Err(OAuthError::access_denied(
+            "requests from this address are not allowed for this client",
+        ));
+    }
+    let actor = Principal {
+        owner: owner.clone(),
+        scopes: Default::default(),
+    }
+    .actor(ip);
+    let now = now();
+    let (new_token, expires_at, scope) = match found {
+        TokenLookup::Api(record) => {
+            let scope = record.token.scope.clone();
+            let (row, token) = state
+                .db
+                .run(move |conn| {
+                    credentials::renew_api_token(conn, &actor, &record).map_err(OAuthError::from)
+                })
+                .await?;
+            crate::metrics::TOKENS_ISSUED
+                .with_label_values(&["api_token"])
+                .inc();
+            (token.expose().to_string(), row.expires_at, scope)
+        }
+        TokenLookup::Access(old, _) => {
+            let client = owner.client.clone();
+            let mut exp = now + client.access_token_ttl;
+            if let Some(limit) = client.expires_at {
+                exp = exp.min(limit);
+            }
+            let claims = AccessClaims {
+                iat: now,
+                exp,
+                jti: jwt::new_jti(),
+                ..(*old).clone()
+            };
+            let signed = jwt::sign(&state.keys.current(), &claims)
+                .map_err(|e| OAuthError::server_error(&e))?;
+            let new_jti = claims.jti.clone();
+            state
+                .db
+                .run(move |conn| {
+                    credentials::record_access_token_renewal(
+                        conn, &actor, &client, &old.jti, &new_jti,
+                    )
+                    .map_err(OAuthError::from)
+                })
+                .await?;
+            crate::metrics::TOKENS_ISSUED
+                .with_label_values(&["access_token"])
+                .inc();
+            (signed, exp, claims.scope)
+        }
+    };
+    Ok(no_store_json(&serde_json::json!({
+        "access_token": new_token,
+        "token_type": "Bearer",
+        "expires_in": expires_at - now,
+        "expires_at": rfc3339(expires_at),
+        "scope": scope,
+    })))
+}

@@ -1,0 +1,182 @@
+//! The token endpoint: the client-credentials grant (RFC 6749 4.4).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{client_ip, no_store_json, AppState};
+use crate::oauth::client_auth::{self, Presented};
+use crate::oauth::form::Form;
+use crate::oauth::OAuthError;
+use crate::service::clients::{status_of, KIND_API_TOKEN, STATUS_ACTIVE};
+use crate::service::credentials;
+use crate::service::now;
+use crate::service::scopes::ScopeSet;
+use crate::tokens::jwt::{self, AccessClaims, Audience};
+
+/// The client-credentials grant (RFC 6749 4.4).
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    request_body(content = crate::http::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = crate::http::openapi::TokenResponse),
+        (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type or unauthorized_client", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "invalid_client", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
+    ),
+    security((), ("client_secret_basic" = []))
+)]
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = Form::read(&req, payload, &["audience", "resource"]).await?;
+    let grant_type = form
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?
+        .to_string();
+    let (client_id, secret, basic) = match client_auth::presented(req.headers(), &form)? {
+        Presented::ClientSecret {
+            client_id,
+            secret,
+            basic,
+        } => (client_id, secret, basic),
+        Presented::Nothing => {
+            return Err(OAuthError::invalid_client(
+                "client authentication is required",
+                false,
+            ))
+        }
+        Presented::Bearer(_) => {
+            return Err(OAuthError::invalid_client(
+                "the token endpoint takes client_secret_basic or client_secret_post",
+                false,
+            ))
+        }
+    };
+    let ip = client_ip(&req, &state.trusted_proxies);
+
+    let now = now();
+    let failed = || OAuthError::invalid_client("client authentication failed", basic);
+    let Some(entry) = state.directory.client(&state.db, &client_id).await? else {
+        return Err(failed());
+    };
+    let record = &entry.record;
+    let client = &record.client;
+    if client.kind == KIND_API_TOKEN {
+        // Only for an api_token client: is the "secret" its API token?
+        let presented = state.directory.api_token(&state.db, &secret).await?;
+        let owner = presented
+            .as_ref()
+            .map(|t| t.owner.client.client_id.as_str());
+        return if owner == Some(client.client_id.as_str()) {
+            Err(OAuthError::unauthorized_client(
+                "an api_token client uses its API token directly, not at the token endpoint",
+            ))
+        } else {
+            Err(failed())
+        };
+    }
+    if !credentials::secret_matches(&entry.secrets, &secret, now) {
+        return Err(failed());
+    }
+    let status = status_of(client, now);
+    if status != STATUS_ACTIVE {
+        return Err(OAuthError::invalid_client(
+            format!("the client is {status}"),
+            basic,
+        ));
+    }
+    if !entry.allows(ip) {
+        return Err(OAuthError::invalid_client(
+            "requests from this address are not allowed for this client",
+            basic,
+        ));
+    }
+    if grant_type != "client_credentials" {
+        return Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type {grant_type:?} is not supported; use client_credentials"
+        )));
+    }
+
+    // RFC 6749 3.3: absent scope means the client's whole scope.
+    let client_scopes = &entry.scopes;
+    let scope = match form.get("scope") {
+        Some(asked) => {
+            let asked = ScopeSet::parse(asked).map_err(OAuthError::invalid_scope)?;
+            let missing = asked.missing_from(client_scopes);
+            if !missing.is_empty() {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope not granted to this client: {}",
+                    missing.join(" ")
+                )));
+            }
+            asked
+        }
+        None => (**client_scopes).clone(),
+    };
+
+    // RFC 8707: `resource` and `audience` each name a target.
+    let allowed_audience = &entry.audience;
+    let mut audience: Vec<String> = Vec::new();
+    for target in form.get_all("audience").chain(form.get_all("resource")) {
+        if !allowed_audience.iter().any(|a| a == target) {
+            return Err(OAuthError::invalid_target(format!(
+                "{target:?} is not an audience of this client"
+            )));
+        }
+        if !audience.iter().any(|a| a == target) {
+            audience.push(target.to_string());
+        }
+    }
+    if audience.is_empty() {
+        audience = if allowed_audience.is_empty() {
+            vec![state.issuer.clone()]
+        } else {
+            allowed_audience.clone()
+        };
+    }
+
+    let tenant_id = match form.get("tenant") {
+        None => client.tenant_id.clone(),
+        Some(asked) => match state.directory.tenant_path(&state.db, asked).await? {
+            Some(path) if path.starts_with(&record.tenant_path) => asked.to_string(),
+            _ => {
+                return Err(OAuthError::invalid_request(format!(
+                    "tenant {asked:?} is not this client's tenant or one below it"
+                )))
+            }
+        },
+    };
+
+    let mut exp = now + client.access_token_ttl;
+    if let Some(limit) = client.expires_at {
+        exp = exp.min(limit);
+    }
+    let claims = AccessClaims {
+        iss: state.issuer.clone(),
+        sub: client.client_id.clone(),
+        client_id: client.client_id.clone(),
+        aud: Audience::from_list(audience),
+        iat: now,
+        exp,
+        jti: jwt::new_jti(),
+        scope: scope.to_string(),
+        role: client.role.clone(),
+        tenant: tenant_id,
+        device_group: client.device_group_id.clone(),
+    };
+    let access_token =
+        jwt::sign(&state.keys.current(), &claims).map_err(|e| OAuthError::server_error(&e))?;
+    state.last_used.record(&client.client_id, now);
+    crate::metrics::TOKENS_ISSUED
+        .with_label_values(&["access_token"])
+        .inc();
+    Ok(no_store_json(&serde_json::json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": exp - now,
+        "scope": claims.scope,
+    })))
+}

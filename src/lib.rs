@@ -1,0 +1,16 @@
+//! keyward: an OAuth 2.0 client-credentials authorization server for machines.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod http;
+pub mod metrics;
+pub mod oauth;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod tokens;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,76 @@
+//! Prometheus metrics, served at /metrics.
+
+use std::sync::LazyLock;
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
+    if let Err(e) = REGISTRY.register(Box::new(metric.clone())) {
+        log::warn!("metric registration failed: {e}");
+    }
+    metric
+}
+
+#[allow(clippy::expect_used)] // fixed, valid metric definitions
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "keyward_http_requests_total",
+                "HTTP requests by route and status",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+#[allow(clippy::expect_used)]
+pub static DB_OPERATIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "keyward_db_operations_total",
+            "Units of database work (pooled connection checkouts; each may run several statements)",
+        )
+        .expect("valid metric"),
+    )
+});
+
+#[allow(clippy::expect_used)]
+pub static DB_QUERIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "keyward_db_queries_total",
+            "SQL statements sent to the database (each a round trip)",
+        )
+        .expect("valid metric"),
+    )
+});
+
+#[allow(clippy::expect_used)]
+pub static TOKENS_ISSUED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("keyward_tokens_issued_total", "Tokens issued by kind"),
+            &["kind"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Forces registration so that every metric shows from the first scrape.
+pub fn init() {
+    LazyLock::force(&HTTP_REQUESTS);
+    LazyLock::force(&DB_OPERATIONS);
+    LazyLock::force(&DB_QUERIES);
+    LazyLock::force(&TOKENS_ISSUED);
+}
+
+pub fn render() -> String {
+    let encoder = prometheus::TextEncoder::new();
+    encoder
+        .encode_to_string(&REGISTRY.gather())
+        .unwrap_or_else(|e| format!("# metrics encoding failed: {e}\n"))
+}

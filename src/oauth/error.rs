@@ -1,0 +1,172 @@
+//! Every error a caller sees: `{"error", "error_description"}`.
+//!
+//! Policy: a 4xx names what was wrong. A 500 logs the cause chain and answers
+//! a fixed text: internal detail never reaches a caller. A lost database is a
+//! 503 `temporarily_unavailable`, logged as a warning.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: String,
+    pub challenge: Option<String>,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+            challenge: None,
+        }
+    }
+
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+
+    /// RFC 6749 5.2: 401, with `WWW-Authenticate: Basic` when Basic was used.
+    pub fn invalid_client(d: impl Into<String>, basic: bool) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d);
+        if basic {
+            e.challenge = Some("Basic realm=\"keyward\"".into());
+        }
+        e
+    }
+
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
+    }
+
+    pub fn invalid_target(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", d)
+    }
+
+    pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
+    }
+
+    pub fn unauthorized_client(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", d)
+    }
+
+    /// RFC 6750 3.1.
+    pub fn invalid_token(d: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", d);
+        e.challenge = Some("Bearer realm=\"keyward\", error=\"invalid_token\"".into());
+        e
+    }
+
+    /// RFC 6750 3.1.
+    pub fn insufficient_scope(d: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, "insufficient_scope", d);
+        e.challenge = Some("Bearer realm=\"keyward\", error=\"insufficient_scope\"".into());
+        e
+    }
+
+    pub fn access_denied(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "access_denied", d)
+    }
+
+    pub fn not_found(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", d)
+    }
+
+    pub fn conflict(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", d)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "method not allowed",
+        )
+    }
+
+    pub fn temporarily_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the store is unreachable; try again shortly",
+        )
+    }
+
+    /// Logs `cause` and answers a fixed 500.
+    pub fn server_error(cause: &dyn std::fmt::Display) -> Self {
+        log::error!("internal error: {cause}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error",
+        )
+    }
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error, self.description)
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        if let Some(challenge) = &self.challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
+        }
+        response.json(serde_json::json!({
+            "error": self.error,
+            "error_description": self.description,
+        }))
+    }
+}
+
+impl From<ServiceError> for OAuthError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(d) => OAuthError::invalid_request(d),
+            ServiceError::NotFound(what) => OAuthError::not_found(format!("{what} not found")),
+            ServiceError::Conflict(d) => OAuthError::conflict(d),
+            ServiceError::Forbidden(d) => OAuthError::insufficient_scope(d),
+            ServiceError::Unavailable(cause) => {
+                log::warn!("store unavailable: {cause}");
+                OAuthError::temporarily_unavailable()
+            }
+            ServiceError::Internal(cause) => OAuthError::server_error(&cause),
+        }
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl From<diesel::result::Error> for OAuthError {
+    fn from(e: diesel::result::Error) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl crate::store::StoreFailure for OAuthError {
+    fn is_unavailable(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+    }
+}

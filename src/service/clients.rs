@@ -1,0 +1,982 @@
+//! Clients, both kinds, and their lifecycle: register, disable and enable,
+//! revoke. The row (`store::models::Client`) is never serialised; callers get
+//! `ClientView`, which has no secret and no hash in it.
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::durations::{self, DurationSpec};
+use super::scopes::{ScopeSet, ADMIN_SCOPES};
+use super::{audit, now, rfc3339, tenants, Actor, ServiceError, ServiceResult};
+use crate::store::models::{ApiTokenRow, Client, ClientSecret, Role};
+use crate::store::schema::{
+    api_tokens, client_secrets, clients, device_groups, roles, tenants as tenants_table,
+};
+use crate::store::{write_transaction, AnyConnection};
+use crate::tokens::opaque::{self, display_prefix, random_id, Secret};
+
+pub const KIND_CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const KIND_API_TOKEN: &str = "api_token";
+
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_DISABLED: &str = "disabled";
+pub const STATUS_REVOKED: &str = "revoked";
+pub const STATUS_EXPIRED: &str = "expired";
+
+/// The status a caller sees: `expired` is derived from `expires_at`.
+pub fn status_of(client: &Client, now: i64) -> &'static str {
+    match client.status.as_str() {
+        STATUS_REVOKED => STATUS_REVOKED,
+        _ if client.expires_at.is_some_and(|e| e <= now) => STATUS_EXPIRED,
+        STATUS_DISABLED => STATUS_DISABLED,
+        _ => STATUS_ACTIVE,
+    }
+}
+
+/// Whether the client's credentials and tokens work right now.
+pub fn is_usable(client: &Client, now: i64) -> bool {
+    status_of(client, now) == STATUS_ACTIVE
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClientView {
+    pub client_id: String,
+    pub kind: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub tenant_id: String,
+    pub role: String,
+    pub scopes: Vec<String>,
+    pub device_group_id: Option<String>,
+    pub owner: Option<String>,
+    pub owner_email: Option<String>,
+    pub status: String,
+    pub expires_at: Option<String>,
+    pub can_renew: bool,
+    pub allowed_ips: Vec<String>,
+    pub access_token_ttl: i64,
+    pub token_lifetime: i64,
+    pub audience: Vec<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+impl ClientView {
+    pub fn new(c: &Client, now: i64) -> ClientView {
+        ClientView {
+            client_id: c.client_id.clone(),
+            kind: c.kind.clone(),
+            name: c.name.clone(),
+            description: c.description.clone(),
+            tenant_id: c.tenant_id.clone(),
+            role: c.role.clone(),
+            scopes: ScopeSet::parse(&c.scopes).unwrap_or_default().to_vec(),
+            device_group_id: c.device_group_id.clone(),
+            owner: c.owner.clone(),
+            owner_email: c.owner_email.clone(),
+            status: status_of(c, now).to_string(),
+            expires_at: c.expires_at.map(rfc3339),
+            can_renew: c.can_renew,
+            allowed_ips: serde_json::from_str(&c.allowed_ips).unwrap_or_default(),
+            access_token_ttl: c.access_token_ttl,
+            token_lifetime: c.token_lifetime,
+            audience: serde_json::from_str(&c.audience).unwrap_or_default(),
+            metadata: serde_json::from_str(&c.metadata)
+                .unwrap_or_else(|_| serde_json::Value::Object(Default::default())),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+            revoked_at: c.revoked_at.map(rfc3339),
+            last_used_at: c.last_used_at.map(rfc3339),
+        }
+    }
+}
+
+/// A request to register a client (admin API body and CLI flags alike).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    pub name: String,
+    pub role: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub device_group_id: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub owner_email: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<DurationSpec>,
+    #[serde(default)]
+    pub can_renew: Option<bool>,
+    #[serde(default)]
+    pub allowed_ips: Option<Vec<String>>,
+    #[serde(default)]
+    pub access_token_ttl: Option<i64>,
+    #[serde(default)]
+    pub token_lifetime: Option<DurationSpec>,
+    #[serde(default)]
+    pub audience: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// What a new client (or a rotation) hands out, exactly once.
+#[derive(Debug)]
+pub enum IssuedCredential {
+    ClientSecret(Secret),
+    ApiToken { token: Secret, expires_at: i64 },
+}
+
+pub fn load_role(conn: &mut AnyConnection, name: &str) -> QueryResult<Option<Role>> {
+    roles::table
+        .find(name)
+        .select(Role::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The client and its tenant's path.
+pub fn find_with_path(
+    conn: &mut AnyConnection,
+    client_id: &str,
+) -> QueryResult<Option<(Client, String)>> {
+    clients::table
+        .inner_join(tenants_table::table)
+        .filter(clients::client_id.eq(client_id))
+        .select((Client::as_select(), tenants_table::path))
+        .first(conn)
+        .optional()
+}
+
+/// The client, if it exists and is in the actor's reach; NotFound otherwise.
+pub fn find_reachable(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    client_id: &str,
+) -> ServiceResult<Client> {
+    match find_with_path(conn, client_id)? {
+        Some((client, path)) if actor.can_reach(&path) => Ok(client),
+        _ => Err(ServiceError::NotFound("client")),
+    }
+}
+
+pub fn validate_access_token_ttl(ttl: i64) -> ServiceResult<i64> {
+    if (durations::ACCESS_TOKEN_TTL_MIN..=durations::ACCESS_TOKEN_TTL_MAX).contains(&ttl) {
+        Ok(ttl)
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "access_token_ttl must be between {} and {} seconds",
+            durations::ACCESS_TOKEN_TTL_MIN,
+            durations::ACCESS_TOKEN_TTL_MAX
+        )))
+    }
+}
+
+pub fn validate_token_lifetime(spec: &DurationSpec) -> ServiceResult<i64> {
+    let seconds = spec
+        .seconds()
+        .map_err(|e| ServiceError::Invalid(format!("token_lifetime: {e}")))?;
+    if (durations::TOKEN_LIFETIME_MIN..=durations::TOKEN_LIFETIME_MAX).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(ServiceError::Invalid(
+            "token_lifetime must be between 7 days and 1 year".into(),
+        ))
+    }
+}
+
+/// `expires_at` (RFC 3339) or `expires_in` (a duration), at most one.
+pub fn resolve_expiry(
+    expires_at: Option<&str>,
+    expires_in: Option<&DurationSpec>,
+    now: i64,
+) -> ServiceResult<Option<i64>> {
+    match (expires_at, expires_in) {
+        (Some(_), Some(_)) => Err(ServiceError::Invalid(
+            "give expires_at or expires_in, not both".into(),
+        )),
+        (Some(at), None) => {
+            let ts = chrono::DateTime::parse_from_rfc3339(at)
+                .map_err(|_| {
+                    ServiceError::Invalid(format!("expires_at {at:?} is not an RFC 3339 time"))
+                })?
+                .timestamp();
+            if ts <= now {
+                return Err(ServiceError::Invalid("expires_at is in the past".into()));
+            }
+            Ok(Some(ts))
+        }
+        (None, Some(spec)) => {
+            let seconds = spec
+                .seconds()
+                .map_err(|e| ServiceError::Invalid(format!("expires_in: {e}")))?;
+            Ok(Some(now + seconds))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+pub fn validate_allowed_ips(list: &[String]) -> ServiceResult<Vec<String>> {
+    list.iter()
+        .map(|entry| {
+            crate::config::parse_cidr(entry)
+                .map(|net| net.to_string())
+                .map_err(|e| ServiceError::Invalid(format!("allowed_ips: {e}")))
+        })
+        .collect()
+}
+
+pub fn validate_audience(list: &[String]) -> ServiceResult<Vec<String>> {
+    list.iter()
+        .map(|a| {
+            let a = a.trim();
+            if a.is_empty()
+                || a.len() > 2000
+                || a.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                Err(ServiceError::Invalid(format!(
+                    "audience {a:?} is not valid"
+                )))
+            } else {
+                Ok(a.to_string())
+            }
+        })
+        .collect()
+}
+
+fn optional_text(field: &str, value: Option<&str>, max: usize) -> ServiceResult<Option<String>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.chars().count() > max => Err(ServiceError::Invalid(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        Some(v) => Ok(Some(v.to_string())),
+    }
+}
+
+pub fn insert_secret(conn: &mut AnyConnection, client_id: &str, ts: i64) -> ServiceResult<Secret> {
+    let secret = opaque::generate(opaque::CLIENT_SECRET_PREFIX);
+    let row = ClientSecret {
+        id: random_id("sec_"),
+        client_id: client_id.to_string(),
+        secret_hash: secret.hash(),
+        created_at: ts,
+        expires_at: None,
+    };
+    diesel::insert_into(client_secrets::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(secret)
+}
+
+/// A new API token string for `client`, stored as its hash. Its expiry is
+/// `lifetime` from now, never past the client's own `expires_at`.
+pub fn insert_api_token(
+    conn: &mut AnyConnection,
+    client: &Client,
+    scope: &str,
+    audience: &[String],
+    tenant_id: &str,
+    ts: i64,
+) -> ServiceResult<(ApiTokenRow, Secret)> {
+    let token = opaque::generate(opaque::API_TOKEN_PREFIX);
+    let mut expires_at = ts + client.token_lifetime;
+    if let Some(limit) = client.expires_at {
+        expires_at = expires_at.min(limit);
+    }
+    let row = ApiTokenRow {
+        id: format!(
+            "tok_{}",
+            opaque::time_ordered_id(chrono::Utc::now().timestamp_millis())
+        ),
+        client_id: client.client_id.clone(),
+        token_hash: token.hash(),
+        prefix: display_prefix(token.expose()),
+        scope: scope.to_string(),
+        audience: serde_json::to_string(audience)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?,
+        tenant_id: tenant_id.to_string(),
+        issued_at: ts,
+        expires_at,
+        revoked_at: None,
+    };
+    diesel::insert_into(api_tokens::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok((row, token))
+}
+
+pub fn register(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    req: NewClient,
+) -> ServiceResult<(ClientView, IssuedCredential)> {
+    let ts = now();
+    let name = tenants::validate_name(&req.name)?;
+    let kind = match req.kind.as_deref().unwrap_or(KIND_CLIENT_CREDENTIALS) {
+        k @ (KIND_CLIENT_CREDENTIALS | KIND_API_TOKEN) => k.to_string(),
+        other => {
+            return Err(ServiceError::Invalid(format!(
+                "kind {other:?} is not one of client_credentials, api_token"
+            )))
+        }
+    };
+    let description = optional_text("description", req.description.as_deref(), 2000)?;
+    let owner = optional_text("owner", req.owner.as_deref(), 200)?;
+    let owner_email = match req.owner_email.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) => Some(tenants::validate_email(e)?),
+    };
+    let expires_at = resolve_expiry(req.expires_at.as_deref(), req.expires_in.as_ref(), ts)?;
+    let access_token_ttl = validate_access_token_ttl(
+        req.access_token_ttl
+            .unwrap_or(durations::ACCESS_TOKEN_TTL_DEFAULT),
+    )?;
+    let token_lifetime = match &req.token_lifetime {
+        Some(spec) => validate_token_lifetime(spec)?,
+        None => durations::TOKEN_LIFETIME_DEFAULT,
+    };
+    let allowed_ips = validate_allowed_ips(req.allowed_ips.as_deref().unwrap_or(&[]))?;
+    let audience = validate_audience(req.audience.as_deref().unwrap_or(&[]))?;
+    let metadata = serde_json::Value::Object(req.metadata.clone().unwrap_or_default());
+    let requested_scopes = match &req.scopes {
+        Some(list) => Some(
+            ScopeSet::from_tokens(list.iter().map(String::as_str))
+                .map_err(|e| ServiceError::Invalid(format!("scopes: {e}")))?,
+        ),
+        None => None,
+    };
+
+    write_transaction(conn, |conn| {
+        let tenant_id = req
+            .tenant_id
+            .clone()
+            .unwrap_or_else(|| actor.tenant_id.clone());
+        let tenant = tenants::find_reachable(conn, actor, &tenant_id)?;
+        let role = load_role(conn, &req.role)?
+            .ok_or_else(|| ServiceError::Invalid(format!("role {:?} does not exist", req.role)))?;
+        let role_scopes = ScopeSet::parse(&role.scopes).map_err(ServiceError::Internal)?;
+        let scopes = match &requested_scopes {
+            Some(asked) => {
+                let missing = asked.missing_from(&role_scopes);
+                if !missing.is_empty() {
+                    return Err(ServiceError::Invalid(format!(
+                        "scopes not in role {:?}: {}",
+                        role.name,
+                        missing.join(" ")
+                    )));
+                }
+                asked.clone()
+            }
+            None => role_scopes,
+        };
+        let privileged: Vec<&str> = scopes
+            .iter()
+            .filter(|s| ADMIN_SCOPES.contains(s) && !actor.scopes.contains(s))
+            .collect();
+        if !privileged.is_empty() {
+            return Err(ServiceError::Forbidden(format!(
+                "cannot grant scopes the caller does not hold: {}",
+                privileged.join(" ")
+            )));
+        }
+        if let Some(group_id) = &req.device_group_id {
+            let group_tenant: Option<String> = device_groups::table
+                .find(group_id)
+                .select(device_groups::tenant_id)
+                .first(conn)
+                .optional()?;
+            if group_tenant.as_deref() != Some(tenant.id.as_str()) {
+                return Err(ServiceError::NotFound("device group"));
+            }
+        }
+        let client = Client {
+            client_id: random_id("kwc_"),
+            kind: kind.clone(),
+            name: name.clone(),
+            description: description.clone(),
+            tenant_id: tenant.id.clone(),
+            role: role.name.clone(),
+            scopes: scopes.to_string(),
+            device_group_id: req.device_group_id.clone(),
+            owner: owner.clone(),
+            owner_email: owner_email.clone(),
+            status: STATUS_ACTIVE.to_string(),
+            expires_at,
+            can_renew: req.can_renew.unwrap_or(false),
+            allowed_ips: serde_json::to_string(&allowed_ips)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            access_token_ttl,
+            token_lifetime,
+            audience: serde_json::to_string(&audience)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            metadata: metadata.to_string(),
+            created_at: ts,
+            updated_at: ts,
+            revoked_at: None,
+            last_used_at: None,
+            version: 1,
+        };
+        diesel::insert_into(clients::table)
+            .values(&client)
+            .execute(conn)?;
+        let credential = if kind == KIND_API_TOKEN {
+            let (row, token) = insert_api_token(
+                conn,
+                &client,
+                &client.scopes,
+                &audience,
+                &client.tenant_id,
+                ts,
+            )?;
+            IssuedCredential::ApiToken {
+                token,
+                expires_at: row.expires_at,
+            }
+        } else {
+            IssuedCredential::ClientSecret(insert_secret(conn, &client.client_id, ts)?)
+        };
+        audit::record(
+            conn,
+            actor,
+            "client.create",
+            Some(&client.client_id),
+            Some(&client.tenant_id),
+            serde_json::json!({"name": client.name, "kind": client.kind, "role": client.role, "scopes": client.scopes}),
+        )?;
+        Ok((ClientView::new(&client, ts), credential))
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientFilter {
+    /// One of the four statuses, `all`, or None for all but revoked.
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub tenant_id: Option<String>,
+    pub role: Option<String>,
+}
+
+pub fn list(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    filter: &ClientFilter,
+    limit: i64,
+    after: Option<&str>,
+) -> ServiceResult<Vec<ClientView>> {
+    let ts = now();
+    let status = filter.status.as_deref();
+    if let Some(s) = status {
+        if ![
+            STATUS_ACTIVE,
+            STATUS_DISABLED,
+            STATUS_REVOKED,
+            STATUS_EXPIRED,
+            "all",
+        ]
+        .contains(&s)
+        {
+            return Err(ServiceError::Invalid(format!(
+                "status {s:?} is not one of active, disabled, revoked, expired, all"
+            )));
+        }
+    }
+    let mut query = clients::table
+        .inner_join(tenants_table::table)
+        .filter(tenants_table::path.like(format!("{}%", actor.tenant_path)))
+        .order(clients::client_id.asc())
+        .select(Client::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(clients::client_id.gt(after.to_string()));
+    }
+    if let Some(kind) = &filter.kind {
+        query = query.filter(clients::kind.eq(kind.clone()));
+    }
+    if let Some(role) = &filter.role {
+        query = query.filter(clients::role.eq(role.clone()));
+    }
+    if let Some(tenant_id) = &filter.tenant_id {
+        query = query.filter(clients::tenant_id.eq(tenant_id.clone()));
+    }
+    query = match status {
+        Some("all") => query,
+        Some(STATUS_REVOKED) => query.filter(clients::status.eq(STATUS_REVOKED)),
+        Some(STATUS_EXPIRED) => query
+            .filter(clients::status.ne(STATUS_REVOKED))
+            .filter(clients::expires_at.le(ts)),
+        Some(s) => query
+            .filter(clients::status.eq(s.to_string()))
+            .filter(clients::expires_at.is_null().or(clients::expires_at.gt(ts))),
+        None => query.filter(clients::status.ne(STATUS_REVOKED)),
+    };
+    Ok(query
+        .limit(limit)
+        .load(conn)?
+        .iter()
+        .map(|c| ClientView::new(c, ts))
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    Disable,
+    Enable,
+    Revoke,
+}
+
+/// Disable, enable or revoke. A revoked client is final: any change is a
+/// conflict. Each change bumps `version` and is audited in its transaction.
+pub fn change_status(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    client_id: &str,
+    change: StatusChange,
+) -> ServiceResult<ClientView> {
+    write_transaction(conn, |conn| {
+        let mut client = find_reachable(conn, actor, client_id)?;
+        if client.status == STATUS_REVOKED {
+            return Err(ServiceError::Conflict(
+                "the client is revoked; revocation is final".into(),
+            ));
+        }
+        let ts = now();
+        let (status, action) = match change {
+            StatusChange::Disable => (STATUS_DISABLED, "client.disable"),
+            StatusChange::Enable => (STATUS_ACTIVE, "client.enable"),
+            StatusChange::Revoke => (STATUS_REVOKED, "client.revoke"),
+        };
+        client.status = status.to_string();
+        if change == StatusChange::Revoke {
+            client.revoked_at = Some(ts);
+        }
+        bump_version(conn, &mut client, ts)?;
+        diesel::update(clients::table.find(&client.client_id))
+            .set((
+                clients::status.eq(&client.status),
+                clients::revoked_at.eq(client.revoked_at),
+            ))
+            .execute(conn)?;
+        crate::store::changes::announce(
+            conn,
+            crate::store::changes::Change::Client(client.client_id.clone()),
+        )?;
+        audit::record(
+            conn,
+            actor,
+            action,
+            Some(&client.client_id),
+            Some(&client.tenant_id),
+            serde_json::json!({}),
+        )?;
+        Ok(ClientView::new(&client, ts))
+    })
+}
+
+/// Merges a client view with the credential shown this once, for the 201.
+pub fn with_credential(view: &ClientView, credential: &IssuedCredential) -> serde_json::Value {
+    let mut value = serde_json::to_value(view).unwrap_or_default();
+    if let serde_json::Value::Object(map) = &mut value {
+        match credential {
+            IssuedCredential::ClientSecret(secret) => {
+                map.insert("client_secret".into(), secret.expose().into());
+            }
+            IssuedCredential::ApiToken { token, expires_at } => {
+                map.insert("token".into(), token.expose().into());
+                map.insert("token_expires_at".into(), rfc3339(*expires_at).into());
+            }
+        }
+    }
+    value
+}
+
+/// Claims the client row for this change: bumps `version` only if nobody
+/// else changed the client since it was read. Two concurrent changes thus
+/// either apply one after the other or the second gets a 409; none is lost.
+fn bump_version(conn: &mut AnyConnection, client: &mut Client, ts: i64) -> ServiceResult<()> {
+    let claimed = diesel::update(
+        clients::table
+            .find(&client.client_id)
+            .filter(clients::version.eq(client.version)),
+    )
+    .set((
+        clients::version.eq(client.version + 1),
+        clients::updated_at.eq(ts),
+    ))
+    .execute(conn)?;
+    if claimed == 0 {
+        return Err(ServiceError::Conflict(
+            "the client was changed by another request at the same time; read it again and retry"
+                .into(),
+        ));
+    }
+    client.version += 1;
+    client.updated_at = ts;
+    Ok(())
+}
+
+fn reject_if_revoked(client: &Client) -> ServiceResult<()> {
+    if client.status == STATUS_REVOKED {
+        Err(ServiceError::Conflict(
+            "the client is revoked; revocation is final".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Fields PATCH may change, and those fixed at creation (Ardexa: "Token
+/// permissions and device group cannot be edited").
+const MUTABLE_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "owner",
+    "owner_email",
+    "can_renew",
+    "expires_at",
+    "expires_in",
+    "allowed_ips",
+    "access_token_ttl",
+    "token_lifetime",
+    "audience",
+    "metadata",
+];
+const IMMUTABLE_FIELDS: &[&str] = &["kind", "role", "scopes", "tenant_id", "device_group_id"];
+
+fn field_error(field: &str, expected: &str) -> ServiceError {
+    ServiceError::Invalid(format!("{field} must be {expected}"))
+}
+
+fn nullable_text(
+    field: &str,
+    value: &serde_json::Value,
+    max: usize,
+) -> ServiceResult<Option<String>> {
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => optional_text(field, Some(s), max),
+        _ => Err(field_error(field, "a string or null")),
+    }
+}
+
+/// PATCH: changes only the fields given; `null` clears a nullable one.
+pub fn update(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    client_id: &str,
+    changes: &serde_json::Map<String, serde_json::Value>,
+) -> ServiceResult<ClientView> {
+    for field in changes.keys() {
+        if IMMUTABLE_FIELDS.contains(&field.as_str()) {
+            return Err(ServiceError::Invalid(format!(
+                "{field} cannot change after creation; register a new client instead"
+            )));
+        }
+        if !MUTABLE_FIELDS.contains(&field.as_str()) {
+            return Err(ServiceError::Invalid(format!("unknown field {field:?}")));
+        }
+    }
+    if changes.contains_key("expires_at") && changes.contains_key("expires_in") {
+        return Err(ServiceError::Invalid(
+            "give expires_at or expires_in, not both".into(),
+        ));
+    }
+    write_transaction(conn, |conn| {
+        let mut client = find_reachable(conn, actor, client_id)?;
+        reject_if_revoked(&client)?;
+        let ts = now();
+        for (field, value) in changes {
+            match field.as_str() {
+                "name" => {
+                    let text = value
+                        .as_str()
+                        .ok_or_else(|| field_error("name", "a string"))?;
+                    client.name = tenants::validate_name(text)?;
+                }
+                "description" => client.description = nullable_text("description", value, 2000)?,
+                "owner" => client.owner = nullable_text("owner", value, 200)?,
+                "owner_email" => {
+                    client.owner_email = match nullable_text("owner_email", value, 254)? {
+                        Some(email) => Some(tenants::validate_email(&email)?),
+                        None => None,
+                    }
+                }
+                "can_renew" => {
+                    client.can_renew = value
+                        .as_bool()
+                        .ok_or_else(|| field_error("can_renew", "true or false"))?
+                }
+                "expires_at" => {
+                    client.expires_at = match value {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(at) => resolve_expiry(Some(at), None, ts)?,
+                        _ => return Err(field_error("expires_at", "an RFC 3339 time or null")),
+                    }
+                }
+                "expires_in" => {
+                    let spec: DurationSpec =
+                        serde_json::from_value(value.clone()).map_err(|_| {
+                            field_error("expires_in", "a duration such as \"3m\" or whole seconds")
+                        })?;
+                    client.expires_at = resolve_expiry(None, Some(&spec), ts)?;
+                }
+                "allowed_ips" => {
+                    let list: Vec<String> = serde_json::from_value(value.clone())
+                        .map_err(|_| field_error("allowed_ips", "an array of CIDRs"))?;
+                    client.allowed_ips = serde_json::to_string(&validate_allowed_ips(&list)?)
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                }
+                "access_token_ttl" => {
+                    let ttl = value
+                        .as_i64()
+                        .ok_or_else(|| field_error("access_token_ttl", "whole seconds"))?;
+                    client.access_token_ttl = validate_access_token_ttl(ttl)?;
+                }
+                "token_lifetime" => {
+                    let spec: DurationSpec =
+                        serde_json::from_value(value.clone()).map_err(|_| {
+                            field_error(
+                                "token_lifetime",
+                                "a duration such as \"1m\" or whole seconds",
+                            )
+                        })?;
+                    client.token_lifetime = validate_token_lifetime(&spec)?;
+                }
+                "audience" => {
+                    let list: Vec<String> = serde_json::from_value(value.clone())
+                        .map_err(|_| field_error("audience", "an array of strings"))?;
+                    client.audience = serde_json::to_string(&validate_audience(&list)?)
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                }
+                "metadata" => {
+                    if !value.is_object() {
+                        return Err(field_error("metadata", "an object"));
+                    }
+                    client.metadata = value.to_string();
+                }
+                _ => {}
+            }
+        }
+        bump_version(conn, &mut client, ts)?;
+        diesel::update(clients::table.find(&client.client_id))
+            .set(&client)
+            .execute(conn)?;
+        crate::store::changes::announce(
+            conn,
+            crate::store::changes::Change::Client(client.client_id.clone()),
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "client.update",
+            Some(&client.client_id),
+            Some(&client.tenant_id),
+            serde_json::json!({"fields": changes.keys().collect::<Vec<_>>()}),
+        )?;
+        Ok(ClientView::new(&client, ts))
+    })
+}
+
+/// Deletes a client that is not active (Qualytics: "You can only delete
+/// revoked tokens"). Its secrets and API tokens go with it; the audit log
+/// keeps that it existed.
+pub fn delete(conn: &mut AnyConnection, actor: &Actor, client_id: &str) -> ServiceResult<()> {
+    write_transaction(conn, |conn| {
+        let client = find_reachable(conn, actor, client_id)?;
+        if status_of(&client, now()) == STATUS_ACTIVE {
+            return Err(ServiceError::Conflict(
+                "an active client cannot be deleted; disable or revoke it first".into(),
+            ));
+        }
+        if client.client_id == actor.name {
+            return Err(ServiceError::Conflict(
+                "a client cannot delete itself".into(),
+            ));
+        }
+        crate::store::changes::announce(
+            conn,
+            crate::store::changes::Change::Client(client.client_id.clone()),
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "client.delete",
+            Some(&client.client_id),
+            Some(&client.tenant_id),
+            serde_json::json!({"name": client.name, "kind": client.kind}),
+        )?;
+        diesel::delete(
+            client_secrets::table.filter(client_secrets::client_id.eq(&client.client_id)),
+        )
+        .execute(conn)?;
+        diesel::delete(api_tokens::table.filter(api_tokens::client_id.eq(&client.client_id)))
+            .execute(conn)?;
+        diesel::delete(clients::table.find(&client.client_id)).execute(conn)?;
+        Ok(())
+    })
+}
+
+pub const MAX_GRACE_SECONDS: i64 = 604_800;
+
+/// A new secret (AirVantage's "regenerate"). The old ones stop at once, or
+/// after `grace_seconds` for a rotation without downtime.
+pub fn rotate_secret(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    client_id: &str,
+    grace_seconds: i64,
+) -> ServiceResult<(ClientView, Secret)> {
+    if !(0..=MAX_GRACE_SECONDS).contains(&grace_seconds) {
+        return Err(ServiceError::Invalid(format!(
+            "grace_seconds must be between 0 and {MAX_GRACE_SECONDS}"
+        )));
+    }
+    write_transaction(conn, |conn| {
+        let mut client = find_reachable(conn, actor, client_id)?;
+        reject_if_revoked(&client)?;
+        if client.kind != KIND_CLIENT_CREDENTIALS {
+            return Err(ServiceError::Invalid(
+                "an api_token client has no secret; reissue its token instead".into(),
+            ));
+        }
+        let ts = now();
+        bump_version(conn, &mut client, ts)?;
+        if grace_seconds == 0 {
+            diesel::delete(
+                client_secrets::table.filter(client_secrets::client_id.eq(&client.client_id)),
+            )
+            .execute(conn)?;
+        } else {
+            let until = ts + grace_seconds;
+            // Expired ones go; live ones get at most the new grace.
+            diesel::delete(
+                client_secrets::table
+                    .filter(client_secrets::client_id.eq(&client.client_id))
+                    .filter(client_secrets::expires_at.le(ts)),
+            )
+            .execute(conn)?;
+            diesel::update(
+                client_secrets::table
+                    .filter(client_secrets::client_id.eq(&client.client_id))
+                    .filter(
+                        client_secrets::expires_at
+                            .is_null()
+                            .or(client_secrets::expires_at.gt(until)),
+                    ),
+            )
+            .set(client_secrets::expires_at.eq(Some(until)))
+            .execute(conn)?;
+        }
+        let secret = insert_secret(conn, &client.client_id, ts)?;
+        crate::store::changes::announce(
+            conn,
+            crate::store::changes::Change::Client(client.client_id.clone()),
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "client.secret.rotate",
+            Some(&client.client_id),
+            Some(&client.tenant_id),
+            serde_json::json!({"grace_seconds": grace_seconds}),
+        )?;
+        Ok((ClientView::new(&client, ts), secret))
+    })
+}
+
+/// Ardexa's "reissue": a new token string with a new expiry and the client's
+/// current settings. Earlier strings keep working until their own expiry.
+pub fn reissue_token(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    client_id: &str,
+) -> ServiceResult<(ClientView, Secret, i64)> {
+    write_transaction(conn, |conn| {
+        let mut client = find_reachable(conn, actor, client_id)?;
+        reject_if_revoked(&client)?;
+        if client.kind != KIND_API_TOKEN {
+            return Err(ServiceError::Invalid(
+                "a client_credentials client has no API token; make it a new secret instead".into(),
+            ));
+        }
+        let ts = now();
+        if status_of(&client, ts) == STATUS_EXPIRED {
+            return Err(ServiceError::Conflict(
+                "the client has expired; move its expires_at first".into(),
+            ));
+        }
+        bump_version(conn, &mut client, ts)?;
+        let audience: Vec<String> = serde_json::from_str(&client.audience).unwrap_or_default();
+        let (row, token) = insert_api_token(
+            conn,
+            &client,
+            &client.scopes,
+            &audience,
+            &client.tenant_id,
+            ts,
+        )?;
+        audit::record(
+            conn,
+            actor,
+            "client.token.reissue",
+            Some(&client.client_id),
+            Some(&client.tenant_id),
+            serde_json::json!({"token_id": row.id, "prefix": row.prefix}),
+        )?;
+        Ok((ClientView::new(&client, ts), token, row.expires_at))
+    })
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ApiTokenView {
+    pub id: String,
+    pub prefix: String,
+    pub issued_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// The client's API token strings, oldest first, without their values.
+pub fn list_tokens(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    client_id: &str,
+    limit: i64,
+    after: Option<&str>,
+) -> ServiceResult<Vec<ApiTokenView>> {
+    let client = find_reachable(conn, actor, client_id)?;
+    let mut query = api_tokens::table
+        .filter(api_tokens::client_id.eq(&client.client_id))
+        .order(api_tokens::id.asc())
+        .limit(limit)
+        .select(ApiTokenRow::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(api_tokens::id.gt(after.to_string()));
+    }
+    Ok(query
+        .load(conn)?
+        .into_iter()
+        .map(|t| ApiTokenView {
+            id: t.id,
+            prefix: t.prefix,
+            issued_at: rfc3339(t.issued_at),
+            expires_at: rfc3339(t.expires_at),
+            revoked_at: t.revoked_at.map(rfc3339),
+        })
+        .collect())
+}

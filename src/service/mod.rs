@@ -1,0 +1,99 @@
+//! Use-cases shared by the HTTP layer and the CLI. Services call `store` and
+//! `tokens`; they know nothing about HTTP.
+//!
+//! Error policy: a service returns `ServiceError`. diesel errors are mapped
+//! once, in `From<diesel::result::Error>`: not found is `NotFound`, a unique
+//! violation is `Conflict`, a lost or unreachable database is `Unavailable`,
+//! anything else is `Internal` and becomes a 500 whose cause is logged and
+//! never shown to the caller.
+
+pub mod audit;
+pub mod bootstrap;
+pub mod clients;
+pub mod credentials;
+pub mod device_groups;
+pub mod durations;
+pub mod roles;
+pub mod scopes;
+pub mod tenants;
+
+use crate::store::{StoreError, StoreFailure};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Bad input; the text names what is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller lacks a scope it needs (or tries to grant one it lacks).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<diesel::result::Error> for ServiceError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &e {
+            Error::NotFound => ServiceError::NotFound("record"),
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                ServiceError::Conflict("a record with that name or id already exists".into())
+            }
+            _ if crate::store::is_unavailable(&e) => ServiceError::Unavailable(e.to_string()),
+            _ => ServiceError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(msg) => ServiceError::Unavailable(msg),
+            StoreError::Query(q) => q.into(),
+            StoreError::Migration(msg) => ServiceError::Internal(msg),
+        }
+    }
+}
+
+impl StoreFailure for ServiceError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, ServiceError::Unavailable(_))
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// RFC 3339 UTC, seconds precision, `Z` suffix.
+pub fn rfc3339(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// Who is making a change: a client (by one of its credentials) or the CLI.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `client_id`, or `cli`.
+    pub name: String,
+    /// The actor's tenant and its path; everything below it is in reach.
+    pub tenant_id: String,
+    pub tenant_path: String,
+    pub scopes: scopes::ScopeSet,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    pub fn can_reach(&self, tenant_path: &str) -> bool {
+        tenant_path.starts_with(&self.tenant_path)
+    }
+}

@@ -1,0 +1,325 @@
+//! Tenants: a tree (a vendor above its sub-accounts). Each row keeps its
+//! materialised path, so "this tenant or one below it" is a prefix match.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::{audit, now, rfc3339, Actor, ServiceError, ServiceResult};
+use crate::store::models::Tenant;
+use crate::store::schema::tenants;
+use crate::store::{write_transaction, AnyConnection};
+use crate::tokens::opaque::random_id;
+
+pub const MAX_NAME_LEN: usize = 200;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub owner_emails: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Tenant> for TenantView {
+    fn from(t: &Tenant) -> Self {
+        TenantView {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            parent_id: t.parent_id.clone(),
+            owner_emails: serde_json::from_str(&t.owner_emails).unwrap_or_default(),
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+        }
+    }
+}
+
+pub fn find(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Tenant>> {
+    tenants::table
+        .find(id)
+        .select(Tenant::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The tenant, if it exists and the actor may reach it; otherwise NotFound,
+/// the same answer for both so that nothing leaks that it exists.
+pub fn find_reachable(conn: &mut AnyConnection, actor: &Actor, id: &str) -> ServiceResult<Tenant> {
+    match find(conn, id)? {
+        Some(t) if actor.can_reach(&t.path) => Ok(t),
+        _ => Err(ServiceError::NotFound("tenant")),
+    }
+}
+
+pub fn root(conn: &mut AnyConnection) -> QueryResult<Option<Tenant>> {
+    tenants::table
+        .filter(tenants::parent_id.is_null())
+        .order(tenants::created_at.asc())
+        .select(Tenant::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn validate_name(name: &str) -> ServiceResult<String> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(ServiceError::Invalid("name must not be empty".into()));
+    }
+    if trimmed.chars().count() > MAX_NAME_LEN {
+        return Err(ServiceError::Invalid(format!(
+            "name is longer than {MAX_NAME_LEN} characters"
+        )));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(
+            "name must not contain control characters".into(),
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+pub fn validate_email(email: &str) -> ServiceResult<String> {
+    let email = email.trim();
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && !domain.contains('@')
+                && email.len() <= 254
+        }
+        None => false,
+    };
+    if valid {
+        Ok(email.to_string())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "{email:?} is not a valid email address"
+        )))
+    }
+}
+
+/// Inserts a tenant row; the caller holds the transaction.
+pub fn insert(
+    conn: &mut AnyConnection,
+    name: &str,
+    parent: Option<&Tenant>,
+    owner_emails: &[String],
+) -> ServiceResult<Tenant> {
+    let id = random_id("tn_");
+    let path = match parent {
+        Some(p) => format!("{}{id}/", p.path),
+        None => format!("/{id}/"),
+    };
+    let ts = now();
+    let tenant = Tenant {
+        id,
+        name: validate_name(name)?,
+        parent_id: parent.map(|p| p.id.clone()),
+        path,
+        owner_emails: serde_json::to_string(owner_emails)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?,
+        created_at: ts,
+        updated_at: ts,
+    };
+    diesel::insert_into(tenants::table)
+        .values(&tenant)
+        .execute(conn)?;
+    Ok(tenant)
+}
+
+pub fn create(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    name: &str,
+    parent_id: Option<&str>,
+    owner_emails: &[String],
+) -> ServiceResult<TenantView> {
+    let name = validate_name(name)?;
+    let emails = owner_emails
+        .iter()
+        .map(|e| validate_email(e))
+        .collect::<ServiceResult<Vec<_>>>()?;
+    write_transaction(conn, |conn| {
+        let parent_id = parent_id.unwrap_or(&actor.tenant_id);
+        let parent = find_reachable(conn, actor, parent_id)?;
+        let tenant = insert(conn, &name, Some(&parent), &emails)?;
+        audit::record(
+            conn,
+            actor,
+            "tenant.create",
+            Some(&tenant.id),
+            Some(&tenant.id),
+            serde_json::json!({"name": tenant.name, "parent_id": tenant.parent_id}),
+        )?;
+        Ok(TenantView::from(&tenant))
+    })
+}
+
+/// Tenants the actor can reach, in id order, `limit` after the `after` id.
+pub fn list(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    limit: i64,
+    after: Option<&str>,
+) -> ServiceResult<Vec<TenantView>> {
+    let mut query = tenants::table
+        .filter(tenants::path.like(format!("{}%", actor.tenant_path)))
+        .order(tenants::id.asc())
+        .limit(limit)
+        .select(Tenant::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(tenants::id.gt(after.to_string()));
+    }
+    Ok(query.load(conn)?.iter().map(TenantView::from).collect())
+}
+
+/// A PATCH of a tenant: only the fields given change.
+pub fn update(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    id: &str,
+    changes: &serde_json::Map<String, serde_json::Value>,
+) -> ServiceResult<TenantView> {
+    use crate::store::schema::tenants as t;
+    let mut name: Option<String> = None;
+    let mut emails: Option<Vec<String>> = None;
+    let mut parent: Option<String> = None;
+    for (field, value) in changes {
+        match field.as_str() {
+            "name" => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| ServiceError::Invalid("name must be a string".into()))?;
+                name = Some(validate_name(text)?);
+            }
+            "owner_emails" => {
+                let list: Vec<String> = serde_json::from_value(value.clone()).map_err(|_| {
+                    ServiceError::Invalid("owner_emails must be an array of strings".into())
+                })?;
+                emails = Some(
+                    list.iter()
+                        .map(|e| validate_email(e))
+                        .collect::<ServiceResult<_>>()?,
+                );
+            }
+            "parent_id" => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| ServiceError::Invalid("parent_id must be a string".into()))?;
+                parent = Some(text.to_string());
+            }
+            "id" | "created_at" | "updated_at" => {
+                return Err(ServiceError::Invalid(format!("{field} cannot be changed")))
+            }
+            other => return Err(ServiceError::Invalid(format!("unknown field {other:?}"))),
+        }
+    }
+    write_transaction(conn, |conn| {
+        let mut tenant = find_reachable(conn, actor, id)?;
+        let ts = now();
+        if let Some(parent_id) = &parent {
+            if tenant.path == actor.tenant_path {
+                return Err(ServiceError::Invalid(
+                    "parent_id: a caller cannot move its own tenant".into(),
+                ));
+            }
+            let new_parent = find_reachable(conn, actor, parent_id)?;
+            if new_parent.path.starts_with(&tenant.path) {
+                return Err(ServiceError::Invalid(
+                    "parent_id would make a cycle: the new parent is this tenant or below it"
+                        .into(),
+                ));
+            }
+            let old_path = tenant.path.clone();
+            let new_path = format!("{}{}/", new_parent.path, tenant.id);
+            // Re-root the whole subtree: every path below keeps its tail.
+            let below: Vec<(String, String)> = t::table
+                .filter(t::path.like(format!("{old_path}%")))
+                .select((t::id, t::path))
+                .load(conn)?;
+            for (below_id, below_path) in below {
+                let moved = format!("{new_path}{}", &below_path[old_path.len()..]);
+                diesel::update(t::table.find(&below_id))
+                    .set(t::path.eq(moved))
+                    .execute(conn)?;
+            }
+            diesel::update(t::table.find(&tenant.id))
+                .set(t::parent_id.eq(Some(&new_parent.id)))
+                .execute(conn)?;
+            tenant.parent_id = Some(new_parent.id);
+            tenant.path = new_path;
+            crate::store::changes::announce(conn, crate::store::changes::Change::Tenants)?;
+        }
+        if let Some(name) = &name {
+            tenant.name = name.clone();
+        }
+        if let Some(emails) = &emails {
+            tenant.owner_emails =
+                serde_json::to_string(emails).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        }
+        tenant.updated_at = ts;
+        diesel::update(t::table.find(&tenant.id))
+            .set((
+                t::name.eq(&tenant.name),
+                t::owner_emails.eq(&tenant.owner_emails),
+                t::updated_at.eq(ts),
+            ))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            actor,
+            "tenant.update",
+            Some(&tenant.id),
+            Some(&tenant.id),
+            serde_json::json!({"fields": changes.keys().collect::<Vec<_>>()}),
+        )?;
+        Ok(TenantView::from(&tenant))
+    })
+}
+
+/// Deletes a tenant with no clients, sub-tenants or device groups.
+pub fn delete(conn: &mut AnyConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
+    use crate::store::schema::{clients, device_groups};
+    write_transaction(conn, |conn| {
+        let tenant = find_reachable(conn, actor, id)?;
+        if tenant.path == actor.tenant_path {
+            return Err(ServiceError::Conflict(
+                "a caller cannot delete its own tenant".into(),
+            ));
+        }
+        let children = tenants::table
+            .filter(tenants::parent_id.eq(&tenant.id))
+            .count()
+            .get_result::<i64>(conn)?;
+        let members = clients::table
+            .filter(clients::tenant_id.eq(&tenant.id))
+            .count()
+            .get_result::<i64>(conn)?;
+        let groups = device_groups::table
+            .filter(device_groups::tenant_id.eq(&tenant.id))
+            .count()
+            .get_result::<i64>(conn)?;
+        if children + members + groups > 0 {
+            return Err(ServiceError::Conflict(format!(
+                "the tenant still has {children} sub-tenant(s), {members} client(s) and {groups} device group(s)"
+            )));
+        }
+        // Recorded first, while the tenant's path can still be looked up.
+        audit::record(
+            conn,
+            actor,
+            "tenant.delete",
+            Some(&tenant.id),
+            Some(&tenant.id),
+            serde_json::json!({"name": tenant.name}),
+        )?;
+        diesel::delete(tenants::table.find(&tenant.id)).execute(conn)?;
+        crate::store::changes::announce(conn, crate::store::changes::Change::Tenants)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,226 @@
+//! `Application::build` opens the keys and the store, migrates, bootstraps,
+//! binds its own listener (port 0 works) and returns a server to run.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, Service as _};
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Settings;
+use crate::http::{self, AppState, LastUsed};
+use crate::service::{bootstrap, credentials, ServiceError};
+use crate::store::{self, Backend, Db, StoreError};
+use crate::tokens::keys::{KeyError, KeyRing};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<StoreError> for StartupError {
+    fn from(e: StoreError) -> Self {
+        StartupError::Database(e.to_string())
+    }
+}
+
+impl From<ServiceError> for StartupError {
+    fn from(e: ServiceError) -> Self {
+        StartupError::Setup(e.to_string())
+    }
+}
+
+/// Opens the store named by the settings (creating the data directory for a
+/// default SQLite file), migrates it and creates the root tenant and the
+/// bootstrap admin on first start.
+pub fn open_store(
+    settings: &Settings,
+    pool_size: u32,
+) -> Result<(Db, Option<PathBuf>), StartupError> {
+    let url = settings.database_url();
+    let db = Db::connect(&url, pool_size).map_err(StartupError::Database)?;
+    if db.backend() == Backend::Sqlite {
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| StartupError::Setup(format!("{}: {e}", settings.data_dir.display())))?;
+        let path = url.strip_prefix("sqlite://").unwrap_or(&url);
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StartupError::Setup(format!("{}: {e}", parent.display())))?;
+            }
+        }
+    }
+    let mut conn = db.get().map_err(|e| {
+        StartupError::Database(format!("{} is unreachable: {e}", store::redact_url(&url)))
+    })?;
+    let created = store::migrate_and(&mut conn, |conn| {
+        bootstrap::ensure_root_and_admin(conn, &settings.data_dir)
+            .map_err(|e| StoreError::Migration(e.to_string()))
+    })?;
+    Ok((db, created))
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> Result<Application, StartupError> {
+        crate::metrics::init();
+        let keys = Arc::new(KeyRing::open(
+            &settings.keys_dir,
+            Some(settings.signing_alg),
+        )?);
+        let (db, created) = open_store(&settings, settings.db_pool_size)?;
+        if let Some(path) = created {
+            log::info!(
+                "first start: root tenant and bootstrap admin created; credentials written to {}",
+                path.display()
+            );
+        }
+        let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
+            addr: settings.bind.clone(),
+            source,
+        })?;
+        let local = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.bind.clone(),
+            source,
+        })?;
+        let issuer = match &settings.issuer {
+            Some(_) => settings.issuer(),
+            None => format!("http://{local}"),
+        };
+        let directory = crate::directory::Directory::new(keys.clone());
+        let changes = directory.start(&db);
+        let state = web::Data::new(AppState {
+            db,
+            keys,
+            directory,
+            changes,
+            issuer,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            last_used: LastUsed::default(),
+        });
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap_fn(|req, srv| {
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        crate::metrics::HTTP_REQUESTS
+                            .with_label_values(&[route.as_str(), response.status().as_str()])
+                            .inc();
+                        Ok(response)
+                    }
+                })
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            addr: settings.bind.clone(),
+            source,
+        })?;
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        // Database work runs on actix's blocking threads; more of them than
+        // pooled connections would only queue on the pool, and each thread
+        // that allocates keeps a malloc arena (resident memory).
+        server = server.worker_max_blocking_threads(settings.db_pool_size.max(2) as usize);
+        Ok(Application {
+            port: local.port(),
+            server: server.run(),
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from outside (tests, embedding).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// This node's store gateway (tests write through it so that the node's
+    /// cache hears of the change as it would of its own).
+    pub fn db(&self) -> Db {
+        self.state.db.clone()
+    }
+
+    /// This node's count of database round trips.
+    pub fn db_operations(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.state.db.operations()
+    }
+
+    /// The `application_name` of this node's change listener (PostgreSQL).
+    pub fn listener_name(&self) -> String {
+        self.state.directory.listener_name().to_string()
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// Runs the server and its background work until it is stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let keys_state = self.state.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let keys = keys_state.keys.clone();
+                match web::block(move || keys.refresh()).await {
+                    Ok(Err(e)) => log::warn!("signing keys not reloaded: {e}"),
+                    Err(e) => log::warn!("signing keys not reloaded: {e}"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+        let usage_state = self.state.clone();
+        let usage_db = self.state.db.background();
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                flush_last_used(&usage_state, &usage_db).await;
+            }
+        });
+        let result = self.server.await;
+        self.state.directory.stop();
+        flush_last_used(&self.state, &self.state.db.background()).await;
+        result
+    }
+}
+
+async fn flush_last_used(state: &AppState, db: &Db) {
+    let seen = state.last_used.drain();
+    if seen.is_empty() {
+        return;
+    }
+    let result = db
+        .run(move |conn| credentials::touch_last_used(conn, &seen).map_err(ServiceError::from))
+        .await;
+    if let Err(e) = result {
+        log::warn!("last_used_at not written: {e}");
+    }
+}

@@ -1,0 +1,134 @@
+//! Rows as stored. Secrets appear here only as hashes; the admin and public
+//! views of these rows are separate types in `service`.
+
+use diesel::prelude::*;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tenants)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub path: String,
+    pub owner_emails: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = roles)]
+pub struct Role {
+    pub name: String,
+    pub scopes: String,
+    pub builtin: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = device_groups)]
+pub struct DeviceGroup {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = clients, treat_none_as_null = true)]
+pub struct Client {
+    pub client_id: String,
+    pub kind: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub tenant_id: String,
+    pub role: String,
+    pub scopes: String,
+    pub device_group_id: Option<String>,
+    pub owner: Option<String>,
+    pub owner_email: Option<String>,
+    pub status: String,
+    pub expires_at: Option<i64>,
+    pub can_renew: bool,
+    pub allowed_ips: String,
+    pub access_token_ttl: i64,
+    pub token_lifetime: i64,
+    pub audience: String,
+    pub metadata: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub version: i64,
+}
+
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = client_secrets)]
+pub struct ClientSecret {
+    pub id: String,
+    pub client_id: String,
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSecret")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("secret_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_tokens)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub client_id: String,
+    pub token_hash: String,
+    pub prefix: String,
+    pub scope: String,
+    pub audience: String,
+    pub tenant_id: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for ApiTokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTokenRow")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("prefix", &self.prefix)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = revoked_access_tokens)]
+pub struct RevokedAccessToken {
+    pub jti: String,
+    pub client_id: String,
+    pub expires_at: i64,
+    pub revoked_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEvent {
+    pub id: String,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub tenant_id: Option<String>,
+    pub tenant_path: Option<String>,
+    pub ip: Option<String>,
+    pub details: String,
+}

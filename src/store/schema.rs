@@ -1,0 +1,126 @@
+//! One portable schema for PostgreSQL and SQLite. Only types both backends
+//! share are used: Text, BigInt, Bool. A test compares it against both
+//! migration sets.
+
+diesel::table! {
+    tenants (id) {
+        id -> Text,
+        name -> Text,
+        parent_id -> Nullable<Text>,
+        path -> Text,
+        owner_emails -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    roles (name) {
+        name -> Text,
+        scopes -> Text,
+        builtin -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    device_groups (id) {
+        id -> Text,
+        tenant_id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    clients (client_id) {
+        client_id -> Text,
+        kind -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        tenant_id -> Text,
+        role -> Text,
+        scopes -> Text,
+        device_group_id -> Nullable<Text>,
+        owner -> Nullable<Text>,
+        owner_email -> Nullable<Text>,
+        status -> Text,
+        expires_at -> Nullable<BigInt>,
+        can_renew -> Bool,
+        allowed_ips -> Text,
+        access_token_ttl -> BigInt,
+        token_lifetime -> BigInt,
+        audience -> Text,
+        metadata -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    client_secrets (id) {
+        id -> Text,
+        client_id -> Text,
+        secret_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        client_id -> Text,
+        token_hash -> Text,
+        prefix -> Text,
+        scope -> Text,
+        audience -> Text,
+        tenant_id -> Text,
+        issued_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    revoked_access_tokens (jti) {
+        jti -> Text,
+        client_id -> Text,
+        expires_at -> BigInt,
+        revoked_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        tenant_id -> Nullable<Text>,
+        tenant_path -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        details -> Text,
+    }
+}
+
+diesel::joinable!(clients -> tenants (tenant_id));
+diesel::joinable!(device_groups -> tenants (tenant_id));
+diesel::joinable!(client_secrets -> clients (client_id));
+diesel::joinable!(api_tokens -> clients (client_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    roles,
+    device_groups,
+    clients,
+    client_secrets,
+    api_tokens,
+    revoked_access_tokens,
+    audit_events,
+);

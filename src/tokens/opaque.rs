@@ -1,0 +1,157 @@
+//! Server-generated secrets: client secrets (`kws_`) and API tokens (`kwt_`).
+//!
+//! Format: prefix, 43 characters of base64url (256 bits from the OS CSPRNG),
+//! then 6 characters of checksum (the first 32 bits of SHA-256 over prefix and
+//! body). The prefix lets secret scanners find them; the checksum lets a
+//! scanner, or this server, tell a real one from a typo without a lookup.
+//! Never change the prefixes: tokens already issued would stop matching.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
+
+pub const CLIENT_SECRET_PREFIX: &str = "kws_";
+pub const API_TOKEN_PREFIX: &str = "kwt_";
+
+const BODY_LEN: usize = 43;
+const CHECKSUM_LEN: usize = 6;
+
+/// A secret in clear. It cannot be serialised and its `Debug` is redacted, so
+/// it reaches a caller only where code asks for `expose()` on purpose.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> String {
+        sha256_hex(self.0.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The OS CSPRNG failing is not something a server can recover from.
+    #[allow(clippy::expect_used)]
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's random number generator failed");
+    bytes
+}
+
+fn checksum(prefix: &str, body: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{prefix}{body}").as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest.as_ref()[..4])
+}
+
+/// A new secret with the given prefix.
+pub fn generate(prefix: &str) -> Secret {
+    let body = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let sum = checksum(prefix, &body);
+    Secret(format!("{prefix}{body}{sum}"))
+}
+
+/// Whether `candidate` has the shape and checksum of a secret with `prefix`.
+pub fn is_well_formed(candidate: &str, prefix: &str) -> bool {
+    let Some(rest) = candidate.strip_prefix(prefix) else {
+        return false;
+    };
+    if rest.len() != BODY_LEN + CHECKSUM_LEN || !rest.is_ascii() {
+        return false;
+    }
+    let (body, sum) = rest.split_at(BODY_LEN);
+    checksum(prefix, body)
+        .as_bytes()
+        .ct_eq(sum.as_bytes())
+        .into()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = String::with_capacity(64);
+    for b in digest.as_ref() {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
+/// Compares two stored hashes without an early exit.
+pub fn hashes_equal(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// A random identifier such as `kwc_3f9a...` (not a secret).
+pub fn random_id(prefix: &str) -> String {
+    let hex: String = random_bytes::<10>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{prefix}{hex}")
+}
+
+/// An identifier that sorts by creation time (milliseconds), then at random:
+/// used where "newest first" is the natural order, such as the audit log.
+pub fn time_ordered_id(now_millis: i64) -> String {
+    let tail: String = random_bytes::<6>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{:012x}{tail}", now_millis.max(0))
+}
+
+/// The first characters of a token, safe to show in lists: enough for a
+/// person to recognise it, far too few to use it.
+pub fn display_prefix(token: &str) -> String {
+    token.chars().take(API_TOKEN_PREFIX.len() + 6).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_have_their_prefix_and_a_valid_checksum() {
+        let secret = generate(API_TOKEN_PREFIX);
+        assert!(secret.expose().starts_with("kwt_"));
+        assert!(is_well_formed(secret.expose(), API_TOKEN_PREFIX));
+        assert!(!is_well_formed(secret.expose(), CLIENT_SECRET_PREFIX));
+    }
+
+    #[test]
+    fn a_single_changed_character_fails_the_checksum() {
+        let secret = generate(CLIENT_SECRET_PREFIX);
+        let mut chars: Vec<char> = secret.expose().chars().collect();
+        chars[10] = if chars[10] == 'A' { 'B' } else { 'A' };
+        let typo: String = chars.into_iter().collect();
+        assert!(!is_well_formed(&typo, CLIENT_SECRET_PREFIX));
+    }
+
+    #[test]
+    fn two_secrets_differ_and_debug_hides_them() {
+        let a = generate(API_TOKEN_PREFIX);
+        let b = generate(API_TOKEN_PREFIX);
+        assert_ne!(a, b);
+        assert!(!format!("{a:?}").contains(a.expose()));
+        assert_eq!(a.hash().len(), 64);
+    }
+
+    #[test]
+    fn time_ordered_ids_sort_by_time() {
+        assert!(time_ordered_id(1_000) < time_ordered_id(2_000));
+    }
+}

@@ -1,0 +1,18 @@
+//! Integration tests: the real server on port 0, over HTTP. SQLite by
+//! default; PostgreSQL when KEYWARD_TEST_DATABASE_URL=postgres://... is set.
+
+mod helpers;
+
+mod admin_clients;
+mod admin_tenants;
+mod cli;
+mod cluster;
+mod discovery;
+mod introspect;
+mod openapi;
+mod ops;
+mod renew;
+mod revoke;
+mod startup;
+mod store;
+mod token;

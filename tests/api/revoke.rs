@@ -1,0 +1,146 @@
+use crate::helpers::{spawn_app, Auth};
+
+#[test]
+fn a_client_revokes_its_own_access_token_and_it_is_inactive_at_once() {
+    let app = spawn_app();
+    let (client, secret) = app.new_client("reader", |_| {});
+    let token = app.token_for(&client.client_id, &secret, &[]);
+    let other = app.token_for(&client.client_id, &secret, &[]);
+    let response = app.post_form(
+        "/oauth/revoke",
+        &[("token", &token)],
+        Auth::Basic(&client.client_id, &secret),
+    );
+    assert_eq!(response.status, 200);
+    assert!(response.body.is_empty());
+    assert_eq!(app.introspect(&token), serde_json::json!({"active": false}));
+    assert_eq!(
+        app.introspect(&other)["active"],
+        true,
+        "only that jti is revoked"
+    );
+    // Again: still 200.
+    let again = app.post_form(
+        "/oauth/revoke",
+        &[("token", &token), ("token_type_hint", "access_token")],
+        Auth::Basic(&client.client_id, &secret),
+    );
+    assert_eq!(again.status, 200);
+}
+
+#[test]
+fn an_api_token_can_revoke_itself_by_bearer() {
+    let app = spawn_app();
+    let (_, api_token) = app.new_client("reader", |c| c.kind = Some("api_token".into()));
+    let response = app.post_form(
+        "/oauth/revoke",
+        &[("token", &api_token)],
+        Auth::Bearer(&api_token),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        app.introspect(&api_token),
+        serde_json::json!({"active": false})
+    );
+}
+
+#[test]
+fn unknown_and_malformed_tokens_answer_200_with_an_empty_body() {
+    let app = spawn_app();
+    for token in ["garbage", "kwt_nope", "a.b.c"] {
+        let response = app.post_form(
+            "/oauth/revoke",
+            &[("token", token)],
+            Auth::Basic(&app.admin_id, &app.admin_secret),
+        );
+        assert_eq!(response.status, 200);
+        assert!(response.body.is_empty());
+    }
+}
+
+#[test]
+fn revoking_another_clients_token_needs_clients_write_within_the_subtree() {
+    let app = spawn_app();
+    let (owner, owner_secret) = app.new_client("reader", |_| {});
+    let (peer, peer_secret) = app.new_client("reader", |_| {});
+    let token = app.token_for(&owner.client_id, &owner_secret, &[]);
+    app.post_form(
+        "/oauth/revoke",
+        &[("token", &token)],
+        Auth::Basic(&peer.client_id, &peer_secret),
+    )
+    .assert_error(400, "unauthorized_client");
+    assert_eq!(app.introspect(&token)["active"], true);
+
+    // A tenant admin below cannot touch a token above it: answered as unknown.
+    let sub = app.create_tenant("sub", None);
+    let (sub_admin, sub_secret) = app.new_client("admin", |c| c.tenant_id = Some(sub.clone()));
+    let response = app.post_form(
+        "/oauth/revoke",
+        &[("token", &token)],
+        Auth::Basic(&sub_admin.client_id, &sub_secret),
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(app.introspect(&token)["active"], true);
+
+    // The root admin, holding clients:write, can.
+    let response = app.post_form(
+        "/oauth/revoke",
+        &[("token", &token)],
+        Auth::Basic(&app.admin_id, &app.admin_secret),
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(app.introspect(&token), serde_json::json!({"active": false}));
+}
+
+#[test]
+fn revocation_needs_authentication_and_a_token_parameter() {
+    let app = spawn_app();
+    let token = app.admin_token();
+    app.post_form("/oauth/revoke", &[("token", &token)], Auth::None)
+        .assert_error(401, "invalid_client");
+    app.post_form(
+        "/oauth/revoke",
+        &[("token", &token)],
+        Auth::Basic(&app.admin_id, "wrong"),
+    )
+    .assert_error(401, "invalid_client");
+    app.post_form(
+        "/oauth/revoke",
+        &[],
+        Auth::Basic(&app.admin_id, &app.admin_secret),
+    )
+    .assert_error(400, "invalid_request");
+    assert_eq!(app.introspect(&token)["active"], true);
+}
+
+#[test]
+fn revocations_are_audited() {
+    use diesel::prelude::*;
+    use keyward::store::schema::audit_events;
+    let app = spawn_app();
+    let (client, secret) = app.new_client("reader", |_| {});
+    let token = app.token_for(&client.client_id, &secret, &[]);
+    app.post_form(
+        "/oauth/revoke",
+        &[("token", &token)],
+        Auth::Basic(&client.client_id, &secret),
+    );
+    let mut conn = app.conn();
+    let actions: Vec<(String, Option<String>, String)> = audit_events::table
+        .filter(audit_events::action.eq("token.revoke"))
+        .select((
+            audit_events::actor,
+            audit_events::target,
+            audit_events::details,
+        ))
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].0, client.client_id);
+    assert_eq!(actions[0].1.as_deref(), Some(client.client_id.as_str()));
+    assert!(
+        !actions[0].2.contains(&token),
+        "the audit log never holds a token"
+    );
+}
