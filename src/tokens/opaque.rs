@@ -6,6 +6,8 @@
 //! scanner, or this server, tell a real one from a typo without a lookup.
 //! Never change the prefixes: tokens already issued would stop matching.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -104,14 +106,26 @@ pub fn random_id(prefix: &str) -> String {
     format!("{prefix}{hex}")
 }
 
-/// An identifier that sorts by creation time (milliseconds), then at random:
-/// used where "newest first" is the natural order, such as the audit log.
+/// An identifier that sorts by creation time (milliseconds), then by order
+/// of creation within this process, then at random: used where "newest
+/// first" is the natural order, such as the audit log. Two events of one
+/// request often share a millisecond; the sequence keeps them in order.
 pub fn time_ordered_id(now_millis: i64) -> String {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let floor = (now_millis.max(0) as u64) << 16;
+    let mut last = LAST.load(Ordering::Relaxed);
+    let stamp = loop {
+        let next = floor.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(seen) => last = seen,
+        }
+    };
     let tail: String = random_bytes::<6>()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("{:012x}{tail}", now_millis.max(0))
+    format!("{stamp:016x}{tail}")
 }
 
 /// The first characters of a token, safe to show in lists: enough for a
@@ -153,5 +167,7 @@ mod tests {
     #[test]
     fn time_ordered_ids_sort_by_time() {
         assert!(time_ordered_id(1_000) < time_ordered_id(2_000));
+        let same_millisecond: Vec<String> = (0..100).map(|_| time_ordered_id(3_000)).collect();
+        assert!(same_millisecond.windows(2).all(|w| w[0] < w[1]));
     }
 }
