@@ -238,9 +238,14 @@ impl Directory {
 
     fn go_dark(&self) {
         if self.live.swap(false, Ordering::AcqRel) {
-            log::warn!(
-                "change channel lost: reading credentials from the database until it is back"
-            );
+            // A stopping server closes its channel on purpose: not worth a warning.
+            if self.stop.load(Ordering::Acquire) {
+                log::info!("change channel closed: the server is stopping");
+            } else {
+                log::warn!(
+                    "change channel lost: reading credentials from the database until it is back"
+                );
+            }
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
         *self.write() = Maps::default();
