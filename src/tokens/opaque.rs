@@ -82,12 +82,16 @@ pub fn is_well_formed(candidate: &str, prefix: &str) -> bool {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = String::with_capacity(64);
-    for b in digest.as_ref() {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0x0f)] as char);
+    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+/// Lower-case hex, two digits a byte.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
     }
     out
 }
@@ -99,11 +103,7 @@ pub fn hashes_equal(a: &str, b: &str) -> bool {
 
 /// A random identifier such as `kwc_3f9a...` (not a secret).
 pub fn random_id(prefix: &str) -> String {
-    let hex: String = random_bytes::<10>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{prefix}{hex}")
+    format!("{prefix}{}", hex(&random_bytes::<10>()))
 }
 
 /// An identifier that sorts by creation time (milliseconds), then by order
@@ -113,19 +113,14 @@ pub fn random_id(prefix: &str) -> String {
 pub fn time_ordered_id(now_millis: i64) -> String {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let floor = (now_millis.max(0) as u64) << 16;
-    let mut last = LAST.load(Ordering::Relaxed);
-    let stamp = loop {
-        let next = floor.max(last + 1);
-        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => break next,
-            Err(seen) => last = seen,
-        }
-    };
-    let tail: String = random_bytes::<6>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{stamp:016x}{tail}")
+    let next = |last: u64| floor.max(last + 1);
+    // The closure never refuses, so fetch_update always succeeds.
+    let last = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(next(last))
+        })
+        .unwrap_or_else(|last| last);
+    format!("{:016x}{}", next(last), hex(&random_bytes::<6>()))
 }
 
 /// The first characters of a token, safe to show in lists: enough for a
