@@ -74,6 +74,29 @@ pub struct Settings {
     /// HTTP worker threads. Default: one per CPU core.
     #[arg(long, env = "KEYWARD_WORKERS", global = true)]
     pub workers: Option<usize>,
+
+    /// Failed authentications (401 answers, failed console sign-ins) one
+    /// source address (an IPv6 /64) may make in a window; past that, every
+    /// endpoint that authenticates answers it 429 `slow_down` until the
+    /// window ends. 0 turns the throttle off.
+    #[arg(
+        long,
+        env = "KEYWARD_AUTH_FAILURE_LIMIT",
+        default_value_t = 100,
+        global = true
+    )]
+    pub auth_failure_limit: u32,
+
+    /// Length of the fixed window in which failures are counted, in seconds
+    /// (at least 1).
+    #[arg(
+        long,
+        env = "KEYWARD_AUTH_FAILURE_WINDOW",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub auth_failure_window: u64,
 }
 
 /// A CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address (`192.0.2.7`).
@@ -112,6 +135,8 @@ impl Settings {
             trusted_proxies: Vec::new(),
             db_pool_size: 16,
             workers: None,
+            auth_failure_limit: 100,
+            auth_failure_window: 60,
         }
     }
 }

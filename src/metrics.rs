@@ -60,12 +60,29 @@ pub static TOKENS_ISSUED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Failed authentications (401 answers, failed console sign-ins) by reason;
+/// see `oauth::throttle::FailureReason`.
+#[allow(clippy::expect_used)]
+pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "keyward_auth_failures_total",
+                "Failed authentications by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Forces registration so that every metric shows from the first scrape.
 pub fn init() {
     LazyLock::force(&HTTP_REQUESTS);
     LazyLock::force(&DB_OPERATIONS);
     LazyLock::force(&DB_QUERIES);
     LazyLock::force(&TOKENS_ISSUED);
+    LazyLock::force(&AUTH_FAILURES);
 }
 
 pub fn render() -> String {

@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
 use crate::http::{self, AppState, LastUsed};
+use crate::oauth::throttle::FailureThrottle;
 use crate::service::{bootstrap, credentials, ServiceError};
 use crate::store::{self, Backend, Db, StoreError};
 use crate::tokens::keys::{KeyError, KeyRing};
@@ -114,6 +115,7 @@ impl Application {
             issuer,
             trusted_proxies: settings.trusted_proxies.clone(),
             last_used: LastUsed::default(),
+            throttle: Arc::new(FailureThrottle::from_settings(&settings)),
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

@@ -32,6 +32,8 @@ pub struct AppState {
     pub issuer: String,
     pub trusted_proxies: Vec<IpNet>,
     pub last_used: LastUsed,
+    /// Failed authentications per source address (`oauth::throttle`).
+    pub throttle: Arc<crate::oauth::throttle::FailureThrottle>,
 }
 
 /// `last_used_at`, gathered in memory and written in batches, so that the

@@ -17,6 +17,8 @@ pub struct OAuthError {
     pub error: &'static str,
     pub description: String,
     pub challenge: Option<String>,
+    /// Seconds, for `Retry-After` (429 only).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -26,6 +28,7 @@ impl OAuthError {
             error,
             description: description.into(),
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -74,6 +77,21 @@ impl OAuthError {
 
     pub fn access_denied(d: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "access_denied", d)
+    }
+
+    /// 429 with `Retry-After` (RFC 9110 10.2.3): too many failed
+    /// authentications from this address (API.md section 2, "Token").
+    /// `slow_down` is RFC 8628's error code for "ask less often".
+    pub fn slow_down(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            format!(
+                "too many failed authentications from this address; retry in {retry_after_secs} s"
+            ),
+        );
+        e.retry_after = Some(retry_after_secs);
+        e
     }
 
     pub fn not_found(d: impl Into<String>) -> Self {
@@ -130,6 +148,9 @@ impl ResponseError for OAuthError {
         if let Some(challenge) = &self.challenge {
             response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
         }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds));
+        }
         response.json(serde_json::json!({
             "error": self.error,
             "error_description": self.description,
@@ -153,6 +174,12 @@ impl From<ServiceError> for OAuthError {
     }
 }
 
+impl From<crate::oauth::throttle::RetryAfter> for OAuthError {
+    fn from(wait: crate::oauth::throttle::RetryAfter) -> Self {
+        OAuthError::slow_down(wait.seconds())
+    }
+}
+
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
         ServiceError::from(e).into()
@@ -168,5 +195,25 @@ impl From<diesel::result::Error> for OAuthError {
 impl crate::store::StoreFailure for OAuthError {
     fn is_unavailable(&self) -> bool {
         self.status == StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_down_is_a_429_with_retry_after_and_no_store() {
+        let response = OAuthError::slow_down(42).error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(header(header::RETRY_AFTER), Some("42"));
+        assert_eq!(header(header::CACHE_CONTROL), Some("no-store"));
+        assert_eq!(header(header::WWW_AUTHENTICATE), None);
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures_util::FutureExt::now_or_never(body).unwrap().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "slow_down");
+        assert!(body["error_description"].is_string());
     }
 }
