@@ -55,13 +55,15 @@ pub async fn renew(
     }
     .actor(ip);
     let now = now();
+    let issuer = state.issuer.clone();
     let (new_token, expires_at, scope) = match found {
         TokenLookup::Api(record) => {
             let scope = record.token.scope.clone();
             let (row, token) = state
                 .db
                 .run(move |conn| {
-                    credentials::renew_api_token(conn, &actor, &record).map_err(OAuthError::from)
+                    credentials::renew_api_token(conn, &actor, &issuer, &record)
+                        .map_err(OAuthError::from)
                 })
                 .await?;
             crate::metrics::TOKENS_ISSUED
@@ -69,7 +71,7 @@ pub async fn renew(
                 .inc();
             (token.expose().to_string(), row.expires_at, scope)
         }
-        TokenLookup::Access(old, _) => {
+        TokenLookup::Access(old, entry) => {
             let client = owner.client.clone();
             let mut exp = now + client.access_token_ttl;
             if let Some(limit) = client.expires_at {
@@ -83,12 +85,18 @@ pub async fn renew(
             };
             let signed = jwt::sign(&state.keys.current(), &claims)
                 .map_err(|e| OAuthError::server_error(&e))?;
-            let new_jti = claims.jti.clone();
+            let renewed = claims.clone();
             state
                 .db
                 .run(move |conn| {
-                    credentials::record_access_token_renewal(
-                        conn, &actor, &client, &old.jti, &new_jti,
+                    credentials::renew_access_token(
+                        conn,
+                        &actor,
+                        &issuer,
+                        &entry.record,
+                        &entry.audience,
+                        &old,
+                        &renewed,
                     )
                     .map_err(OAuthError::from)
                 })

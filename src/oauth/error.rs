@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::service::credentials::RenewalError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
@@ -177,6 +178,18 @@ impl From<ServiceError> for OAuthError {
 impl From<crate::oauth::throttle::RetryAfter> for OAuthError {
     fn from(wait: crate::oauth::throttle::RetryAfter) -> Self {
         OAuthError::slow_down(wait.seconds())
+    }
+}
+
+impl From<RenewalError> for OAuthError {
+    fn from(e: RenewalError) -> Self {
+        match e {
+            RenewalError::Inactive => {
+                OAuthError::invalid_token("the token is malformed, expired, revoked or unknown")
+            }
+            RenewalError::Denied(d) => OAuthError::access_denied(d),
+            RenewalError::Service(e) => e.into(),
+        }
     }
 }
 

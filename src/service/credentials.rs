@@ -7,7 +7,9 @@ use std::sync::Arc;
 use diesel::prelude::*;
 
 use super::clients::{self, is_usable, KIND_API_TOKEN};
-use super::{audit, now, Actor, ServiceResult};
+use super::{audit, now, Actor, ServiceError, ServiceResult};
+use crate::store::changes::{self, Change};
+use crate::store::families::{self, Member, KIND_ACCESS_TOKEN};
 use crate::store::models::{ApiTokenRow, Client, ClientSecret, RevokedAccessToken};
 use crate::store::schema::{
     api_tokens, client_secrets, clients as clients_table, revoked_access_tokens, tenants,
@@ -136,7 +138,8 @@ pub fn access_token_is_active(
     )
 }
 
-/// Records the jti as revoked (idempotent), audited.
+/// Records the jti as revoked (idempotent), with every token renewed from
+/// it, audited.
 pub fn revoke_access_token(
     conn: &mut AnyConnection,
     actor: &Actor,
@@ -144,6 +147,20 @@ pub fn revoke_access_token(
     tenant_id: &str,
 ) -> ServiceResult<()> {
     write_transaction(conn, |conn| {
+        let ts = now();
+        // First, so that a renewal of this token racing this transaction
+        // either finishes before (and its successor is revoked below) or
+        // sees this token revoked.
+        families::mark_revoked(
+            conn,
+            Member {
+                token_id: &claims.jti,
+                kind: KIND_ACCESS_TOKEN,
+                client_id: &claims.client_id,
+                expires_at: claims.exp,
+            },
+            ts,
+        )?;
         let already = revoked_access_tokens::table
             .find(&claims.jti)
             .select(revoked_access_tokens::jti)
@@ -152,85 +169,229 @@ pub fn revoke_access_token(
         if already.is_some() {
             return Ok(());
         }
-        crate::store::changes::announce(
-            conn,
-            crate::store::changes::Change::Jti(claims.jti.clone()),
-        )?;
+        changes::announce(conn, Change::Jti(claims.jti.clone()))?;
         diesel::insert_into(revoked_access_tokens::table)
             .values(&RevokedAccessToken {
                 jti: claims.jti.clone(),
                 client_id: claims.client_id.clone(),
                 expires_at: claims.exp,
-                revoked_at: now(),
+                revoked_at: ts,
             })
             .execute(conn)?;
+        let renewed = revoke_renewed_from(conn, &claims.jti, ts)?;
         audit::record(
             conn,
             actor,
             "token.revoke",
             Some(&claims.client_id),
             Some(tenant_id),
-            serde_json::json!({"token_kind": "access_token", "jti": claims.jti}),
+            serde_json::json!({
+                "token_kind": "access_token",
+                "jti": claims.jti,
+                "renewed_tokens_revoked": renewed,
+            }),
         )
     })
 }
 
-/// Marks the API token revoked (idempotent), audited.
+/// Marks the API token revoked (idempotent), with every token renewed from
+/// it, audited.
 pub fn revoke_api_token(
     conn: &mut AnyConnection,
     actor: &Actor,
     record: &ApiTokenRecord,
 ) -> ServiceResult<()> {
     write_transaction(conn, |conn| {
+        let ts = now();
+        // First: see `revoke_access_token`.
+        families::mark_revoked(
+            conn,
+            Member {
+                token_id: &record.token.id,
+                kind: families::KIND_API_TOKEN,
+                client_id: &record.token.client_id,
+                expires_at: record.token.expires_at,
+            },
+            ts,
+        )?;
         let changed = diesel::update(
             api_tokens::table
                 .find(&record.token.id)
                 .filter(api_tokens::revoked_at.is_null()),
         )
-        .set(api_tokens::revoked_at.eq(Some(now())))
+        .set(api_tokens::revoked_at.eq(Some(ts)))
         .execute(conn)?;
         if changed == 0 {
             return Ok(());
         }
-        crate::store::changes::announce(
-            conn,
-            crate::store::changes::Change::ApiToken(record.token.token_hash.clone()),
-        )?;
+        changes::announce(conn, Change::ApiToken(record.token.token_hash.clone()))?;
+        let renewed = revoke_renewed_from(conn, &record.token.id, ts)?;
         audit::record(
             conn,
             actor,
             "token.revoke",
             Some(&record.owner.client.client_id),
             Some(&record.owner.client.tenant_id),
-            serde_json::json!({"token_kind": "api_token", "token_id": record.token.id, "prefix": record.token.prefix}),
+            serde_json::json!({
+                "token_kind": "api_token",
+                "token_id": record.token.id,
+                "prefix": record.token.prefix,
+                "renewed_tokens_revoked": renewed,
+            }),
         )
     })
 }
 
+/// Revokes every token renewed from `token_id`, directly or through a chain,
+/// and announces each so that every node's cache drops it. Their ids (jtis
+/// and api_tokens ids, never a token) for the audit entry.
+fn revoke_renewed_from(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    ts: i64,
+) -> ServiceResult<Vec<String>> {
+    let mut revoked = Vec::new();
+    for member in families::revoke_descendants(conn, token_id, ts)? {
+        match member.kind.as_str() {
+            KIND_ACCESS_TOKEN => {
+                families::record_revoked_jti(conn, &member, ts)?;
+                changes::announce(conn, Change::Jti(member.token_id.clone()))?;
+            }
+            families::KIND_API_TOKEN => {
+                if let Some(hash) = families::revoke_api_token(conn, &member.token_id, ts)? {
+                    changes::announce(conn, Change::ApiToken(hash))?;
+                }
+            }
+            other => {
+                return Err(ServiceError::Internal(format!(
+                    "token_families row {} has an unknown kind {other:?}",
+                    member.token_id
+                )))
+            }
+        }
+        revoked.push(member.token_id);
+    }
+    Ok(revoked)
+}
+
+/// Why a renewal was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalError {
+    /// The token was revoked (or its client went away) since it was checked.
+    #[error("the token is no longer active")]
+    Inactive,
+    /// The client may no longer renew, or no longer be granted what the
+    /// token holds (API.md section 2, "Renewal"); the text says which.
+    #[error("{0}")]
+    Denied(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<diesel::result::Error> for RenewalError {
+    fn from(e: diesel::result::Error) -> Self {
+        RenewalError::Service(e.into())
+    }
+}
+
+/// What a renewal carries over, checked against the client as it is now: a
+/// tenant still within the client's subtree, and audiences the client may
+/// still be granted (the issuer always may). The token's tenant is read only
+/// when it is not the client's own.
+fn check_grant_still_allowed(
+    conn: &mut AnyConnection,
+    issuer: &str,
+    client: &ClientRecord,
+    client_audience: &[String],
+    tenant_id: &str,
+    audience: &[String],
+) -> Result<(), RenewalError> {
+    if let Some(lost) = audience
+        .iter()
+        .find(|a| a.as_str() != issuer && !client_audience.contains(a))
+    {
+        return Err(RenewalError::Denied(format!(
+            "{lost:?} is no longer an audience of this client"
+        )));
+    }
+    if tenant_id != client.client.tenant_id {
+        let within = super::tenants::find(conn, tenant_id)?
+            .is_some_and(|tenant| tenant.path.starts_with(&client.tenant_path));
+        if !within {
+            return Err(RenewalError::Denied(
+                "the token's tenant is no longer within the client's tenant".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn json_list(text: &str, what: &str) -> Result<Vec<String>, RenewalError> {
+    serde_json::from_str(text).map_err(|e| {
+        RenewalError::Service(ServiceError::Internal(format!(
+            "stored {what} unreadable: {e}"
+        )))
+    })
+}
+
 /// A new API token with the same scope, audience and tenant as `record`, its
-/// expiry from the client's current `token_lifetime`. The old one stays valid.
+/// expiry from the client's current `token_lifetime`, recorded as renewed
+/// from it. The old one stays valid.
 pub fn renew_api_token(
     conn: &mut AnyConnection,
     actor: &Actor,
+    issuer: &str,
     record: &ApiTokenRecord,
-) -> ServiceResult<(ApiTokenRow, Secret)> {
+) -> Result<(ApiTokenRow, Secret), RenewalError> {
     write_transaction(conn, |conn| {
         // Re-read the client inside the transaction: a change that landed
         // since the check must win.
-        let client: Client = clients_table::table
-            .find(&record.owner.client.client_id)
-            .select(Client::as_select())
-            .first(conn)?;
-        let audience: Vec<String> =
-            serde_json::from_str(&record.token.audience).unwrap_or_default();
+        let Some((client, tenant_path)) =
+            clients::find_with_path(conn, &record.owner.client.client_id)?
+        else {
+            return Err(RenewalError::Inactive);
+        };
+        let ts = now();
+        if !is_usable(&client, ts) {
+            return Err(RenewalError::Inactive);
+        }
+        if !client.can_renew {
+            return Err(RenewalError::Denied(
+                "renewal is not enabled for this client".into(),
+            ));
+        }
+        let audience = json_list(&record.token.audience, "token audience")?;
+        let current = ClientRecord {
+            client,
+            tenant_path,
+        };
+        let client_audience = json_list(&current.client.audience, "client audience")?;
+        check_grant_still_allowed(
+            conn,
+            issuer,
+            &current,
+            &client_audience,
+            &record.token.tenant_id,
+            &audience,
+        )?;
+        let client = current.client;
         let (row, token) = clients::insert_api_token(
             conn,
             &client,
             &record.token.scope,
             &audience,
             &record.token.tenant_id,
-            now(),
+            ts,
         )?;
+        let parent = Member {
+            token_id: &record.token.id,
+            kind: families::KIND_API_TOKEN,
+            client_id: &client.client_id,
+            expires_at: record.token.expires_at,
+        };
+        if !families::record_renewal(conn, parent, &row.id, row.expires_at, ts)? {
+            return Err(RenewalError::Inactive);
+        }
         audit::record(
             conn,
             actor,
@@ -243,23 +404,46 @@ pub fn renew_api_token(
     })
 }
 
-/// Audits the renewal of an access token (the new one is a JWT: nothing to store).
-pub fn record_access_token_renewal(
+/// Records the renewal of an access token (`renewed`, already signed, is a
+/// JWT: nothing else to store), audited. `client` and `client_audience` are
+/// the client's current settings (the directory's entry).
+pub fn renew_access_token(
     conn: &mut AnyConnection,
     actor: &Actor,
-    client: &Client,
-    old_jti: &str,
-    new_jti: &str,
-) -> ServiceResult<()> {
+    issuer: &str,
+    client: &ClientRecord,
+    client_audience: &[String],
+    old: &AccessClaims,
+    renewed: &AccessClaims,
+) -> Result<(), RenewalError> {
     write_transaction(conn, |conn| {
+        check_grant_still_allowed(
+            conn,
+            issuer,
+            client,
+            client_audience,
+            &old.tenant,
+            &old.aud.to_vec(),
+        )?;
+        let ts = now();
+        let parent = Member {
+            token_id: &old.jti,
+            kind: KIND_ACCESS_TOKEN,
+            client_id: &old.client_id,
+            expires_at: old.exp,
+        };
+        if !families::record_renewal(conn, parent, &renewed.jti, renewed.exp, ts)? {
+            return Err(RenewalError::Inactive);
+        }
         audit::record(
             conn,
             actor,
             "token.renew",
-            Some(&client.client_id),
-            Some(&client.tenant_id),
-            serde_json::json!({"token_kind": "access_token", "from_jti": old_jti, "jti": new_jti}),
-        )
+            Some(&client.client.client_id),
+            Some(&client.client.tenant_id),
+            serde_json::json!({"token_kind": "access_token", "from_jti": old.jti, "jti": renewed.jti}),
+        )?;
+        Ok(())
     })
 }
 

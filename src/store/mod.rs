@@ -2,6 +2,7 @@
 //! (zero-setup default). Nothing here knows about HTTP.
 
 pub mod changes;
+pub mod families;
 pub mod models;
 pub mod schema;
 

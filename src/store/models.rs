@@ -119,6 +119,19 @@ pub struct RevokedAccessToken {
     pub revoked_at: i64,
 }
 
+/// A token's place in its renewal family (ids and times only, no secret).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = token_families)]
+pub struct TokenFamilyRow {
+    pub token_id: String,
+    pub kind: String,
+    pub parent_id: Option<String>,
+    pub client_id: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
 pub struct AuditEvent {

@@ -96,6 +96,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Who was renewed from whom: see the migration 2026-11-29-000002.
+    token_families (token_id) {
+        token_id -> Text,
+        kind -> Text,
+        parent_id -> Nullable<Text>,
+        client_id -> Text,
+        expires_at -> BigInt,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     audit_events (id) {
         id -> Text,
         at -> BigInt,
@@ -122,5 +135,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     client_secrets,
     api_tokens,
     revoked_access_tokens,
+    token_families,
     audit_events,
 );

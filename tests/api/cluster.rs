@@ -352,3 +352,46 @@ fn in_steady_state_token_and_introspection_requests_make_no_database_round_trip(
         assert_eq!(db_operations(node), before, "served from the directory");
     }
 }
+
+#[test]
+fn revoking_a_token_on_one_node_revokes_its_renewed_successors_on_every_node_within_a_second() {
+    let cluster = cluster();
+    for kind in ["client_credentials", "api_token"] {
+        let (_, _, a) = cluster.warm_client(kind);
+        // A chain renewed on different nodes, each link cached everywhere.
+        let renew_on = |node: &TestApp, token: &str| -> String {
+            let response = node.get("/api/v1/token/renew", Auth::Bearer(token));
+            assert_eq!(response.status, 200, "{}", response.body);
+            response.json()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let b = renew_on(&cluster.nodes[0], &a);
+        let c = renew_on(&cluster.nodes[1], &b);
+        for node in &cluster.nodes {
+            assert!(cluster.introspect_on(node, &b) && cluster.introspect_on(node, &c));
+        }
+        let response = cluster.nodes[0].post_form(
+            "/oauth/revoke",
+            &[("token", &a)],
+            Auth::Basic(&cluster.admin_id, &cluster.admin_secret),
+        );
+        assert_eq!(response.status, 200, "{}", response.body);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for node in &cluster.nodes[1..] {
+            while cluster.introspect_on(node, &b) || cluster.introspect_on(node, &c) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{kind}: a renewed successor was still active on another node after 1 s"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(
+                node.get("/api/v1/token/renew", Auth::Bearer(&c)).status,
+                401,
+                "{kind}"
+            );
+        }
+    }
+}

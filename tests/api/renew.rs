@@ -186,3 +186,155 @@ fn renewing_an_access_token_from_an_address_outside_allowed_ips_is_refused() {
         200
     );
 }
+
+/// Renews `token` (its own bearer) and returns the new one; panics unless 200.
+pub fn renewed(app: &crate::helpers::TestApp, token: &str) -> String {
+    let response = app.get("/api/v1/token/renew", Auth::Bearer(token));
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub fn revoke(app: &crate::helpers::TestApp, token: &str) {
+    let response = app.post_form(
+        "/oauth/revoke",
+        &[("token", token)],
+        Auth::Basic(&app.admin_id, &app.admin_secret),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+}
+
+/// A renewable client of `kind` and its first token (an access token, or
+/// the API token itself).
+pub fn renewable(app: &crate::helpers::TestApp, kind: &str) -> String {
+    if kind == "api_token" {
+        let (_, token) = app.new_client("reader", |c| {
+            c.kind = Some("api_token".into());
+            c.can_renew = Some(true);
+        });
+        token
+    } else {
+        let (client, secret) = app.new_client("reader", |c| c.can_renew = Some(true));
+        app.token_for(&client.client_id, &secret, &[])
+    }
+}
+
+#[test]
+fn a_renewal_racing_a_revocation_of_the_same_token_never_leaves_a_live_successor() {
+    let app = spawn_app();
+    for kind in ["access_token", "api_token"] {
+        let mut issued = 0;
+        for round in 0..20 {
+            let a = renewable(&app, kind);
+            let barrier = std::sync::Barrier::new(2);
+            let successor = std::thread::scope(|s| {
+                let renewal = s.spawn(|| {
+                    barrier.wait();
+                    app.get("/api/v1/token/renew", Auth::Bearer(&a))
+                });
+                s.spawn(|| {
+                    barrier.wait();
+                    revoke(&app, &a);
+                });
+                renewal.join().unwrap()
+            });
+            match successor.status {
+                200 => {
+                    issued += 1;
+                    let b = successor.json()["access_token"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    assert_eq!(
+                        app.introspect(&b)["active"],
+                        false,
+                        "{kind} round {round}: a successor outlived the revocation"
+                    );
+                }
+                401 => {
+                    successor.assert_error(401, "invalid_token");
+                }
+                other => panic!("{kind} round {round}: {other} {}", successor.body),
+            }
+            assert_eq!(app.introspect(&a)["active"], false);
+        }
+        eprintln!("{kind}: {issued} of 20 renewals won the race");
+    }
+}
+
+#[test]
+fn a_renewal_does_not_carry_over_an_audience_removed_from_the_client() {
+    let app = spawn_app();
+    let actor = app.root_actor();
+    let audiences = || {
+        Some(vec![
+            "https://a.example.com".to_string(),
+            "https://b.example.com".to_string(),
+        ])
+    };
+    let (client, secret) = app.new_client("reader", |c| {
+        c.can_renew = Some(true);
+        c.audience = audiences();
+    });
+    let (api_client, api_token) = app.new_client("reader", |c| {
+        c.kind = Some("api_token".into());
+        c.can_renew = Some(true);
+        c.audience = audiences();
+    });
+    let narrow = app.token_for(
+        &client.client_id,
+        &secret,
+        &[("audience", "https://a.example.com")],
+    );
+    let wide = app.token_for(&client.client_id, &secret, &[]);
+    for id in [&client.client_id, &api_client.client_id] {
+        let mut change = serde_json::Map::new();
+        change.insert(
+            "audience".into(),
+            serde_json::json!(["https://a.example.com"]),
+        );
+        app.db
+            .run_here(|conn| keyward::service::clients::update(conn, &actor, id, &change))
+            .unwrap();
+    }
+    app.get("/api/v1/token/renew", Auth::Bearer(&wide))
+        .assert_error(403, "access_denied");
+    app.get("/api/v1/token/renew", Auth::Bearer(&api_token))
+        .assert_error(403, "access_denied");
+    // An audience the client still has is carried over.
+    let renewed_narrow = renewed(&app, &narrow);
+    assert_eq!(jwt_parts(&renewed_narrow).1["aud"], "https://a.example.com");
+}
+
+#[test]
+fn a_renewal_does_not_carry_over_a_tenant_moved_out_of_the_clients_subtree() {
+    let app = spawn_app();
+    let actor = app.root_actor();
+    let vendor = app.create_tenant("vendor", None);
+    let customer = app.create_tenant("customer", Some(&vendor));
+    let elsewhere = app.create_tenant("elsewhere", None);
+    let (client, secret) = app.new_client("reader", |c| {
+        c.can_renew = Some(true);
+        c.tenant_id = Some(vendor.clone());
+    });
+    let narrowed = app.token_for(&client.client_id, &secret, &[("tenant", &customer)]);
+    let own = app.token_for(&client.client_id, &secret, &[]);
+    // Still within: renewed with its tenant.
+    let again = renewed(&app, &narrowed);
+    assert_eq!(jwt_parts(&again).1["tenant"], customer.as_str());
+    let mut change = serde_json::Map::new();
+    change.insert("parent_id".into(), serde_json::json!(elsewhere));
+    app.db
+        .run_here(|conn| keyward::service::tenants::update(conn, &actor, &customer, &change))
+        .unwrap();
+    app.get("/api/v1/token/renew", Auth::Bearer(&narrowed))
+        .assert_error(403, "access_denied");
+    app.get("/api/v1/token/renew", Auth::Bearer(&again))
+        .assert_error(403, "access_denied");
+    assert_eq!(
+        app.get("/api/v1/token/renew", Auth::Bearer(&own)).status,
+        200
+    );
+}

@@ -1,4 +1,5 @@
-use crate::helpers::{spawn_app, Auth};
+use crate::helpers::{jwt_parts, spawn_app, Auth};
+use crate::renew::{renewable, renewed, revoke};
 
 #[test]
 fn a_client_revokes_its_own_access_token_and_it_is_inactive_at_once() {
@@ -143,4 +144,71 @@ fn revocations_are_audited() {
         !actions[0].2.contains(&token),
         "the audit log never holds a token"
     );
+}
+
+#[test]
+fn revoking_a_token_revokes_every_token_renewed_from_it_through_a_chain() {
+    let app = spawn_app();
+    for kind in ["access_token", "api_token"] {
+        let a = renewable(&app, kind);
+        let b = renewed(&app, &a);
+        let c = renewed(&app, &b);
+        let unrelated = renewed(&app, &renewable(&app, kind));
+        revoke(&app, &a);
+        for (name, token) in [("A", &a), ("B", &b), ("C", &c)] {
+            assert_eq!(
+                app.introspect(token),
+                serde_json::json!({"active": false}),
+                "{kind} {name}"
+            );
+            app.get("/api/v1/token/renew", Auth::Bearer(token))
+                .assert_error(401, "invalid_token");
+        }
+        assert_eq!(app.introspect(&unrelated)["active"], true, "{kind}");
+    }
+}
+
+#[test]
+fn revoking_a_renewed_token_leaves_the_token_it_was_renewed_from_active() {
+    let app = spawn_app();
+    for kind in ["access_token", "api_token"] {
+        let a = renewable(&app, kind);
+        let b = renewed(&app, &a);
+        let c = renewed(&app, &b);
+        revoke(&app, &b);
+        assert_eq!(app.introspect(&b)["active"], false, "{kind} B");
+        assert_eq!(app.introspect(&c)["active"], false, "{kind} C");
+        assert_eq!(app.introspect(&a)["active"], true, "{kind} A");
+        // A can still be renewed, and its new successor lives.
+        let d = renewed(&app, &a);
+        assert_eq!(app.introspect(&d)["active"], true, "{kind} D");
+    }
+}
+
+#[test]
+fn revoking_a_chain_is_one_audited_revocation_naming_the_tokens_it_reached() {
+    use diesel::prelude::*;
+    use keyward::store::schema::audit_events;
+    let app = spawn_app();
+    let a = renewable(&app, "access_token");
+    let b = renewed(&app, &a);
+    let c = renewed(&app, &b);
+    revoke(&app, &a);
+    let mut conn = app.conn();
+    let details: Vec<String> = audit_events::table
+        .filter(audit_events::action.eq("token.revoke"))
+        .select(audit_events::details)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(details.len(), 1);
+    let details: serde_json::Value = serde_json::from_str(&details[0]).unwrap();
+    let mut reached: Vec<String> =
+        serde_json::from_value(details["renewed_tokens_revoked"].clone()).unwrap();
+    reached.sort();
+    let mut expected: Vec<String> = [&b, &c]
+        .iter()
+        .map(|t| jwt_parts(t).1["jti"].as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(reached, expected);
 }

@@ -93,6 +93,10 @@ fn read_every_table(conn: &mut AnyConnection) {
         .select(RevokedAccessToken::as_select())
         .load(conn)
         .unwrap();
+    token_families::table
+        .select(TokenFamilyRow::as_select())
+        .load(conn)
+        .unwrap();
     audit_events::table
         .select(AuditEvent::as_select())
         .load(conn)
