@@ -15,8 +15,9 @@
 //! budget, as clients behind one address do.
 //!
 //! Cost: `check` reads one atomic while no source is throttled (no lock, no
-//! clock, no allocation); otherwise it locks one of `SHARDS` maps. Failures
-//! lock one shard.
+//! clock, no allocation), and the clock too once every throttled window has
+//! ended; only while some window is throttled does it lock one of `SHARDS`
+//! maps. A failure locks one shard.
 //!
 //! Memory is bounded: at most `capacity` sources are tracked (about 50 bytes
 //! each, 5 MB at the default). A source is added by its first failure; when
@@ -34,7 +35,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -154,6 +155,10 @@ pub struct FailureThrottle {
     /// Windows at or past the limit (some perhaps expired, not yet dropped).
     /// While it is 0, `check` needs neither a lock nor the clock.
     throttled: AtomicUsize,
+    /// When the last throttled window ends, in ms since `epoch` (rounded
+    /// up): past it, `check` needs no lock.
+    throttled_until_ms: AtomicU64,
+    epoch: Instant,
     /// `keyward_auth_failures_total`, one child per reason, resolved once.
     counters: [IntCounter; FailureReason::ALL.len()],
 }
@@ -184,6 +189,8 @@ impl FailureThrottle {
             hasher: RandomState::new(),
             shards,
             throttled: AtomicUsize::new(0),
+            throttled_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
             counters: FailureReason::ALL
                 .map(|reason| crate::metrics::AUTH_FAILURES.with_label_values(&[reason.as_str()])),
         }
@@ -208,6 +215,11 @@ impl FailureThrottle {
     /// `check` at a given time (tests).
     pub fn check_at(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), RetryAfter> {
         if self.limit == 0 || self.throttled.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        // Truncated `now` against a rounded-up end: never early.
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis();
+        if now_ms >= u128::from(self.throttled_until_ms.load(Ordering::Acquire)) {
             return Ok(());
         }
         let source = Source::of(ip);
@@ -252,9 +264,7 @@ impl FailureThrottle {
             }
             let is_throttled = window.failures >= self.limit;
             match (was_throttled, is_throttled) {
-                (false, true) => {
-                    self.throttled.fetch_add(1, Ordering::AcqRel);
-                }
+                (false, true) => self.now_throttled(window.started),
                 (true, false) => {
                     self.throttled.fetch_sub(1, Ordering::AcqRel);
                 }
@@ -273,8 +283,16 @@ impl FailureThrottle {
             },
         );
         if self.limit == 1 {
-            self.throttled.fetch_add(1, Ordering::AcqRel);
+            self.now_throttled(now);
         }
+    }
+
+    /// A window that started at `started` reached the limit.
+    fn now_throttled(&self, started: Instant) {
+        let end = (started + self.window).saturating_duration_since(self.epoch);
+        let end_ms = u64::try_from(end.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        self.throttled_until_ms.fetch_max(end_ms, Ordering::AcqRel);
+        self.throttled.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Sources tracked right now (all shards).
@@ -414,6 +432,23 @@ mod tests {
         assert_eq!(throttle.throttled.load(Ordering::Acquire), 0);
         fail(&throttle, SOME, 1, t0);
         assert_eq!(throttle.throttled.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn once_every_throttled_window_has_ended_check_takes_no_lock() {
+        let throttle = std::sync::Arc::new(FailureThrottle::new(1, Duration::from_secs(60)));
+        let t0 = Instant::now();
+        fail(&throttle, SOME, 1, t0);
+        let guards: Vec<_> = throttle.shards.iter().map(|s| s.lock().unwrap()).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let checker = throttle.clone();
+        std::thread::spawn(move || {
+            // (The end is kept in whole milliseconds, rounded up.)
+            let _ = tx.send(checker.check_at(SOME, t0 + Duration::from_millis(60_002)));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(5));
+        drop(guards);
+        assert_eq!(answer, Ok(Ok(())), "answered without waiting for a shard");
     }
 
     #[test]
