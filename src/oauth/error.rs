@@ -224,7 +224,9 @@ mod tests {
         assert_eq!(header(header::CACHE_CONTROL), Some("no-store"));
         assert_eq!(header(header::WWW_AUTHENTICATE), None);
         let body = actix_web::body::to_bytes(response.into_body());
-        let body = futures_util::FutureExt::now_or_never(body).unwrap().unwrap();
+        let body = futures_util::FutureExt::now_or_never(body)
+            .unwrap()
+            .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"], "slow_down");
         assert!(body["error_description"].is_string());

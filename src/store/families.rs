@@ -146,35 +146,63 @@ SET revoked_at = COALESCE(token_families.revoked_at, excluded.revoked_at)";
     Ok(())
 }
 
-/// Marks revoked every token renewed from `token_id`, directly or through a
-/// chain, that was not revoked yet, and returns them.
-///
-/// On PostgreSQL a renewal of a descendant may commit while this runs: the
-/// update waits for its row lock, but the new child was not in this
-/// statement's snapshot. So it runs again until it finds nothing: by then
-/// every member is locked or revoked, and later renewals see them revoked.
-pub fn revoke_descendants(
-    conn: &mut AnyConnection,
-    token_id: &str,
-    now: i64,
-) -> QueryResult<Vec<Descendant>> {
-    const SQL: &str = "\
-UPDATE token_families SET revoked_at = $2
+/// SQLite: the one writer walks the family and marks it.
+const DESCENDANTS_SQLITE: &str = "\
+UPDATE token_families SET revoked_at = ?2
 WHERE revoked_at IS NULL AND token_id IN (
     WITH RECURSIVE family (id) AS (
-        SELECT token_id FROM token_families WHERE parent_id = $1
-        UNION
+        SELECT token_id FROM token_families WHERE parent_id = ?1
+        UNION ALL
         SELECT f.token_id FROM token_families f JOIN family ON f.parent_id = family.id
     )
     SELECT id FROM family
 )
 RETURNING token_id, kind, client_id, expires_at";
+
+/// PostgreSQL: the same, but the rows are locked first in one order, parents
+/// before children and then by id, so that two revocations in one family
+/// (a token and its successor, revoked at once) cannot deadlock.
+const DESCENDANTS_POSTGRES: &str = "\
+WITH RECURSIVE family (id, depth) AS (
+    SELECT token_id, 1 FROM token_families WHERE parent_id = $1
+    UNION ALL
+    SELECT f.token_id, family.depth + 1 FROM token_families f JOIN family ON f.parent_id = family.id
+),
+locked AS (
+    SELECT f.token_id FROM token_families f JOIN family ON f.token_id = family.id
+    WHERE f.revoked_at IS NULL
+    ORDER BY family.depth, f.token_id
+    FOR UPDATE OF f
+)
+UPDATE token_families SET revoked_at = $2
+FROM locked WHERE token_families.token_id = locked.token_id
+RETURNING token_families.token_id, token_families.kind, token_families.client_id,
+    token_families.expires_at";
+
+/// Marks revoked every token renewed from `token_id`, directly or through a
+/// chain, that was not revoked yet, and returns them.
+///
+/// On PostgreSQL a renewal of a descendant may commit while this runs: the
+/// lock waits for it, but the new child was not in this statement's
+/// snapshot. So it runs again until it finds nothing: by then every member
+/// is locked and revoked, and later renewals of them see that.
+pub fn revoke_descendants(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    now: i64,
+) -> QueryResult<Vec<Descendant>> {
     let mut all = Vec::new();
     loop {
-        let found: Vec<Descendant> = on_backend!(conn, SQL, |query, c| query
-            .bind::<Text, _>(token_id)
-            .bind::<BigInt, _>(now)
-            .load(c))?;
+        let found: Vec<Descendant> = match conn {
+            AnyConnection::Postgresql(pg) => diesel::sql_query(DESCENDANTS_POSTGRES)
+                .bind::<Text, _>(token_id)
+                .bind::<BigInt, _>(now)
+                .load(pg)?,
+            AnyConnection::Sqlite(lite) => diesel::sql_query(DESCENDANTS_SQLITE)
+                .bind::<Text, _>(token_id)
+                .bind::<BigInt, _>(now)
+                .load(lite)?,
+        };
         if found.is_empty() {
             return Ok(all);
         }

@@ -212,3 +212,30 @@ fn revoking_a_chain_is_one_audited_revocation_naming_the_tokens_it_reached() {
     expected.sort();
     assert_eq!(reached, expected);
 }
+
+#[test]
+fn revoking_a_token_and_its_successor_at_once_succeeds_for_both() {
+    let app = spawn_app();
+    for kind in ["access_token", "api_token"] {
+        for round in 0..10 {
+            let a = renewable(&app, kind);
+            let b = renewed(&app, &a);
+            let c = renewed(&app, &b);
+            let _sibling = renewed(&app, &a);
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                for token in [&a, &b] {
+                    let barrier = &barrier;
+                    let app = &app;
+                    s.spawn(move || {
+                        barrier.wait();
+                        revoke(app, token);
+                    });
+                }
+            });
+            for token in [&a, &b, &c] {
+                assert_eq!(app.introspect(token)["active"], false, "{kind} {round}");
+            }
+        }
+    }
+}
