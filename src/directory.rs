@@ -41,7 +41,8 @@ pub struct ClientEntry {
     pub secrets: Vec<ClientSecret>,
     /// The client's scopes, allowed networks and audiences, parsed once.
     pub scopes: Arc<ScopeSet>,
-    pub allowed_ips: Vec<ipnet::IpNet>,
+    /// None when the stored list cannot be read: then nobody is allowed.
+    pub allowed_ips: Option<Vec<ipnet::IpNet>>,
     pub audience: Vec<String>,
 }
 
@@ -56,7 +57,15 @@ impl ClientEntry {
         scopes: Arc<ScopeSet>,
     ) -> ClientEntry {
         let client = &mut record.client;
-        let networks: Vec<String> = serde_json::from_str(&client.allowed_ips).unwrap_or_default();
+        // Fail closed: a list (or an entry) that cannot be read allows nobody.
+        let networks: Option<Vec<ipnet::IpNet>> =
+            serde_json::from_str::<Vec<String>>(&client.allowed_ips)
+                .ok()
+                .and_then(|list| {
+                    list.iter()
+                        .map(|n| crate::config::parse_cidr(n).ok())
+                        .collect()
+                });
         let audience = serde_json::from_str(&client.audience).unwrap_or_default();
         for unused in [
             &mut client.name,
@@ -79,11 +88,7 @@ impl ClientEntry {
             .collect();
         ClientEntry {
             scopes,
-            // Stored values were validated on the way in.
-            allowed_ips: networks
-                .iter()
-                .filter_map(|n| crate::config::parse_cidr(n).ok())
-                .collect(),
+            allowed_ips: networks,
             audience,
             record: Arc::new(record),
             secrets,
@@ -92,10 +97,13 @@ impl ClientEntry {
 
     /// Whether `ip` may use this client (no networks: any address).
     pub fn allows(&self, ip: Option<std::net::IpAddr>) -> bool {
-        if self.allowed_ips.is_empty() {
+        let Some(networks) = &self.allowed_ips else {
+            return false;
+        };
+        if networks.is_empty() {
             return true;
         }
-        ip.is_some_and(|ip| self.allowed_ips.iter().any(|net| net.contains(&ip)))
+        ip.is_some_and(|ip| networks.iter().any(|net| net.contains(&ip)))
     }
 }
 
@@ -147,7 +155,18 @@ pub struct Directory {
     listener_name: String,
     /// One parsed set per distinct scope string.
     scope_sets: std::sync::Mutex<HashMap<String, Arc<ScopeSet>>>,
+    /// Client ids recently looked up and not found, with when that stops
+    /// counting: a flood of made-up ids then costs one query per id and
+    /// `UNKNOWN_TTL`, not one per request. Bounded by `UNKNOWN_CAPACITY`.
+    unknown_clients: std::sync::Mutex<HashMap<String, Instant>>,
 }
+
+/// How long an unknown client id is remembered. A client created meanwhile
+/// is announced (`Change::Client`), which drops the entry on every node that
+/// follows the channel; ids are random, so nobody asks for one before it
+/// exists except by guessing.
+const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+const UNKNOWN_CAPACITY: usize = 50_000;
 
 impl Directory {
     pub fn new(keys: Arc<KeyRing>) -> Arc<Directory> {
@@ -161,10 +180,12 @@ impl Directory {
             stop: AtomicBool::new(false),
             listener_name: crate::tokens::opaque::random_id("keyward-listener-"),
             scope_sets: std::sync::Mutex::new(HashMap::new()),
+            unknown_clients: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
-    fn scope_set(&self, scopes: &str) -> Arc<ScopeSet> {
+    /// The parsed set for a scope string, shared between equal strings.
+    pub fn scope_set(&self, scopes: &str) -> Arc<ScopeSet> {
         let parse = || Arc::new(ScopeSet::parse(scopes).unwrap_or_default());
         match self.scope_sets.lock() {
             Ok(mut sets) => sets.entry(scopes.to_string()).or_insert_with(parse).clone(),
@@ -198,6 +219,7 @@ impl Directory {
         self.generation.fetch_add(1, Ordering::AcqRel);
         match change {
             Change::Client(id) => {
+                self.forget_unknown(id);
                 let mut maps = self.write();
                 maps.clients.remove(id);
                 maps.api_tokens
@@ -273,6 +295,9 @@ impl Directory {
                 return Ok(Some(entry.clone()));
             }
         }
+        if self.known_unknown(client_id) {
+            return Ok(None);
+        }
         let seen = self.generation.load(Ordering::Acquire);
         let id = client_id.to_string();
         let loaded = db
@@ -281,6 +306,7 @@ impl Directory {
             })
             .await?;
         let Some((record, secrets)) = loaded else {
+            self.remember_unknown(client_id);
             return Ok(None);
         };
         let scopes = self.scope_set(&record.client.scopes);
@@ -289,6 +315,45 @@ impl Directory {
             maps.clients.insert(client_id.to_string(), entry.clone());
         });
         Ok(Some(entry))
+    }
+
+    fn unknown(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.unknown_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn known_unknown(&self, client_id: &str) -> bool {
+        let mut unknown = self.unknown();
+        match unknown.get(client_id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                unknown.remove(client_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_unknown(&self, client_id: &str) {
+        // Ids longer than any this server issues are not worth the memory.
+        if client_id.len() > 64 {
+            return;
+        }
+        let now = Instant::now();
+        let mut unknown = self.unknown();
+        if unknown.len() >= UNKNOWN_CAPACITY {
+            unknown.retain(|_, until| *until > now);
+            if unknown.len() >= UNKNOWN_CAPACITY {
+                // Full of live entries: a flood. Start over rather than grow.
+                unknown.clear();
+            }
+        }
+        unknown.insert(client_id.to_string(), now + UNKNOWN_TTL);
+    }
+
+    fn forget_unknown(&self, client_id: &str) {
+        self.unknown().remove(client_id);
     }
 
     pub async fn api_token(

@@ -74,3 +74,17 @@ pub fn render() -> String {
         .encode_to_string(&REGISTRY.gather())
         .unwrap_or_else(|e| format!("# metrics encoding failed: {e}\n"))
 }
+
+#[allow(clippy::expect_used)]
+pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "keyward_auth_failures_total",
+                "Failed authentications at keyward's own endpoints, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric"),
+    )
+});

@@ -106,11 +106,17 @@ impl Application {
         };
         let directory = crate::directory::Directory::new(keys.clone());
         let changes = directory.start(&db);
+        let auth = crate::oauth::authenticate::Authenticator {
+            directory: directory.clone(),
+            db: db.clone(),
+            issuer: issuer.clone(),
+        };
         let state = web::Data::new(AppState {
             db,
             keys,
             directory,
             changes,
+            auth,
             issuer,
             trusted_proxies: settings.trusted_proxies.clone(),
             last_used: LastUsed::default(),

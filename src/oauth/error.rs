@@ -33,12 +33,11 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
     }
 
-    /// RFC 6749 5.2: 401, with `WWW-Authenticate: Basic` when Basic was used.
-    pub fn invalid_client(d: impl Into<String>, basic: bool) -> Self {
+    /// RFC 6749 5.2: 401. Every 401 names a scheme the client can use
+    /// (RFC 7235 3.1), here HTTP Basic, whichever method was tried.
+    pub fn invalid_client(d: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d);
-        if basic {
-            e.challenge = Some("Basic realm=\"keyward\"".into());
-        }
+        e.challenge = Some("Basic realm=\"keyward\"".into());
         e
     }
 
