@@ -111,11 +111,14 @@ impl ClientEntry {
 /// part of introspection; repeated tokens skip them).
 const VERIFIED_CAPACITY: usize = 20_000;
 
-/// The channel heartbeats every 500 ms; three seconds without one (a
-/// connection that hangs rather than fails: a failure is seen at the next
-/// 2 ms poll) and the cache is bypassed. The grace is generous because a
-/// false alarm under full load sends every request to the database at once;
-/// measured at 1 s, a saturated 2-core machine tripped it.
+/// The channel heartbeats every 500 ms: the node NOTIFYs itself through the
+/// request pool and the listener must hear it, which proves both that the
+/// store answers and that notifications from other sessions (other nodes'
+/// changes) arrive. Three seconds without one (a connection that hangs
+/// rather than fails: a failure is seen at the next 2 ms poll) and the cache
+/// is bypassed. The grace is generous because a false alarm under full load
+/// sends every request to the database at once; measured at 1 s, a
+/// saturated 2-core machine tripped it.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const HEARTBEAT_GRACE_MS: i64 = 3_000;
 
@@ -254,7 +257,8 @@ impl Directory {
             *maps = Maps::default();
             maps.revoked_jtis = revoked.into_iter().collect();
         }
-        self.beat();
+        // Not trusted yet: `is_live` waits for the first heartbeat heard.
+        self.last_beat_ms.store(0, Ordering::Release);
         self.live.store(true, Ordering::Release);
     }
 
@@ -453,16 +457,20 @@ impl Directory {
 
     /// Starts following the change channel (PostgreSQL only) on a thread of
     /// its own, and subscribes to the changes this node commits through `db`.
-    pub fn start(self: &Arc<Self>, db: &Db) -> Arc<Subscriber> {
+    /// `listen_url` is where the listener connects: the store's URL, or a
+    /// direct one when the pool goes through a transaction-mode pooler
+    /// (LISTEN needs a session of its own).
+    pub fn start(self: &Arc<Self>, db: &Db, listen_url: Option<&str>) -> Arc<Subscriber> {
         let me = self.clone();
         let subscriber: Arc<Subscriber> = Arc::new(move |change: &Change| me.apply(change));
         db.set_subscriber(subscriber.clone());
         if db.backend() == Backend::Postgres {
             let me = self.clone();
-            let url = db.url().to_string();
+            let url = listen_url.unwrap_or(db.url()).to_string();
+            let db = db.background();
             let spawned = std::thread::Builder::new()
                 .name("keyward-changes".into())
-                .spawn(move || me.follow(&url));
+                .spawn(move || me.follow(&url, &db));
             if let Err(e) = spawned {
                 log::error!(
                     "change listener not started ({e}); credentials are read from the database"
@@ -476,13 +484,20 @@ impl Directory {
         self.stop.store(true, Ordering::Release);
     }
 
-    /// The listener loop: LISTEN, load the revoked jtis, go live, then drain
-    /// notifications every 2 ms and send a heartbeat every 500 ms, so that a
-    /// dead connection is noticed at once and a hung one within 3 s.
-    fn follow(&self, url: &str) {
+    /// Whether the listener thread has been told to stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// The listener loop: LISTEN, load the revoked jtis, then drain
+    /// notifications every 2 ms and heartbeat every 500 ms, so that a dead
+    /// connection is noticed at once and a hung or deaf one within 3 s.
+    fn follow(&self, url: &str, db: &Db) {
         while !self.stop.load(Ordering::Acquire) {
-            if let Err(e) = self.follow_once(url) {
+            if let Err(e) = self.follow_once(url, db) {
                 log::warn!("change channel: {e}");
+                // The pool's connections may have died the same way.
+                db.suspect();
             }
             self.go_dark();
             if !self.stop.load(Ordering::Acquire) {
@@ -491,7 +506,14 @@ impl Directory {
         }
     }
 
-    fn follow_once(&self, url: &str) -> Result<(), String> {
+    /// Sends this node's heartbeat through the request pool.
+    fn send_beat(&self, db: &Db, seq: u64) -> Result<(), String> {
+        let payload = format!("beat:{}:{seq}", self.listener_name);
+        db.run_here(|conn| changes::notify(conn, &payload).map_err(crate::store::StoreError::from))
+            .map_err(|e| e.to_string())
+    }
+
+    fn follow_once(&self, url: &str, db: &Db) -> Result<(), String> {
         use diesel::connection::SimpleConnection;
         // Named, so operators (and tests) can tell the listener apart.
         let sep = if url.contains('?') { '&' } else { '?' };
@@ -506,19 +528,34 @@ impl Directory {
             .load(&mut conn)
             .map_err(|e| e.to_string())?;
         self.go_live(revoked);
-        log::info!("change channel up: credential cache live");
-        let mut last_beat = Instant::now();
+        let own_beat = format!("beat:{}:", self.listener_name);
+        let mut seq: u64 = 0;
+        let mut announced = false;
+        let mut last_sent: Option<Instant> = None;
         while !self.stop.load(Ordering::Acquire) {
             for notification in conn.notifications_iter() {
                 let notification = notification.map_err(|e| e.to_string())?;
-                if let Some(change) = Change::parse(&notification.payload) {
+                let payload = &notification.payload;
+                // Any beat of ours heard on this session was sent after its
+                // LISTEN: delivery works.
+                if payload.starts_with(&own_beat) {
+                    self.beat();
+                    if !announced {
+                        log::info!("change channel up: credential cache live");
+                        announced = true;
+                    }
+                } else if let Some(change) = Change::parse(payload) {
                     self.apply(&change);
                 }
             }
-            if last_beat.elapsed() >= HEARTBEAT_EVERY {
-                conn.batch_execute("SELECT 1").map_err(|e| e.to_string())?;
-                last_beat = Instant::now();
-                self.beat();
+            if last_sent.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+                seq += 1;
+                if let Err(e) = self.send_beat(db, seq) {
+                    // The pool is down: no beat is heard and the cache goes
+                    // unused within the grace; the listener itself stays.
+                    log::debug!("heartbeat not sent: {e}");
+                }
+                last_sent = Some(Instant::now());
             }
             std::thread::sleep(Duration::from_millis(2));
         }

@@ -105,7 +105,7 @@ impl Application {
             None => format!("http://{local}"),
         };
         let directory = crate::directory::Directory::new(keys.clone());
-        let changes = directory.start(&db);
+        let changes = directory.start(&db, None);
         let auth = crate::oauth::authenticate::Authenticator {
             directory: directory.clone(),
             db: db.clone(),

@@ -129,6 +129,11 @@ impl ResponseError for OAuthError {
         if let Some(challenge) = &self.challenge {
             response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The pool tests every connection after a failure and the
+            // listener retries every half second: a second is a fair wait.
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
         response.json(serde_json::json!({
             "error": self.error,
             "error_description": self.description,
