@@ -88,3 +88,25 @@ pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+
+#[allow(clippy::expect_used)]
+pub static CHANGE_CHANNEL_UP: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    register(
+        prometheus::IntGauge::new(
+            "keyward_change_channel_up",
+            "1 while this node's change channel is proven to deliver (its cache is live)",
+        )
+        .expect("valid metric"),
+    )
+});
+
+#[allow(clippy::expect_used)]
+pub static STORE_REACHABLE: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    register(
+        prometheus::IntGauge::new(
+            "keyward_store_reachable",
+            "1 when the last readiness check reached the store",
+        )
+        .expect("valid metric"),
+    )
+});

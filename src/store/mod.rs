@@ -372,10 +372,11 @@ impl Db {
         result
     }
 
-    /// Whether the database answers right now (for /readyz).
+    /// Whether the store answers right now, with its schema (for /readyz:
+    /// a database dropped and recreated empty is not ready).
     pub fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.get()?;
-        if let Err(e) = conn.batch_execute("SELECT 1") {
+        if let Err(e) = conn.batch_execute("SELECT 1 FROM tenants LIMIT 1") {
             conn.broken = true;
             self.suspect();
             return Err(e.into());
@@ -454,30 +455,28 @@ where
     result
 }
 
-/// Runs the pending migrations of the connection's backend. On PostgreSQL the
-/// whole of `then` (bootstrap) runs under the same advisory lock, so several
-/// servers starting on an empty database create one root tenant and one admin.
+/// Runs the pending migrations of the connection's backend. On PostgreSQL
+/// the migrations and `then` (bootstrap) run in one transaction under a
+/// transaction-scoped advisory lock, so several servers starting on an empty
+/// database create one root tenant and one admin, and the lock holds through
+/// a transaction-mode pooler (a session lock would not: its unlock could
+/// reach another server connection). DDL is transactional in PostgreSQL, so
+/// a failed start leaves nothing half-migrated.
 pub fn migrate_and<T>(
     conn: &mut AnyConnection,
     then: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     match conn {
-        AnyConnection::Postgresql(pg) => {
-            pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
-            let result = pg
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|_| ())
-                .map_err(|e| StoreError::Migration(e.to_string()))
-                .and_then(|()| then(conn));
+        AnyConnection::Postgresql(_) => conn.transaction(|conn| {
             if let AnyConnection::Postgresql(pg) = conn {
-                if let Err(e) =
-                    pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-                {
-                    log::warn!("could not release the migration lock: {e}");
-                }
+                pg.batch_execute(&format!(
+                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                ))?;
+                pg.run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
             }
-            result
-        }
+            then(conn)
+        }),
         AnyConnection::Sqlite(lite) => {
             // SQLite has one writer at a time; the migration harness runs each
             // migration in its own transaction.
