@@ -915,6 +915,7 @@ impl Bench {
             .map_err(|e| format!("propagation: reading the root tenant: {e}"))?
             .ok_or("propagation: the store has no root tenant")?;
         let actor = Actor {
+            client_id: None,
             name: "bench".into(),
             tenant_id: root.id.clone(),
             tenant_path: root.path.clone(),

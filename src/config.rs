@@ -62,6 +62,25 @@ pub struct Settings {
     #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr, global = true)]
     pub trusted_proxies: Vec<IpNet>,
 
+    /// Where the change listener connects (PostgreSQL LISTEN needs a session
+    /// of its own). Default: the store URL. Set it to a direct connection
+    /// when KEYWARD_DATABASE_URL goes through a transaction-mode pooler such
+    /// as PgBouncer, where LISTEN does not work.
+    #[arg(long, env = "KEYWARD_LISTEN_DATABASE_URL", global = true)]
+    pub listen_database_url: Option<String>,
+
+    /// Whether pooled PostgreSQL connections cache prepared statements.
+    /// Set false behind a transaction-mode pooler (PgBouncer before 1.21),
+    /// where a named statement prepared in one transaction is gone in the next.
+    #[arg(
+        long,
+        env = "KEYWARD_DB_STATEMENT_CACHE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub db_statement_cache: bool,
+
     /// Database connections per server process.
     #[arg(
         long,
@@ -133,6 +152,8 @@ impl Settings {
             keys_dir: PathBuf::from("./keys"),
             signing_alg: SigningAlg::EdDSA,
             trusted_proxies: Vec::new(),
+            listen_database_url: None,
+            db_statement_cache: true,
             db_pool_size: 16,
             workers: None,
             auth_failure_limit: 100,

@@ -41,7 +41,8 @@ pub struct ClientEntry {
     pub secrets: Vec<ClientSecret>,
     /// The client's scopes, allowed networks and audiences, parsed once.
     pub scopes: Arc<ScopeSet>,
-    pub allowed_ips: Vec<ipnet::IpNet>,
+    /// None when the stored list cannot be read: then nobody is allowed.
+    pub allowed_ips: Option<Vec<ipnet::IpNet>>,
     pub audience: Vec<String>,
 }
 
@@ -56,7 +57,15 @@ impl ClientEntry {
         scopes: Arc<ScopeSet>,
     ) -> ClientEntry {
         let client = &mut record.client;
-        let networks: Vec<String> = serde_json::from_str(&client.allowed_ips).unwrap_or_default();
+        // Fail closed: a list (or an entry) that cannot be read allows nobody.
+        let networks: Option<Vec<ipnet::IpNet>> =
+            serde_json::from_str::<Vec<String>>(&client.allowed_ips)
+                .ok()
+                .and_then(|list| {
+                    list.iter()
+                        .map(|n| crate::config::parse_cidr(n).ok())
+                        .collect()
+                });
         let audience = serde_json::from_str(&client.audience).unwrap_or_default();
         for unused in [
             &mut client.name,
@@ -79,11 +88,7 @@ impl ClientEntry {
             .collect();
         ClientEntry {
             scopes,
-            // Stored values were validated on the way in.
-            allowed_ips: networks
-                .iter()
-                .filter_map(|n| crate::config::parse_cidr(n).ok())
-                .collect(),
+            allowed_ips: networks,
             audience,
             record: Arc::new(record),
             secrets,
@@ -92,10 +97,13 @@ impl ClientEntry {
 
     /// Whether `ip` may use this client (no networks: any address).
     pub fn allows(&self, ip: Option<std::net::IpAddr>) -> bool {
-        if self.allowed_ips.is_empty() {
+        let Some(networks) = &self.allowed_ips else {
+            return false;
+        };
+        if networks.is_empty() {
             return true;
         }
-        ip.is_some_and(|ip| self.allowed_ips.iter().any(|net| net.contains(&ip)))
+        ip.is_some_and(|ip| networks.iter().any(|net| net.contains(&ip)))
     }
 }
 
@@ -103,11 +111,14 @@ impl ClientEntry {
 /// part of introspection; repeated tokens skip them).
 const VERIFIED_CAPACITY: usize = 20_000;
 
-/// The channel heartbeats every 500 ms; three seconds without one (a
-/// connection that hangs rather than fails: a failure is seen at the next
-/// 2 ms poll) and the cache is bypassed. The grace is generous because a
-/// false alarm under full load sends every request to the database at once;
-/// measured at 1 s, a saturated 2-core machine tripped it.
+/// The channel heartbeats every 500 ms: the node NOTIFYs itself through the
+/// request pool and the listener must hear it, which proves both that the
+/// store answers and that notifications from other sessions (other nodes'
+/// changes) arrive. Three seconds without one (a connection that hangs
+/// rather than fails: a failure is seen at the next 2 ms poll) and the cache
+/// is bypassed. The grace is generous because a false alarm under full load
+/// sends every request to the database at once; measured at 1 s, a
+/// saturated 2-core machine tripped it.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const HEARTBEAT_GRACE_MS: i64 = 3_000;
 
@@ -147,7 +158,18 @@ pub struct Directory {
     listener_name: String,
     /// One parsed set per distinct scope string.
     scope_sets: std::sync::Mutex<HashMap<String, Arc<ScopeSet>>>,
+    /// Client ids recently looked up and not found, with when that stops
+    /// counting: a flood of made-up ids then costs one query per id and
+    /// `UNKNOWN_TTL`, not one per request. Bounded by `UNKNOWN_CAPACITY`.
+    unknown_clients: std::sync::Mutex<HashMap<String, Instant>>,
 }
+
+/// How long an unknown client id is remembered. A client created meanwhile
+/// is announced (`Change::Client`), which drops the entry on every node that
+/// follows the channel; ids are random, so nobody asks for one before it
+/// exists except by guessing.
+const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+const UNKNOWN_CAPACITY: usize = 50_000;
 
 impl Directory {
     pub fn new(keys: Arc<KeyRing>) -> Arc<Directory> {
@@ -161,10 +183,12 @@ impl Directory {
             stop: AtomicBool::new(false),
             listener_name: crate::tokens::opaque::random_id("keyward-listener-"),
             scope_sets: std::sync::Mutex::new(HashMap::new()),
+            unknown_clients: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
-    fn scope_set(&self, scopes: &str) -> Arc<ScopeSet> {
+    /// The parsed set for a scope string, shared between equal strings.
+    pub fn scope_set(&self, scopes: &str) -> Arc<ScopeSet> {
         let parse = || Arc::new(ScopeSet::parse(scopes).unwrap_or_default());
         match self.scope_sets.lock() {
             Ok(mut sets) => sets.entry(scopes.to_string()).or_insert_with(parse).clone(),
@@ -198,6 +222,7 @@ impl Directory {
         self.generation.fetch_add(1, Ordering::AcqRel);
         match change {
             Change::Client(id) => {
+                self.forget_unknown(id);
                 let mut maps = self.write();
                 maps.clients.remove(id);
                 maps.api_tokens
@@ -232,7 +257,8 @@ impl Directory {
             *maps = Maps::default();
             maps.revoked_jtis = revoked.into_iter().collect();
         }
-        self.beat();
+        // Not trusted yet: `is_live` waits for the first heartbeat heard.
+        self.last_beat_ms.store(0, Ordering::Release);
         self.live.store(true, Ordering::Release);
     }
 
@@ -273,6 +299,9 @@ impl Directory {
                 return Ok(Some(entry.clone()));
             }
         }
+        if self.known_unknown(client_id) {
+            return Ok(None);
+        }
         let seen = self.generation.load(Ordering::Acquire);
         let id = client_id.to_string();
         let loaded = db
@@ -281,6 +310,7 @@ impl Directory {
             })
             .await?;
         let Some((record, secrets)) = loaded else {
+            self.remember_unknown(client_id);
             return Ok(None);
         };
         let scopes = self.scope_set(&record.client.scopes);
@@ -289,6 +319,45 @@ impl Directory {
             maps.clients.insert(client_id.to_string(), entry.clone());
         });
         Ok(Some(entry))
+    }
+
+    fn unknown(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.unknown_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn known_unknown(&self, client_id: &str) -> bool {
+        let mut unknown = self.unknown();
+        match unknown.get(client_id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                unknown.remove(client_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_unknown(&self, client_id: &str) {
+        // Ids longer than any this server issues are not worth the memory.
+        if client_id.len() > 64 {
+            return;
+        }
+        let now = Instant::now();
+        let mut unknown = self.unknown();
+        if unknown.len() >= UNKNOWN_CAPACITY {
+            unknown.retain(|_, until| *until > now);
+            if unknown.len() >= UNKNOWN_CAPACITY {
+                // Full of live entries: a flood. Start over rather than grow.
+                unknown.clear();
+            }
+        }
+        unknown.insert(client_id.to_string(), now + UNKNOWN_TTL);
+    }
+
+    fn forget_unknown(&self, client_id: &str) {
+        self.unknown().remove(client_id);
     }
 
     pub async fn api_token(
@@ -388,16 +457,20 @@ impl Directory {
 
     /// Starts following the change channel (PostgreSQL only) on a thread of
     /// its own, and subscribes to the changes this node commits through `db`.
-    pub fn start(self: &Arc<Self>, db: &Db) -> Arc<Subscriber> {
+    /// `listen_url` is where the listener connects: the store's URL, or a
+    /// direct one when the pool goes through a transaction-mode pooler
+    /// (LISTEN needs a session of its own).
+    pub fn start(self: &Arc<Self>, db: &Db, listen_url: Option<&str>) -> Arc<Subscriber> {
         let me = self.clone();
         let subscriber: Arc<Subscriber> = Arc::new(move |change: &Change| me.apply(change));
         db.set_subscriber(subscriber.clone());
         if db.backend() == Backend::Postgres {
             let me = self.clone();
-            let url = db.url().to_string();
+            let url = listen_url.unwrap_or(db.url()).to_string();
+            let db = db.background();
             let spawned = std::thread::Builder::new()
                 .name("keyward-changes".into())
-                .spawn(move || me.follow(&url));
+                .spawn(move || me.follow(&url, &db));
             if let Err(e) = spawned {
                 log::error!(
                     "change listener not started ({e}); credentials are read from the database"
@@ -411,13 +484,20 @@ impl Directory {
         self.stop.store(true, Ordering::Release);
     }
 
-    /// The listener loop: LISTEN, load the revoked jtis, go live, then drain
-    /// notifications every 2 ms and send a heartbeat every 500 ms, so that a
-    /// dead connection is noticed at once and a hung one within 3 s.
-    fn follow(&self, url: &str) {
+    /// Whether the listener thread has been told to stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// The listener loop: LISTEN, load the revoked jtis, then drain
+    /// notifications every 2 ms and heartbeat every 500 ms, so that a dead
+    /// connection is noticed at once and a hung or deaf one within 3 s.
+    fn follow(&self, url: &str, db: &Db) {
         while !self.stop.load(Ordering::Acquire) {
-            if let Err(e) = self.follow_once(url) {
+            if let Err(e) = self.follow_once(url, db) {
                 log::warn!("change channel: {e}");
+                // The pool's connections may have died the same way.
+                db.suspect();
             }
             self.go_dark();
             if !self.stop.load(Ordering::Acquire) {
@@ -426,7 +506,14 @@ impl Directory {
         }
     }
 
-    fn follow_once(&self, url: &str) -> Result<(), String> {
+    /// Sends this node's heartbeat through the request pool.
+    fn send_beat(&self, db: &Db, seq: u64) -> Result<(), String> {
+        let payload = format!("beat:{}:{seq}", self.listener_name);
+        db.run_here(|conn| changes::notify(conn, &payload).map_err(crate::store::StoreError::from))
+            .map_err(|e| e.to_string())
+    }
+
+    fn follow_once(&self, url: &str, db: &Db) -> Result<(), String> {
         use diesel::connection::SimpleConnection;
         // Named, so operators (and tests) can tell the listener apart.
         let sep = if url.contains('?') { '&' } else { '?' };
@@ -441,19 +528,34 @@ impl Directory {
             .load(&mut conn)
             .map_err(|e| e.to_string())?;
         self.go_live(revoked);
-        log::info!("change channel up: credential cache live");
-        let mut last_beat = Instant::now();
+        let own_beat = format!("beat:{}:", self.listener_name);
+        let mut seq: u64 = 0;
+        let mut announced = false;
+        let mut last_sent: Option<Instant> = None;
         while !self.stop.load(Ordering::Acquire) {
             for notification in conn.notifications_iter() {
                 let notification = notification.map_err(|e| e.to_string())?;
-                if let Some(change) = Change::parse(&notification.payload) {
+                let payload = &notification.payload;
+                // Any beat of ours heard on this session was sent after its
+                // LISTEN: delivery works.
+                if payload.starts_with(&own_beat) {
+                    self.beat();
+                    if !announced {
+                        log::info!("change channel up: credential cache live");
+                        announced = true;
+                    }
+                } else if let Some(change) = Change::parse(payload) {
                     self.apply(&change);
                 }
             }
-            if last_beat.elapsed() >= HEARTBEAT_EVERY {
-                conn.batch_execute("SELECT 1").map_err(|e| e.to_string())?;
-                last_beat = Instant::now();
-                self.beat();
+            if last_sent.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+                seq += 1;
+                if let Err(e) = self.send_beat(db, seq) {
+                    // The pool is down: no beat is heard and the cache goes
+                    // unused within the grace; the listener itself stays.
+                    log::debug!("heartbeat not sent: {e}");
+                }
+                last_sent = Some(Instant::now());
             }
             std::thread::sleep(Duration::from_millis(2));
         }

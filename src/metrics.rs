@@ -60,22 +60,6 @@ pub static TOKENS_ISSUED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Failed authentications (401 answers, failed console sign-ins) by reason;
-/// see `oauth::throttle::FailureReason`.
-#[allow(clippy::expect_used)]
-pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "keyward_auth_failures_total",
-                "Failed authentications by reason",
-            ),
-            &["reason"],
-        )
-        .expect("valid metric"),
-    )
-});
-
 /// Forces registration so that every metric shows from the first scrape.
 pub fn init() {
     LazyLock::force(&HTTP_REQUESTS);
@@ -91,3 +75,39 @@ pub fn render() -> String {
         .encode_to_string(&REGISTRY.gather())
         .unwrap_or_else(|e| format!("# metrics encoding failed: {e}\n"))
 }
+
+#[allow(clippy::expect_used)]
+pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "keyward_auth_failures_total",
+                "Failed authentications at keyward's own endpoints, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+#[allow(clippy::expect_used)]
+pub static CHANGE_CHANNEL_UP: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    register(
+        prometheus::IntGauge::new(
+            "keyward_change_channel_up",
+            "1 while this node's change channel is proven to deliver (its cache is live)",
+        )
+        .expect("valid metric"),
+    )
+});
+
+#[allow(clippy::expect_used)]
+pub static STORE_REACHABLE: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    register(
+        prometheus::IntGauge::new(
+            "keyward_store_reachable",
+            "1 when the last readiness check reached the store",
+        )
+        .expect("valid metric"),
+    )
+});

@@ -51,7 +51,8 @@ pub fn open_store(
     pool_size: u32,
 ) -> Result<(Db, Option<PathBuf>), StartupError> {
     let url = settings.database_url();
-    let db = Db::connect(&url, pool_size).map_err(StartupError::Database)?;
+    let db = Db::connect_with(&url, pool_size, settings.db_statement_cache)
+        .map_err(StartupError::Database)?;
     if db.backend() == Backend::Sqlite {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| StartupError::Setup(format!("{}: {e}", settings.data_dir.display())))?;
@@ -106,12 +107,18 @@ impl Application {
             None => format!("http://{local}"),
         };
         let directory = crate::directory::Directory::new(keys.clone());
-        let changes = directory.start(&db);
+        let changes = directory.start(&db, settings.listen_database_url.as_deref());
+        let auth = crate::oauth::authenticate::Authenticator {
+            directory: directory.clone(),
+            db: db.clone(),
+            issuer: issuer.clone(),
+        };
         let state = web::Data::new(AppState {
             db,
             keys,
             directory,
             changes,
+            auth,
             issuer,
             trusted_proxies: settings.trusted_proxies.clone(),
             last_used: LastUsed::default(),

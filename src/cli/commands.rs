@@ -333,6 +333,7 @@ fn cli_actor(conn: &mut AnyConnection) -> Result<Actor, CliError> {
         .ok_or_else(|| CliError::Failed("the store has no root tenant".into()))?;
     Ok(Actor {
         name: "cli".into(),
+        client_id: None,
         tenant_id: root.id,
         tenant_path: root.path,
         scopes: ScopeSet::all_admin(),
@@ -589,13 +590,24 @@ fn store_command(
             RoleCommand::Create { name, scopes, json } => {
                 let scopes = scopes.split_whitespace().map(str::to_string).collect();
                 print(
-                    &to_value(&roles::create(conn, actor, NewRole { name, scopes })?),
+                    &to_value(&roles::create(
+                        conn,
+                        actor,
+                        NewRole {
+                            name,
+                            scopes,
+                            tenant_id: None,
+                        },
+                    )?),
                     json,
                     &[],
                 )
             }
             RoleCommand::List { json } => {
-                let all = all_pages(|after| roles::list(conn, 500, after), |r| r.name.clone())?;
+                let all = all_pages(
+                    |after| roles::list(conn, actor, 500, after),
+                    |r| r.name.clone(),
+                )?;
                 print(&to_value(&all), json, &["name", "scopes"])
             }
         },

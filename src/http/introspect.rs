@@ -2,9 +2,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::auth::{active_token, authenticate, TokenLookup};
-use super::{no_store_json, AppState};
-use crate::oauth::client_auth;
+use super::{client_ip, no_store_json, AppState};
+use crate::oauth::authenticate::{Endpoint, TokenLookup};
 use crate::oauth::form::Form;
 use crate::oauth::OAuthError;
 use crate::tokens::jwt::Audience;
@@ -30,7 +29,11 @@ pub async fn introspect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Form::read(&req, payload, &[]).await?;
-    let caller = authenticate(&state, client_auth::presented(req.headers(), &form)?).await?;
+    let ip = client_ip(&req, &state.trusted_proxies);
+    let caller = state
+        .auth
+        .authenticate(req.headers(), Some(&form), ip, Endpoint::Introspection)
+        .await?;
     if !caller.scopes.contains("introspect") {
         return Err(OAuthError::insufficient_scope(
             "introspection needs the introspect scope",
@@ -41,7 +44,7 @@ pub async fn introspect(
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     // token_type_hint is only a hint (RFC 7662 2.1): the token's own shape decides.
     let inactive = || no_store_json(&serde_json::json!({"active": false}));
-    let body = match active_token(&state, token).await? {
+    let body = match state.auth.active_token(token).await? {
         Some(TokenLookup::Access(claims, owner)) if caller.can_reach(&owner.record.tenant_path) => {
             let mut body = serde_json::json!({
                 "active": true,

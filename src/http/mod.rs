@@ -2,7 +2,6 @@
 //! call `service`, and shape the answer.
 
 pub mod admin;
-pub mod auth;
 pub mod discovery;
 pub mod introspect;
 pub mod openapi;
@@ -29,6 +28,8 @@ pub struct AppState {
     pub directory: Arc<crate::directory::Directory>,
     /// Keeps this process's change subscription alive.
     pub changes: Arc<crate::store::changes::Subscriber>,
+    /// The one way every endpoint authenticates its caller.
+    pub auth: crate::oauth::authenticate::Authenticator,
     pub issuer: String,
     pub trusted_proxies: Vec<IpNet>,
     pub last_used: LastUsed,
@@ -166,24 +167,6 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
         }
     }
     Some(client)
-}
-
-/// Whether `ip` may use a client whose `allowed_ips` is `allowed_json` (a
-/// JSON array of CIDRs; empty: any address).
-pub fn ip_allowed(allowed_json: &str, ip: Option<IpAddr>) -> bool {
-    // Fail closed: a list that cannot be read allows nobody.
-    let Ok(nets) = serde_json::from_str::<Vec<String>>(allowed_json) else {
-        return false;
-    };
-    if nets.is_empty() {
-        return true;
-    }
-    let Some(ip) = ip else {
-        return false;
-    };
-    nets.iter()
-        .filter_map(|n| crate::config::parse_cidr(n).ok())
-        .any(|net| net.contains(&ip))
 }
 
 /// A JSON 200 that must not be cached (RFC 6749 5.1).

@@ -13,7 +13,7 @@ use crate::service::audit::AuditView;
 use crate::service::clients::{ApiTokenView, ClientView, NewClient};
 use crate::service::device_groups::{DeviceGroupView, NewDeviceGroup};
 use crate::service::durations::DurationSpec;
-use crate::service::roles::{NewRole, RoleView};
+use crate::service::roles::{NewRole, RolePatch, RoleView};
 use crate::service::tenants::TenantView;
 
 /// Every error: RFC 6749 5.2's shape, for the admin API too.
@@ -204,6 +204,8 @@ impl Modify for SecuritySchemes {
         crate::http::admin::device_groups::delete,
         crate::http::admin::roles::list,
         crate::http::admin::roles::create,
+        crate::http::admin::roles::update,
+        crate::http::admin::roles::delete,
         crate::http::admin::clients::create,
         crate::http::admin::clients::list,
         crate::http::admin::clients::get,
@@ -217,7 +219,7 @@ impl Modify for SecuritySchemes {
         crate::http::admin::clients::list_tokens,
         crate::http::admin::audit::list,
     ),
-    components(schemas(NewClient, NewRole, NewDeviceGroup, DurationSpec)),
+    components(schemas(NewClient, NewRole, RolePatch, NewDeviceGroup, DurationSpec)),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

@@ -9,19 +9,42 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable"), (status = 503, description = "store unreachable")))]
+/// Ready when the store answers (with its schema). The change channel is
+/// reported too: a node whose channel is down still serves, from the
+/// database, so it stays ready and says so (`"change_channel": "down"`).
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable; body says whether the change channel is up"), (status = 503, description = "store unreachable")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.db.clone();
+    let channel = match db.backend() {
+        crate::store::Backend::Sqlite => "not_used",
+        crate::store::Backend::Postgres if state.directory.is_live() => "up",
+        crate::store::Backend::Postgres => "down",
+    };
+    crate::metrics::CHANGE_CHANNEL_UP.set(i64::from(channel == "up"));
     match web::block(move || db.ping()).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Ok(Ok(())) => {
+            crate::metrics::STORE_REACHABLE.set(1);
+            HttpResponse::Ok().json(serde_json::json!({
+                "status": "ready",
+                "store": "reachable",
+                "change_channel": channel,
+            }))
+        }
         Ok(Err(e)) => {
             log::warn!("readiness check failed: {e}");
+            crate::metrics::STORE_REACHABLE.set(0);
             HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"status": "unavailable", "reason": "store unreachable"}))
+                .insert_header(("Retry-After", "1"))
+                .json(serde_json::json!({
+                    "status": "unavailable",
+                    "reason": "store unreachable",
+                    "change_channel": channel,
+                }))
         }
         Err(e) => {
             log::warn!("readiness check failed: {e}");
             HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "1"))
                 .json(serde_json::json!({"status": "unavailable", "reason": "busy"}))
         }
     }

@@ -3,9 +3,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::auth::{active_token, Principal, TokenLookup};
-use super::{client_ip, ip_allowed, no_store_json, AppState};
-use crate::oauth::client_auth::bearer_token;
+use super::{client_ip, no_store_json, AppState};
+use crate::oauth::authenticate::{Credential, Endpoint, TokenLookup};
 use crate::oauth::OAuthError;
 use crate::service::{credentials, now, rfc3339};
 use crate::tokens::jwt::{self, AccessClaims};
@@ -18,7 +17,8 @@ use crate::tokens::jwt::{self, AccessClaims};
     responses(
         (status = 200, body = crate::http::openapi::RenewResponse),
         (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "access_denied", body = crate::http::openapi::ErrorBody)
+        (status = 403, description = "access_denied", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -26,34 +26,29 @@ pub async fn renew(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let token = bearer_token(req.headers())?
-        .ok_or_else(|| OAuthError::invalid_token("send the token to renew as a bearer token"))?;
     let ip = client_ip(&req, &state.trusted_proxies);
-    let Some(found) = active_token(&state, &token).await? else {
-        return Err(OAuthError::invalid_token(
-            "the token is malformed, expired, revoked or unknown",
-        ));
-    };
-    let owner = found.owner().clone();
+    let caller = state
+        .auth
+        .authenticate(req.headers(), None, ip, Endpoint::Renewal)
+        .await?;
+    let owner = caller.client.clone();
     if !owner.client.can_renew {
         return Err(OAuthError::access_denied(
             "renewal is not enabled for this client",
         ));
     }
-    let address_allowed = match &found {
-        TokenLookup::Access(_, entry) => entry.allows(ip),
-        TokenLookup::Api(record) => ip_allowed(&record.owner.client.allowed_ips, ip),
+    let found = match &caller.credential {
+        Credential::AccessToken(claims, entry) => {
+            TokenLookup::Access(claims.clone(), entry.clone())
+        }
+        Credential::ApiToken(record) => TokenLookup::Api(record.clone()),
+        Credential::Secret(_) => {
+            return Err(OAuthError::invalid_token(
+                "send the token to renew as a bearer token",
+            ))
+        }
     };
-    if !address_allowed {
-        return Err(OAuthError::access_denied(
-            "requests from this address are not allowed for this client",
-        ));
-    }
-    let actor = Principal {
-        owner: owner.clone(),
-        scopes: Default::default(),
-    }
-    .actor(ip);
+    let actor = caller.actor();
     let now = now();
     let issuer = state.issuer.clone();
     let (new_token, expires_at, scope) = match found {

@@ -2,9 +2,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::auth::{authenticate, Principal};
 use super::{client_ip, AppState};
-use crate::oauth::client_auth;
+use crate::oauth::authenticate::{Endpoint, Principal};
 use crate::oauth::form::Form;
 use crate::oauth::OAuthError;
 use crate::service::clients;
@@ -51,12 +50,16 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Form::read(&req, payload, &[]).await?;
-    let caller = authenticate(&state, client_auth::presented(req.headers(), &form)?).await?;
+    let ip = client_ip(&req, &state.trusted_proxies);
+    let caller = state
+        .auth
+        .authenticate(req.headers(), Some(&form), ip, Endpoint::Revocation)
+        .await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
         .to_string();
-    let actor = caller.actor(client_ip(&req, &state.trusted_proxies));
+    let actor = caller.actor();
     let done = || HttpResponse::Ok().finish();
 
     if token.starts_with(opaque::API_TOKEN_PREFIX) {

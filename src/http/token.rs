@@ -3,11 +3,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{client_ip, no_store_json, AppState};
-use crate::oauth::client_auth::{self, Presented};
+use crate::oauth::authenticate::{Credential, Endpoint};
 use crate::oauth::form::Form;
 use crate::oauth::OAuthError;
-use crate::service::clients::{status_of, KIND_API_TOKEN, STATUS_ACTIVE};
-use crate::service::credentials;
 use crate::service::now;
 use crate::service::scopes::ScopeSet;
 use crate::tokens::jwt::{self, AccessClaims, Audience};
@@ -36,64 +34,19 @@ pub async fn token(
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?
         .to_string();
-    let (client_id, secret, basic) = match client_auth::presented(req.headers(), &form)? {
-        Presented::ClientSecret {
-            client_id,
-            secret,
-            basic,
-        } => (client_id, secret, basic),
-        Presented::Nothing => {
-            return Err(OAuthError::invalid_client(
-                "client authentication is required",
-                false,
-            ))
-        }
-        Presented::Bearer(_) => {
-            return Err(OAuthError::invalid_client(
-                "the token endpoint takes client_secret_basic or client_secret_post",
-                false,
-            ))
-        }
-    };
     let ip = client_ip(&req, &state.trusted_proxies);
-
-    let now = now();
-    let failed = || OAuthError::invalid_client("client authentication failed", basic);
-    let Some(entry) = state.directory.client(&state.db, &client_id).await? else {
-        return Err(failed());
+    let caller = state
+        .auth
+        .authenticate(req.headers(), Some(&form), ip, Endpoint::Token)
+        .await?;
+    let Credential::Secret(entry) = &caller.credential else {
+        return Err(OAuthError::server_error(
+            &"the token endpoint authenticated a caller without a client secret",
+        ));
     };
     let record = &entry.record;
     let client = &record.client;
-    if client.kind == KIND_API_TOKEN {
-        // Only for an api_token client: is the "secret" its API token?
-        let presented = state.directory.api_token(&state.db, &secret).await?;
-        let owner = presented
-            .as_ref()
-            .map(|t| t.owner.client.client_id.as_str());
-        return if owner == Some(client.client_id.as_str()) {
-            Err(OAuthError::unauthorized_client(
-                "an api_token client uses its API token directly, not at the token endpoint",
-            ))
-        } else {
-            Err(failed())
-        };
-    }
-    if !credentials::secret_matches(&entry.secrets, &secret, now) {
-        return Err(failed());
-    }
-    let status = status_of(client, now);
-    if status != STATUS_ACTIVE {
-        return Err(OAuthError::invalid_client(
-            format!("the client is {status}"),
-            basic,
-        ));
-    }
-    if !entry.allows(ip) {
-        return Err(OAuthError::invalid_client(
-            "requests from this address are not allowed for this client",
-            basic,
-        ));
-    }
+    let now = now();
     if grant_type != "client_credentials" {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {grant_type:?} is not supported; use client_credentials"
@@ -121,7 +74,9 @@ pub async fn token(
     let allowed_audience = &entry.audience;
     let mut audience: Vec<String> = Vec::new();
     for target in form.get_all("audience").chain(form.get_all("resource")) {
-        if !allowed_audience.iter().any(|a| a == target) {
+        // The issuer is always allowed: a client whose audiences name only
+        // resource servers can still get a token for keyward's own endpoints.
+        if target != state.issuer && !allowed_audience.iter().any(|a| a == target) {
             return Err(OAuthError::invalid_target(format!(
                 "{target:?} is not an audience of this client"
             )));

@@ -55,7 +55,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
 /// Basic credentials: base64 of `id:secret`, each form-urlencoded first
 /// (RFC 6749 2.3.1).
 fn parse_basic(encoded: &str) -> Result<(String, String), OAuthError> {
-    let bad = || OAuthError::invalid_client("malformed Basic credentials", true);
+    let bad = || OAuthError::invalid_client("malformed Basic credentials");
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
@@ -91,7 +91,7 @@ pub fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuthErr
     if let Some(value) = header_value {
         let value = value
             .to_str()
-            .map_err(|_| OAuthError::invalid_client("malformed Authorization header", false))?;
+            .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             let (client_id, secret) = parse_basic(rest)?;
@@ -122,7 +122,6 @@ pub fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuthErr
         }
         return Err(OAuthError::invalid_client(
             "unsupported Authorization scheme: use Basic or Bearer",
-            false,
         ));
     }
     match (form_id, form_secret) {

@@ -37,12 +37,11 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
     }
 
-    /// RFC 6749 5.2: 401, with `WWW-Authenticate: Basic` when Basic was used.
-    pub fn invalid_client(d: impl Into<String>, basic: bool) -> Self {
+    /// RFC 6749 5.2: 401. Every 401 names a scheme the client can use
+    /// (RFC 7235 3.1), here HTTP Basic, whichever method was tried.
+    pub fn invalid_client(d: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d);
-        if basic {
-            e.challenge = Some("Basic realm=\"keyward\"".into());
-        }
+        e.challenge = Some("Basic realm=\"keyward\"".into());
         e
     }
 
@@ -151,6 +150,10 @@ impl ResponseError for OAuthError {
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The pool tests every connection after a failure and the
+            // listener retries every half second: a second is a fair wait.
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
         response.json(serde_json::json!({
             "error": self.error,

@@ -2,6 +2,7 @@
 //! appendix B), client authentication (RFC 6749 2.3) and the throttling of
 //! failed authentication.
 
+pub mod authenticate;
 pub mod client_auth;
 pub mod error;
 pub mod form;

@@ -36,6 +36,7 @@ pub fn ensure_root_and_admin(
         let root = tenants::insert(conn, ROOT_TENANT_NAME, None, &[])?;
         let system = Actor {
             name: "bootstrap".into(),
+            client_id: None,
             tenant_id: root.id.clone(),
             tenant_path: root.path.clone(),
             scopes: ScopeSet::all_admin(),

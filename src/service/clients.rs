@@ -6,11 +6,12 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::durations::{self, DurationSpec};
-use super::scopes::{ScopeSet, ADMIN_SCOPES};
+use super::policy::{self, ClientAction};
+use super::scopes::ScopeSet;
 use super::{audit, now, rfc3339, tenants, Actor, ServiceError, ServiceResult};
-use crate::store::models::{ApiTokenRow, Client, ClientSecret, Role};
+use crate::store::models::{ApiTokenRow, Client, ClientSecret};
 use crate::store::schema::{
-    api_tokens, client_secrets, clients, device_groups, roles, tenants as tenants_table,
+    api_tokens, client_secrets, clients, device_groups, tenants as tenants_table,
 };
 use crate::store::{write_transaction, AnyConnection};
 use crate::tokens::opaque::{self, display_prefix, random_id, Secret};
@@ -141,14 +142,6 @@ pub enum IssuedCredential {
     ApiToken { token: Secret, expires_at: i64 },
 }
 
-pub fn load_role(conn: &mut AnyConnection, name: &str) -> QueryResult<Option<Role>> {
-    roles::table
-        .find(name)
-        .select(Role::as_select())
-        .first(conn)
-        .optional()
-}
-
 /// The client and its tenant's path.
 pub fn find_with_path(
     conn: &mut AnyConnection,
@@ -168,10 +161,7 @@ pub fn find_reachable(
     actor: &Actor,
     client_id: &str,
 ) -> ServiceResult<Client> {
-    match find_with_path(conn, client_id)? {
-        Some((client, path)) if actor.can_reach(&path) => Ok(client),
-        _ => Err(ServiceError::NotFound("client")),
-    }
+    policy::client_for(conn, actor, client_id, ClientAction::Read)
 }
 
 pub fn validate_access_token_ttl(ttl: i64) -> ServiceResult<i64> {
@@ -367,8 +357,7 @@ pub fn register(
             .clone()
             .unwrap_or_else(|| actor.tenant_id.clone());
         let tenant = tenants::find_reachable(conn, actor, &tenant_id)?;
-        let role = load_role(conn, &req.role)?
-            .ok_or_else(|| ServiceError::Invalid(format!("role {:?} does not exist", req.role)))?;
+        let role = policy::assignable_role(conn, actor, &req.role, &tenant.path)?;
         let role_scopes = ScopeSet::parse(&role.scopes).map_err(ServiceError::Internal)?;
         let scopes = match &requested_scopes {
             Some(asked) => {
@@ -384,16 +373,10 @@ pub fn register(
             }
             None => role_scopes,
         };
-        let privileged: Vec<&str> = scopes
-            .iter()
-            .filter(|s| ADMIN_SCOPES.contains(s) && !actor.scopes.contains(s))
-            .collect();
-        if !privileged.is_empty() {
-            return Err(ServiceError::Forbidden(format!(
-                "cannot grant scopes the caller does not hold: {}",
-                privileged.join(" ")
-            )));
-        }
+        // The role counts as well as the scopes: `{"role": "admin",
+        // "scopes": []}` still carries `"role": "admin"` in every token.
+        let rights = policy::rights(&scopes, &role)?;
+        policy::require_within(actor, &rights, "the new client")?;
         if let Some(group_id) = &req.device_group_id {
             let group_tenant: Option<String> = device_groups::table
                 .find(group_id)
@@ -434,6 +417,11 @@ pub fn register(
         diesel::insert_into(clients::table)
             .values(&client)
             .execute(conn)?;
+        // Nodes that remembered this id as unknown must forget that.
+        crate::store::changes::announce(
+            conn,
+            crate::store::changes::Change::Client(client.client_id.clone()),
+        )?;
         let credential = if kind == KIND_API_TOKEN {
             let (row, token) = insert_api_token(
                 conn,
@@ -547,8 +535,13 @@ pub fn change_status(
     client_id: &str,
     change: StatusChange,
 ) -> ServiceResult<ClientView> {
+    let action = match change {
+        StatusChange::Disable => ClientAction::Disable,
+        StatusChange::Enable => ClientAction::Enable,
+        StatusChange::Revoke => ClientAction::Revoke,
+    };
     write_transaction(conn, |conn| {
-        let mut client = find_reachable(conn, actor, client_id)?;
+        let mut client = policy::client_for(conn, actor, client_id, action)?;
         if client.status == STATUS_REVOKED {
             return Err(ServiceError::Conflict(
                 "the client is revoked; revocation is final".into(),
@@ -696,7 +689,7 @@ pub fn update(
         ));
     }
     write_transaction(conn, |conn| {
-        let mut client = find_reachable(conn, actor, client_id)?;
+        let mut client = policy::client_for(conn, actor, client_id, ClientAction::Change)?;
         reject_if_revoked(&client)?;
         let ts = now();
         for (field, value) in changes {
@@ -796,13 +789,13 @@ pub fn update(
 /// keeps that it existed.
 pub fn delete(conn: &mut AnyConnection, actor: &Actor, client_id: &str) -> ServiceResult<()> {
     write_transaction(conn, |conn| {
-        let client = find_reachable(conn, actor, client_id)?;
+        let client = policy::client_for(conn, actor, client_id, ClientAction::Delete)?;
         if status_of(&client, now()) == STATUS_ACTIVE {
             return Err(ServiceError::Conflict(
                 "an active client cannot be deleted; disable or revoke it first".into(),
             ));
         }
-        if client.client_id == actor.name {
+        if actor.is_client(&client.client_id) {
             return Err(ServiceError::Conflict(
                 "a client cannot delete itself".into(),
             ));
@@ -846,7 +839,7 @@ pub fn rotate_secret(
         )));
     }
     write_transaction(conn, |conn| {
-        let mut client = find_reachable(conn, actor, client_id)?;
+        let mut client = policy::client_for(conn, actor, client_id, ClientAction::NewSecret)?;
         reject_if_revoked(&client)?;
         if client.kind != KIND_CLIENT_CREDENTIALS {
             return Err(ServiceError::Invalid(
@@ -906,7 +899,7 @@ pub fn reissue_token(
     client_id: &str,
 ) -> ServiceResult<(ClientView, Secret, i64)> {
     write_transaction(conn, |conn| {
-        let mut client = find_reachable(conn, actor, client_id)?;
+        let mut client = policy::client_for(conn, actor, client_id, ClientAction::Reissue)?;
         reject_if_revoked(&client)?;
         if client.kind != KIND_API_TOKEN {
             return Err(ServiceError::Invalid(

@@ -13,6 +13,7 @@ pub mod clients;
 pub mod credentials;
 pub mod device_groups;
 pub mod durations;
+pub mod policy;
 pub mod roles;
 pub mod scopes;
 pub mod tenants;
@@ -81,13 +82,19 @@ pub fn rfc3339(ts: i64) -> String {
 }
 
 /// Who is making a change: a client (by one of its credentials) or the CLI.
+/// Built only by `oauth::authenticate` (HTTP) and the CLI; every admin action
+/// is decided from it by `policy`.
 #[derive(Debug, Clone)]
 pub struct Actor {
     /// `client_id`, or `cli`.
     pub name: String,
-    /// The actor's tenant and its path; everything below it is in reach.
+    /// The calling client; None for the CLI, which acts as the root admin.
+    pub client_id: Option<String>,
+    /// The tenant the credential acts for and its path; everything below it
+    /// is in reach. For a token narrowed with `tenant`, that sub-tenant.
     pub tenant_id: String,
     pub tenant_path: String,
+    /// What the presented credential holds (a narrowed token: only those).
     pub scopes: scopes::ScopeSet,
     pub ip: Option<String>,
 }
@@ -95,5 +102,10 @@ pub struct Actor {
 impl Actor {
     pub fn can_reach(&self, tenant_path: &str) -> bool {
         tenant_path.starts_with(&self.tenant_path)
+    }
+
+    /// Whether the actor is the client `client_id` itself.
+    pub fn is_client(&self, client_id: &str) -> bool {
+        self.client_id.as_deref() == Some(client_id)
     }
 }

@@ -1,19 +1,30 @@
-//! Roles: named sets of scopes, built in or custom. Roles are shared by every
-//! tenant (their names appear in tokens, so one name means one thing).
+//! Roles: named sets of scopes, built in or custom. A custom role belongs to
+//! a tenant and can be given only within that tenant's subtree. Role names
+//! travel in tokens, where resource servers trust them, so a name means one
+//! thing server-wide, whatever its case.
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::scopes::{ScopeSet, ADMIN_SCOPES};
-use super::{audit, now, Actor, ServiceError, ServiceResult};
-use crate::store::models::Role;
-use crate::store::schema::roles;
+use super::policy;
+use super::scopes::ScopeSet;
+use super::{audit, now, tenants, Actor, ServiceError, ServiceResult};
+use crate::store::changes::{announce, Change};
+use crate::store::models::{Client, Role};
+use crate::store::schema::{clients, roles, tenants as tenants_table};
 use crate::store::{write_transaction, AnyConnection};
+
+diesel::define_sql_function! {
+    /// SQL `lower()`, the same on both backends for ASCII names.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RoleView {
     pub name: String,
     pub scopes: Vec<String>,
+    /// The owning tenant; null for the built-ins.
+    pub tenant_id: Option<String>,
     pub builtin: bool,
 }
 
@@ -22,6 +33,7 @@ impl From<&Role> for RoleView {
         RoleView {
             name: r.name.clone(),
             scopes: ScopeSet::parse(&r.scopes).unwrap_or_default().to_vec(),
+            tenant_id: r.tenant_id.clone(),
             builtin: r.builtin,
         }
     }
@@ -32,14 +44,43 @@ impl From<&Role> for RoleView {
 pub struct NewRole {
     pub name: String,
     pub scopes: Vec<String>,
+    /// Default: the caller's tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolePatch {
+    pub scopes: Vec<String>,
+}
+
+/// The ids of the tenants on the path `/a/b/c/`: the tenant and those above it.
+fn ids_on_path(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The built-ins, and the custom roles of the actor's tenant, of the tenants
+/// above it and of those below it.
 pub fn list(
     conn: &mut AnyConnection,
+    actor: &Actor,
     limit: i64,
     after: Option<&str>,
 ) -> ServiceResult<Vec<RoleView>> {
+    let below = tenants_table::table
+        .filter(tenants_table::path.like(format!("{}%", actor.tenant_path)))
+        .select(tenants_table::id.nullable());
     let mut query = roles::table
+        .filter(
+            roles::tenant_id
+                .is_null()
+                .or(roles::tenant_id.eq_any(ids_on_path(&actor.tenant_path)))
+                .or(roles::tenant_id.eq_any(below)),
+        )
         .order(roles::name.asc())
         .limit(limit)
         .select(Role::as_select())
@@ -66,28 +107,31 @@ fn validate_role_name(name: &str) -> ServiceResult<String> {
     }
 }
 
-pub fn create(conn: &mut AnyConnection, actor: &Actor, req: NewRole) -> ServiceResult<RoleView> {
-    let name = validate_role_name(&req.name)?;
-    if req.scopes.is_empty() {
+fn parse_scopes(list: &[String]) -> ServiceResult<ScopeSet> {
+    if list.is_empty() {
         return Err(ServiceError::Invalid("scopes must not be empty".into()));
     }
-    let scopes = ScopeSet::from_tokens(req.scopes.iter().map(String::as_str))
-        .map_err(|e| ServiceError::Invalid(format!("scopes: {e}")))?;
-    let privileged: Vec<&str> = scopes
-        .iter()
-        .filter(|s| ADMIN_SCOPES.contains(s) && !actor.scopes.contains(s))
-        .collect();
-    if !privileged.is_empty() {
-        return Err(ServiceError::Forbidden(format!(
-            "cannot create a role with scopes the caller does not hold: {}",
-            privileged.join(" ")
-        )));
-    }
+    ScopeSet::from_tokens(list.iter().map(String::as_str))
+        .map_err(|e| ServiceError::Invalid(format!("scopes: {e}")))
+}
+
+pub fn create(conn: &mut AnyConnection, actor: &Actor, req: NewRole) -> ServiceResult<RoleView> {
+    let name = validate_role_name(&req.name)?;
+    let scopes = parse_scopes(&req.scopes)?;
+    policy::require_within(actor, &policy::admin_part(&scopes), "the role")?;
     write_transaction(conn, |conn| {
-        let taken = roles::table.find(&name).count().get_result::<i64>(conn)?;
-        if taken > 0 {
+        let tenant_id = req.tenant_id.as_deref().unwrap_or(&actor.tenant_id);
+        let tenant = tenants::find_reachable(conn, actor, tenant_id)?;
+        // The unique index on lower(name) also catches a race between two
+        // creations; this check gives the clearer message.
+        let taken: Option<String> = roles::table
+            .filter(lower(roles::name).eq(name.to_ascii_lowercase()))
+            .select(roles::name)
+            .first(conn)
+            .optional()?;
+        if let Some(taken) = taken {
             return Err(ServiceError::Conflict(format!(
-                "role {name:?} already exists"
+                "role name {name:?} is taken (by {taken:?}); names are unique regardless of case"
             )));
         }
         let role = Role {
@@ -95,6 +139,7 @@ pub fn create(conn: &mut AnyConnection, actor: &Actor, req: NewRole) -> ServiceR
             scopes: scopes.to_string(),
             builtin: false,
             created_at: now(),
+            tenant_id: Some(tenant.id.clone()),
         };
         diesel::insert_into(roles::table)
             .values(&role)
@@ -104,9 +149,122 @@ pub fn create(conn: &mut AnyConnection, actor: &Actor, req: NewRole) -> ServiceR
             actor,
             "role.create",
             Some(&role.name),
-            Some(&actor.tenant_id),
+            Some(&tenant.id),
             serde_json::json!({"scopes": role.scopes}),
         )?;
         Ok(RoleView::from(&role))
+    })
+}
+
+/// A custom role the actor may change or delete: one of its own subtree.
+/// Built-ins are a conflict; roles above the actor are out of its hands.
+fn own_custom_role(conn: &mut AnyConnection, actor: &Actor, name: &str) -> ServiceResult<Role> {
+    let role = roles::table
+        .find(name)
+        .select(Role::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ServiceError::NotFound("role"))?;
+    let Some(owner) = &role.tenant_id else {
+        return Err(ServiceError::Conflict(format!(
+            "{name:?} is a built-in role and cannot change"
+        )));
+    };
+    let owner_path: String = tenants_table::table
+        .find(owner)
+        .select(tenants_table::path)
+        .first(conn)
+        .optional()?
+        .ok_or(ServiceError::NotFound("role"))?;
+    if actor.can_reach(&owner_path) {
+        Ok(role)
+    } else if actor.tenant_path.starts_with(&owner_path) {
+        Err(ServiceError::Forbidden(format!(
+            "role {name:?} belongs to a tenant above this caller's"
+        )))
+    } else {
+        Err(ServiceError::NotFound("role"))
+    }
+}
+
+/// New scopes for a custom role. The caller must hold every admin scope of
+/// the role before and after. Clients with the role follow at their next
+/// use: those that had the role's whole scope get the new one, narrowed ones
+/// keep what of theirs the role still has.
+pub fn update(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    name: &str,
+    patch: RolePatch,
+) -> ServiceResult<RoleView> {
+    let scopes = parse_scopes(&patch.scopes)?;
+    write_transaction(conn, |conn| {
+        let mut role = own_custom_role(conn, actor, name)?;
+        let before = ScopeSet::parse(&role.scopes).map_err(ServiceError::Internal)?;
+        policy::require_within(actor, &policy::admin_part(&before), "the role")?;
+        policy::require_within(actor, &policy::admin_part(&scopes), "the changed role")?;
+        role.scopes = scopes.to_string();
+        diesel::update(roles::table.find(&role.name))
+            .set(roles::scopes.eq(&role.scopes))
+            .execute(conn)?;
+        let holders: Vec<Client> = clients::table
+            .filter(clients::role.eq(&role.name))
+            .select(Client::as_select())
+            .load(conn)?;
+        let ts = now();
+        for client in &holders {
+            let had = ScopeSet::parse(&client.scopes).map_err(ServiceError::Internal)?;
+            let now_has = if had == before {
+                scopes.clone()
+            } else {
+                ScopeSet::from_tokens(had.iter().filter(|s| scopes.contains(s)))
+                    .map_err(ServiceError::Internal)?
+            };
+            diesel::update(clients::table.find(&client.client_id))
+                .set((
+                    clients::scopes.eq(now_has.to_string()),
+                    clients::version.eq(client.version + 1),
+                    clients::updated_at.eq(ts),
+                ))
+                .execute(conn)?;
+            announce(conn, Change::Client(client.client_id.clone()))?;
+        }
+        audit::record(
+            conn,
+            actor,
+            "role.update",
+            Some(&role.name),
+            role.tenant_id.as_deref(),
+            serde_json::json!({"scopes": role.scopes, "clients": holders.len()}),
+        )?;
+        Ok(RoleView::from(&role))
+    })
+}
+
+/// Deletes a custom role that nobody has.
+pub fn delete(conn: &mut AnyConnection, actor: &Actor, name: &str) -> ServiceResult<()> {
+    write_transaction(conn, |conn| {
+        let role = own_custom_role(conn, actor, name)?;
+        let scopes = ScopeSet::parse(&role.scopes).map_err(ServiceError::Internal)?;
+        policy::require_within(actor, &policy::admin_part(&scopes), "the role")?;
+        let holders = clients::table
+            .filter(clients::role.eq(&role.name))
+            .count()
+            .get_result::<i64>(conn)?;
+        if holders > 0 {
+            return Err(ServiceError::Conflict(format!(
+                "role {name:?} is still given to {holders} client(s)"
+            )));
+        }
+        diesel::delete(roles::table.find(&role.name)).execute(conn)?;
+        audit::record(
+            conn,
+            actor,
+            "role.delete",
+            Some(&role.name),
+            role.tenant_id.as_deref(),
+            serde_json::json!({}),
+        )?;
+        Ok(())
     })
 }

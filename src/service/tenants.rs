@@ -236,6 +236,7 @@ pub fn update(
                 ));
             }
             let old_path = tenant.path.clone();
+            roles_stay_in_reach(conn, &old_path, &new_parent.path)?;
             let new_path = format!("{}{}/", new_parent.path, tenant.id);
             // Re-root the whole subtree: every path below keeps its tail.
             let below: Vec<(String, String)> = t::table
@@ -304,9 +305,13 @@ pub fn delete(conn: &mut AnyConnection, actor: &Actor, id: &str) -> ServiceResul
             .filter(device_groups::tenant_id.eq(&tenant.id))
             .count()
             .get_result::<i64>(conn)?;
-        if children + members + groups > 0 {
+        let owned_roles = crate::store::schema::roles::table
+            .filter(crate::store::schema::roles::tenant_id.eq(&tenant.id))
+            .count()
+            .get_result::<i64>(conn)?;
+        if children + members + groups + owned_roles > 0 {
             return Err(ServiceError::Conflict(format!(
-                "the tenant still has {children} sub-tenant(s), {members} client(s) and {groups} device group(s)"
+                "the tenant still has {children} sub-tenant(s), {members} client(s), {groups} device group(s) and {owned_roles} custom role(s)"
             )));
         }
         // Recorded first, while the tenant's path can still be looked up.
@@ -322,4 +327,39 @@ pub fn delete(conn: &mut AnyConnection, actor: &Actor, id: &str) -> ServiceResul
         crate::store::changes::announce(conn, crate::store::changes::Change::Tenants)?;
         Ok(())
     })
+}
+
+/// Refuses a move of the subtree at `old_path` under the tenant at
+/// `new_parent_path` when a client in the subtree has a custom role of a
+/// tenant that would no longer be above it (roles of the subtree move with it).
+fn roles_stay_in_reach(
+    conn: &mut AnyConnection,
+    old_path: &str,
+    new_parent_path: &str,
+) -> ServiceResult<()> {
+    use crate::store::schema::{clients, roles};
+    let used: Vec<String> = clients::table
+        .inner_join(tenants::table)
+        .filter(tenants::path.like(format!("{old_path}%")))
+        .select(clients::role)
+        .distinct()
+        .load(conn)?;
+    let owners: Vec<(String, Option<String>)> = roles::table
+        .filter(roles::name.eq_any(&used))
+        .filter(roles::tenant_id.is_not_null())
+        .select((roles::name, roles::tenant_id))
+        .load(conn)?;
+    for (role, owner) in owners {
+        let Some(owner) = owner else { continue };
+        let Some(owner_path) = find(conn, &owner)?.map(|t| t.path) else {
+            continue;
+        };
+        let moves_along = owner_path.starts_with(old_path);
+        if !moves_along && !new_parent_path.starts_with(&owner_path) {
+            return Err(ServiceError::Conflict(format!(
+                "a client below this tenant has role {role:?}, which belongs to a tenant that would no longer be above it"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -83,6 +83,17 @@ pub fn announce(conn: &mut AnyConnection, change: Change) -> QueryResult<()> {
     Ok(())
 }
 
+/// A raw NOTIFY on the change channel (the listener's heartbeat).
+pub fn notify(conn: &mut AnyConnection, payload: &str) -> QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(CHANNEL)
+            .bind::<Text, _>(payload)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Sends a change outside any transaction (the CLI after a key rotation).
 pub fn announce_now(conn: &mut AnyConnection, change: Change) -> QueryResult<()> {
     announce(conn, change)?;

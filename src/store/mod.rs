@@ -76,6 +76,38 @@ pub fn redact_url(url: &str) -> String {
 pub struct ConnectionManager {
     url: String,
     backend: Backend,
+    /// Bumped whenever the store is seen to fail (a request's connection
+    /// died, or the change channel did). Every idle connection validated
+    /// before the bump is tested once (`SELECT 1`) at its next checkout, so
+    /// the dead ones of a restart or a mass termination are all dropped by
+    /// the first request that comes along, not one per request; in steady
+    /// state a checkout costs one atomic load.
+    suspect_epoch: Arc<AtomicU64>,
+    /// Off behind a transaction-mode pooler (PgBouncer), where named
+    /// prepared statements do not survive from one transaction to the next.
+    statement_cache: bool,
+}
+
+/// A pooled connection and what the pool knows about it.
+pub struct PoolConnection {
+    conn: AnyConnection,
+    /// The suspect epoch at which it last proved alive.
+    validated: u64,
+    /// Its last use failed because the store was out of reach.
+    broken: bool,
+}
+
+impl std::ops::Deref for PoolConnection {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PoolConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
 }
 
 impl ConnectionManager {
@@ -83,6 +115,8 @@ impl ConnectionManager {
         Ok(ConnectionManager {
             url: url.to_string(),
             backend: Backend::from_url(url)?,
+            suspect_epoch: Arc::new(AtomicU64::new(0)),
+            statement_cache: true,
         })
     }
 
@@ -95,6 +129,10 @@ impl ConnectionManager {
                 queries.inc();
             }
         });
+        if !self.statement_cache {
+            // diesel then sends each statement unnamed, in one round trip.
+            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
         Ok(conn)
     }
 
@@ -117,30 +155,59 @@ impl ConnectionManager {
             }
         }
     }
+
+    /// The store was seen to fail: test every idle connection before reuse.
+    pub fn suspect(&self) {
+        self.suspect_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether the connection is inside a transaction (or its transaction state
+/// is broken): such a connection must never be handed out again.
+fn in_transaction(conn: &mut AnyConnection) -> bool {
+    let depth = match conn {
+        AnyConnection::Sqlite(inner) => {
+            AnsiTransactionManager::transaction_manager_status_mut(inner).transaction_depth()
+        }
+        AnyConnection::Postgresql(inner) => {
+            AnsiTransactionManager::transaction_manager_status_mut(inner).transaction_depth()
+        }
+    };
+    !matches!(depth, Ok(None))
 }
 
 impl ManageConnection for ConnectionManager {
-    type Connection = AnyConnection;
+    type Connection = PoolConnection;
     type Error = r2d2::Error;
 
-    fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
-        self.establish().map_err(r2d2::Error::ConnectionError)
+    fn connect(&self) -> Result<PoolConnection, r2d2::Error> {
+        let validated = self.suspect_epoch.load(Ordering::Acquire);
+        let conn = self.establish().map_err(r2d2::Error::ConnectionError)?;
+        Ok(PoolConnection {
+            conn,
+            validated,
+            broken: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+    fn is_valid(&self, conn: &mut PoolConnection) -> Result<(), r2d2::Error> {
+        let epoch = self.suspect_epoch.load(Ordering::Acquire);
+        if conn.validated >= epoch {
+            return Ok(());
+        }
+        conn.conn
+            .batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)?;
+        conn.validated = epoch;
+        Ok(())
     }
 
-    /// diesel cannot see that a PostgreSQL socket died; `Db::run` flags the
-    /// connection when its work failed for that reason, and it is dropped here.
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        CONNECTION_BROKEN.with(|flag| flag.replace(false))
+    /// A connection whose last use lost the store, or that comes back
+    /// inside an open transaction (a panic mid-transaction: on SQLite it
+    /// would still hold the write lock), is dropped, never reused.
+    fn has_broken(&self, conn: &mut PoolConnection) -> bool {
+        conn.broken || in_transaction(&mut conn.conn)
     }
-}
-
-thread_local! {
-    static CONNECTION_BROKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Errors that can say whether the database connection itself failed.
@@ -183,6 +250,8 @@ impl From<r2d2::PoolError> for StoreError {
 #[derive(Clone)]
 pub struct Db {
     pool: DbPool,
+    /// The manager's: bumped when the store is seen to fail.
+    suspect_epoch: Arc<AtomicU64>,
     backend: Backend,
     url: String,
     queries: prometheus::IntCounter,
@@ -196,18 +265,27 @@ impl Db {
     /// Builds the pool without opening a connection, so a server can start
     /// (and answer /readyz 503) while the database is still down.
     pub fn connect(url: &str, max_size: u32) -> Result<Db, String> {
-        let manager = ConnectionManager::new(url)?;
+        Db::connect_with(url, max_size, true)
+    }
+
+    /// `statement_cache: false` for a transaction-mode pooler.
+    pub fn connect_with(url: &str, max_size: u32, statement_cache: bool) -> Result<Db, String> {
+        let mut manager = ConnectionManager::new(url)?;
+        manager.statement_cache = statement_cache;
         let backend = manager.backend;
+        let suspect_epoch = manager.suspect_epoch.clone();
         let pool = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(0))
             // Fail fast: the token endpoint answers 503 rather than hang.
             .connection_timeout(Duration::from_secs(2))
-            .test_on_check_out(false)
+            // Cheap: a real test only after the store was seen to fail.
+            .test_on_check_out(true)
             .error_handler(Box::new(PoolErrorLog))
             .build_unchecked(manager);
         Ok(Db {
             pool,
+            suspect_epoch,
             backend,
             url: url.to_string(),
             queries: crate::metrics::DB_OPERATIONS.clone(),
@@ -263,7 +341,8 @@ impl Db {
             let mut conn = db.get()?;
             let result = changes::with_subscriber(subscriber, || f(&mut conn));
             if matches!(&result, Err(e) if e.is_unavailable()) {
-                CONNECTION_BROKEN.with(|flag| flag.set(true));
+                conn.broken = true;
+                db.suspect();
             }
             drop(conn);
             result
@@ -282,18 +361,34 @@ impl Db {
     pub fn run_here<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut AnyConnection) -> Result<T, E>,
-        E: From<StoreError>,
+        E: From<StoreError> + StoreFailure,
     {
         let subscriber = self.subscriber.read().ok().and_then(|s| s.clone());
         let mut conn = self.get()?;
-        changes::with_subscriber(subscriber, || f(&mut conn))
+        let result = changes::with_subscriber(subscriber, || f(&mut conn));
+        if matches!(&result, Err(e) if e.is_unavailable()) {
+            conn.broken = true;
+            self.suspect();
+        }
+        result
     }
 
-    /// Whether the database answers right now (for /readyz).
+    /// Whether the store answers right now, with its schema (for /readyz:
+    /// a database dropped and recreated empty is not ready).
     pub fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.get()?;
-        conn.batch_execute("SELECT 1")?;
+        if let Err(e) = conn.batch_execute("SELECT 1 FROM tenants LIMIT 1") {
+            conn.broken = true;
+            self.suspect();
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    /// The store was seen to fail (by a request or by the change channel):
+    /// every idle connection is tested before its next use.
+    pub fn suspect(&self) {
+        self.suspect_epoch.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -361,30 +456,28 @@ where
     result
 }
 
-/// Runs the pending migrations of the connection's backend. On PostgreSQL the
-/// whole of `then` (bootstrap) runs under the same advisory lock, so several
-/// servers starting on an empty database create one root tenant and one admin.
+/// Runs the pending migrations of the connection's backend. On PostgreSQL
+/// the migrations and `then` (bootstrap) run in one transaction under a
+/// transaction-scoped advisory lock, so several servers starting on an empty
+/// database create one root tenant and one admin, and the lock holds through
+/// a transaction-mode pooler (a session lock would not: its unlock could
+/// reach another server connection). DDL is transactional in PostgreSQL, so
+/// a failed start leaves nothing half-migrated.
 pub fn migrate_and<T>(
     conn: &mut AnyConnection,
     then: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     match conn {
-        AnyConnection::Postgresql(pg) => {
-            pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
-            let result = pg
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|_| ())
-                .map_err(|e| StoreError::Migration(e.to_string()))
-                .and_then(|()| then(conn));
+        AnyConnection::Postgresql(_) => conn.transaction(|conn| {
             if let AnyConnection::Postgresql(pg) = conn {
-                if let Err(e) =
-                    pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-                {
-                    log::warn!("could not release the migration lock: {e}");
-                }
+                pg.batch_execute(&format!(
+                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                ))?;
+                pg.run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
             }
-            result
-        }
+            then(conn)
+        }),
         AnyConnection::Sqlite(lite) => {
             // SQLite has one writer at a time; the migration harness runs each
             // migration in its own transaction.
@@ -404,17 +497,36 @@ pub fn revert_all(conn: &mut AnyConnection) -> Result<(), StoreError> {
     result.map_err(|e| StoreError::Migration(e.to_string()))
 }
 
-/// Whether a diesel error means the database itself is out of reach.
+/// Whether a diesel error means the store itself is out of reach or out of
+/// service (rather than a bad query): the caller gets 503 and the connection
+/// is dropped. PostgreSQL: a lost or refused connection, a statement timeout,
+/// a schema that is gone (a database dropped and recreated). SQLite: busy
+/// beyond the timeout, read-only, full, or an I/O error.
 pub fn is_unavailable(e: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
+    const OUT_OF_SERVICE: &[&str] = &[
+        "server closed the connection",
+        "terminating connection",
+        "no connection to the server",
+        "connection has been closed",
+        "could not send data to server",
+        "could not receive data from server",
+        "canceling statement due to statement timeout",
+        "canceling statement due to user request",
+        "the database system is",
+        "is not currently accepting connections",
+        "does not exist",
+        "database is locked",
+        "readonly database",
+        "database or disk is full",
+        "disk I/O error",
+        "unable to open database file",
+    ];
     match e {
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
         Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let message = info.message();
-            message.contains("server closed the connection")
-                || message.contains("terminating connection")
-                || message.contains("no connection to the server")
-                || message.contains("database is locked")
+            OUT_OF_SERVICE.iter().any(|m| message.contains(m))
         }
         _ => false,
     }

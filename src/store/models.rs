@@ -24,6 +24,8 @@ pub struct Role {
     pub scopes: String,
     pub builtin: bool,
     pub created_at: i64,
+    /// The owning tenant of a custom role; None for the built-ins.
+    pub tenant_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -20,6 +20,7 @@ diesel::table! {
         scopes -> Text,
         builtin -> Bool,
         created_at -> BigInt,
+        tenant_id -> Nullable<Text>,
     }
 }
 

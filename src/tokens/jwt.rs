@@ -31,6 +31,13 @@ impl Audience {
             Audience::Many(many) => many.clone(),
         }
     }
+
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(one) => one == audience,
+            Audience::Many(many) => many.iter().any(|a| a == audience),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -371,6 +371,7 @@ impl TestApp {
         let root = tenants::root(&mut conn).unwrap().unwrap();
         Actor {
             name: "test".into(),
+            client_id: None,
             tenant_id: root.id,
             tenant_path: root.path,
             scopes: ScopeSet::all_admin(),

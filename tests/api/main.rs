@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod renew;
 mod revoke;
+mod security;
 mod startup;
 mod store;
 mod token;

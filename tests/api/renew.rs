@@ -147,7 +147,7 @@ fn renewals_are_audited_and_checked_against_allowed_ips() {
     let renew_from = |ip: &str| {
         crate::helpers::TestResponse::from_get(&app, "/api/v1/token/renew", &api_token, ip)
     };
-    renew_from("192.0.2.1").assert_error(403, "access_denied");
+    renew_from("192.0.2.1").assert_error(401, "invalid_token");
     assert_eq!(renew_from("10.9.9.9").status, 200);
     let mut conn = app.conn();
     let renewals: Vec<Option<String>> = audit_events::table
@@ -179,7 +179,7 @@ fn renewing_an_access_token_from_an_address_outside_allowed_ips_is_refused() {
         .unwrap()
         .to_string();
     crate::helpers::TestResponse::from_get(&app, "/api/v1/token/renew", &token, "192.0.2.9")
-        .assert_error(403, "access_denied");
+        .assert_error(401, "invalid_token");
     assert_eq!(
         crate::helpers::TestResponse::from_get(&app, "/api/v1/token/renew", &token, "10.2.2.2")
             .status,

@@ -93,11 +93,15 @@ fn a_secret_in_both_header_and_body_is_invalid_request() {
 }
 
 #[test]
-fn no_client_authentication_is_invalid_client_without_a_basic_challenge() {
+fn no_client_authentication_is_invalid_client_with_a_basic_challenge() {
     let app = spawn_app();
     let response = app.post_form("/oauth/token", &[GRANT], Auth::None);
     response.assert_error(401, "invalid_client");
-    assert!(response.header("www-authenticate").is_none());
+    // API.md: every 401 carries WWW-Authenticate, Basic at the token endpoint.
+    assert!(response
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Basic"));
     // A client_id alone is no authentication either.
     app.post_form(
         "/oauth/token",
@@ -122,7 +126,7 @@ fn wrong_secret_returns_401_invalid_client_with_www_authenticate_basic() {
         .unwrap()
         .starts_with("Basic"));
     assert_eq!(response.header("cache-control"), Some("no-store"));
-    // By post: no challenge.
+    // By post: the same challenge, naming a scheme the client can use.
     let response = app.post_form(
         "/oauth/token",
         &[
@@ -133,7 +137,10 @@ fn wrong_secret_returns_401_invalid_client_with_www_authenticate_basic() {
         Auth::None,
     );
     response.assert_error(401, "invalid_client");
-    assert!(response.header("www-authenticate").is_none());
+    assert!(response
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Basic"));
     app.post_form(
         "/oauth/token",
         &[GRANT],

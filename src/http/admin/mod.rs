@@ -14,9 +14,8 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::auth::{authenticate, Principal};
 use super::{client_ip, AppState};
-use crate::oauth::client_auth::{bearer_token, Presented};
+use crate::oauth::authenticate::Endpoint;
 use crate::oauth::OAuthError;
 use crate::service::Actor;
 
@@ -37,6 +36,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .route("/roles", web::get().to(roles::list))
             .route("/roles", web::post().to(roles::create))
+            .route("/roles/{name}", web::patch().to(roles::update))
+            .route("/roles/{name}", web::delete().to(roles::delete))
             .route("/clients", web::post().to(clients::create))
             .route("/clients", web::get().to(clients::list))
             .route("/clients/{id}", web::get().to(clients::get))
@@ -59,18 +60,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Authenticates a bearer token and checks it holds `scope`.
+/// Authenticates the caller (a bearer token) and checks it holds `scope`.
+/// What it may do beyond that is the service layer's policy.
 pub async fn caller(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Actor, OAuthError> {
-    let token = bearer_token(req.headers())?.ok_or_else(|| {
-        OAuthError::invalid_token("send an access token or API token as a bearer token")
-    })?;
-    let principal: Principal = authenticate(state, Presented::Bearer(token)).await?;
+    let ip = client_ip(req, &state.trusted_proxies);
+    let principal = state
+        .auth
+        .authenticate(req.headers(), None, ip, Endpoint::Admin)
+        .await?;
     if !principal.scopes.contains(scope) {
         return Err(OAuthError::insufficient_scope(format!(
             "this needs the {scope} scope"
         )));
     }
-    Ok(principal.actor(client_ip(req, &state.trusted_proxies)))
+    Ok(principal.actor())
 }
 
 const MAX_JSON_BYTES: usize = 64 * 1024;

@@ -1,0 +1,428 @@
+//! Who is calling: the one path that authenticates a caller at every
+//! endpoint of keyward's own (token, introspection, revocation, renewal, the
+//! admin API). API.md section 2, "Credentials used at keyward's own
+//! endpoints". A handler hands over the request's credentials and gets a
+//! `Principal` or the contract's error; it never looks at a secret or a token
+//! itself.
+//!
+//! What is checked, for every caller:
+//! - a client secret: the client exists, is of kind `client_credentials`,
+//!   the secret is one of its live ones (constant time), the client is
+//!   active, and the address is within its `allowed_ips`;
+//! - a bearer token: it is active (signature by a key still in the JWKS,
+//!   expiry, jti not revoked, client active; or a live API token), its `aud`
+//!   contains the issuer (except for renewal, the holder's own act), the
+//!   address is within its client's `allowed_ips`, and the tenant it was
+//!   narrowed to is still within its client's subtree.
+//!
+//! A failed check is 401 `invalid_client` (client authentication) or
+//! `invalid_token` (a bearer token), like any other bad credential.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderMap;
+
+use super::client_auth::{bearer_token, presented, Presented};
+use super::form::Form;
+use super::OAuthError;
+use crate::directory::{ClientEntry, Directory};
+use crate::service::clients::{is_usable, status_of, KIND_API_TOKEN, STATUS_ACTIVE};
+use crate::service::credentials::{self, ApiTokenRecord, ClientRecord};
+use crate::service::scopes::ScopeSet;
+use crate::service::{now, Actor};
+use crate::store::Db;
+use crate::tokens::{jwt, opaque};
+
+/// Where the credential is presented: each endpoint takes some forms of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Introspection,
+    Revocation,
+    Renewal,
+    Admin,
+}
+
+impl Endpoint {
+    /// Client authentication (RFC 6749 2.3) is taken where RFC 7662 and
+    /// RFC 7009 expect it; renewal and the admin API take bearer tokens.
+    fn takes_client_secret(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Token | Endpoint::Introspection | Endpoint::Revocation
+        )
+    }
+
+    fn takes_bearer(self) -> bool {
+        self != Endpoint::Token
+    }
+}
+
+/// Why a credential was refused, for the failure counter and the throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    NoCredentials,
+    Malformed,
+    UnknownClient,
+    BadSecret,
+    BadToken,
+    ClientInactive,
+    AddressNotAllowed,
+    WrongAudience,
+    TenantOutOfReach,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::NoCredentials => "no_credentials",
+            FailureReason::Malformed => "malformed",
+            FailureReason::UnknownClient => "unknown_client",
+            FailureReason::BadSecret => "bad_secret",
+            FailureReason::BadToken => "bad_token",
+            FailureReason::ClientInactive => "client_inactive",
+            FailureReason::AddressNotAllowed => "address_not_allowed",
+            FailureReason::WrongAudience => "wrong_audience",
+            FailureReason::TenantOutOfReach => "tenant_out_of_reach",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub client: Arc<ClientRecord>,
+    /// What the presented credential holds: the client's scopes for a
+    /// secret, the token's scope for a token.
+    pub scopes: Arc<ScopeSet>,
+    /// The tenant this credential acts for: the client's, or the sub-tenant
+    /// its token was narrowed to. Its subtree is the caller's reach.
+    pub tenant_id: String,
+    pub tenant_path: String,
+    pub ip: Option<IpAddr>,
+    pub credential: Credential,
+}
+
+/// How the caller proved itself.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Secret(Arc<ClientEntry>),
+    AccessToken(Arc<jwt::AccessClaims>, Arc<ClientEntry>),
+    ApiToken(Arc<ApiTokenRecord>),
+}
+
+impl Principal {
+    pub fn client_id(&self) -> &str {
+        &self.client.client.client_id
+    }
+
+    pub fn can_reach(&self, tenant_path: &str) -> bool {
+        tenant_path.starts_with(&self.tenant_path)
+    }
+
+    /// The caller as the service layer's policy sees it.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.client_id().to_string(),
+            client_id: Some(self.client_id().to_string()),
+            tenant_id: self.tenant_id.clone(),
+            tenant_path: self.tenant_path.clone(),
+            scopes: (*self.scopes).clone(),
+            ip: self.ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+/// An active token and what stands behind it.
+pub enum TokenLookup {
+    Access(Arc<jwt::AccessClaims>, Arc<ClientEntry>),
+    Api(Arc<ApiTokenRecord>),
+}
+
+/// A refusal: counted, and answered 401.
+struct Refusal {
+    reason: FailureReason,
+    error: OAuthError,
+}
+
+enum Failure {
+    Refused(Refusal),
+    /// Not the credential's fault: a bad request, a store outage.
+    Other(OAuthError),
+}
+
+impl From<OAuthError> for Failure {
+    fn from(e: OAuthError) -> Self {
+        Failure::Other(e)
+    }
+}
+
+pub struct Authenticator {
+    pub directory: Arc<Directory>,
+    pub db: Db,
+    pub issuer: String,
+}
+
+impl Authenticator {
+    /// The one way in. `form` is the request's form body where the endpoint
+    /// has one (client authentication may sit in it); `ip` the caller's
+    /// address as resolved through the trusted proxies (None: unknown).
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        form: Option<&Form>,
+        ip: Option<IpAddr>,
+        endpoint: Endpoint,
+    ) -> Result<Principal, OAuthError> {
+        match self.check(headers, form, ip, endpoint).await {
+            Ok(principal) => Ok(principal),
+            Err(Failure::Refused(refusal)) => {
+                crate::metrics::AUTH_FAILURES
+                    .with_label_values(&[refusal.reason.as_str()])
+                    .inc();
+                Err(refusal.error)
+            }
+            Err(Failure::Other(error)) => Err(error),
+        }
+    }
+
+    /// A refusal in the shape of what was presented: `invalid_client` for
+    /// client authentication, `invalid_token` for a bearer token.
+    fn refuse(&self, as_client: bool, reason: FailureReason, why: &str) -> Failure {
+        let error = if as_client {
+            OAuthError::invalid_client(why)
+        } else {
+            OAuthError::invalid_token(why)
+        };
+        Failure::Refused(Refusal { reason, error })
+    }
+
+    async fn check(
+        &self,
+        headers: &HeaderMap,
+        form: Option<&Form>,
+        ip: Option<IpAddr>,
+        endpoint: Endpoint,
+    ) -> Result<Principal, Failure> {
+        let parsed = match form {
+            Some(form) => presented(headers, form),
+            None => bearer_token(headers).map(|t| t.map_or(Presented::Nothing, Presented::Bearer)),
+        };
+        let presented = match parsed {
+            Ok(p) => p,
+            Err(e) if e.status == actix_web::http::StatusCode::UNAUTHORIZED => {
+                return Err(Failure::Refused(Refusal {
+                    reason: FailureReason::Malformed,
+                    error: e,
+                }))
+            }
+            Err(e) => return Err(Failure::Other(e)),
+        };
+        match presented {
+            Presented::Nothing => Err(self.refuse(
+                endpoint.takes_client_secret(),
+                FailureReason::NoCredentials,
+                if endpoint.takes_client_secret() {
+                    "client authentication is required"
+                } else {
+                    "send an access token or API token as a bearer token"
+                },
+            )),
+            Presented::ClientSecret {
+                client_id, secret, ..
+            } => {
+                if !endpoint.takes_client_secret() {
+                    return Err(self.refuse(
+                        false,
+                        FailureReason::Malformed,
+                        "send an access token or API token as a bearer token",
+                    ));
+                }
+                self.by_secret(&client_id, &secret, ip, endpoint).await
+            }
+            Presented::Bearer(token) => {
+                if !endpoint.takes_bearer() {
+                    return Err(self.refuse(
+                        true,
+                        FailureReason::Malformed,
+                        "the token endpoint takes client_secret_basic or client_secret_post",
+                    ));
+                }
+                self.by_token(&token, ip, endpoint).await
+            }
+        }
+    }
+
+    async fn by_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+        ip: Option<IpAddr>,
+        endpoint: Endpoint,
+    ) -> Result<Principal, Failure> {
+        let failed = |reason| self.refuse(true, reason, "client authentication failed");
+        let Some(entry) = self.directory.client(&self.db, client_id).await? else {
+            return Err(failed(FailureReason::UnknownClient));
+        };
+        let client = &entry.record.client;
+        let now = now();
+        if client.kind == KIND_API_TOKEN {
+            // RFC 6749 5.2 unauthorized_client: an api_token client that
+            // presents its own token as a secret is known, but may not use
+            // this grant. Anything else is a wrong secret.
+            if endpoint == Endpoint::Token {
+                let presented = self.directory.api_token(&self.db, secret).await?;
+                if presented.is_some_and(|t| t.owner.client.client_id == client.client_id) {
+                    return Err(Failure::Other(OAuthError::unauthorized_client(
+                        "an api_token client uses its API token directly, not at the token endpoint",
+                    )));
+                }
+            }
+            return Err(failed(FailureReason::BadSecret));
+        }
+        if !credentials::secret_matches(&entry.secrets, secret, now) {
+            return Err(failed(FailureReason::BadSecret));
+        }
+        let status = status_of(client, now);
+        if status != STATUS_ACTIVE {
+            return Err(self.refuse(
+                true,
+                FailureReason::ClientInactive,
+                &format!("the client is {status}"),
+            ));
+        }
+        if !entry.allows(ip) {
+            return Err(self.refuse(
+                true,
+                FailureReason::AddressNotAllowed,
+                "requests from this address are not allowed for this client",
+            ));
+        }
+        Ok(Principal {
+            client: entry.record.clone(),
+            scopes: entry.scopes.clone(),
+            tenant_id: client.tenant_id.clone(),
+            tenant_path: entry.record.tenant_path.clone(),
+            ip,
+            credential: Credential::Secret(entry.clone()),
+        })
+    }
+
+    async fn by_token(
+        &self,
+        token: &str,
+        ip: Option<IpAddr>,
+        endpoint: Endpoint,
+    ) -> Result<Principal, Failure> {
+        let Some(found) = self.active_token(token).await? else {
+            return Err(self.refuse(
+                false,
+                FailureReason::BadToken,
+                "the token is malformed, expired, revoked or unknown",
+            ));
+        };
+        let (owner, scope, tenant, address_allowed, credential) = match found {
+            TokenLookup::Access(claims, entry) => {
+                // A token minted for a resource server is for that server.
+                if endpoint != Endpoint::Renewal && !claims.aud.contains(&self.issuer) {
+                    return Err(self.refuse(
+                        false,
+                        FailureReason::WrongAudience,
+                        "the token is for another audience; ask the token endpoint for one with audience set to this server's issuer",
+                    ));
+                }
+                (
+                    entry.record.clone(),
+                    self.directory.scope_set(&claims.scope),
+                    claims.tenant.clone(),
+                    entry.allows(ip),
+                    Credential::AccessToken(claims, entry),
+                )
+            }
+            TokenLookup::Api(record) => (
+                record.owner.clone(),
+                self.directory.scope_set(&record.token.scope),
+                record.token.tenant_id.clone(),
+                ip_allowed(&record.owner.client.allowed_ips, ip),
+                Credential::ApiToken(record),
+            ),
+        };
+        if !address_allowed {
+            return Err(self.refuse(
+                false,
+                FailureReason::AddressNotAllowed,
+                "requests from this address are not allowed for this client",
+            ));
+        }
+        // The narrowed tenant must still be the client's or below it: a
+        // tenant moved away takes the token's reach with it.
+        let tenant_path = if tenant == owner.client.tenant_id {
+            owner.tenant_path.clone()
+        } else {
+            match self.directory.tenant_path(&self.db, &tenant).await? {
+                Some(path) if path.starts_with(&owner.tenant_path) => path,
+                // Renewal refuses it itself, 403 (API.md section 2,
+                // "Renewal"); the caller acts for nothing else there.
+                _ if endpoint == Endpoint::Renewal => owner.tenant_path.clone(),
+                _ => {
+                    return Err(self.refuse(
+                        false,
+                        FailureReason::TenantOutOfReach,
+                        "the token's tenant is no longer within its client's reach",
+                    ))
+                }
+            }
+        };
+        Ok(Principal {
+            client: owner,
+            scopes: scope,
+            tenant_id: tenant,
+            tenant_path,
+            ip,
+            credential,
+        })
+    }
+
+    /// Finds an active token of this server: a JWT whose signature (by a key
+    /// still published), expiry, client and jti all check out, or a live API
+    /// token. None for anything else. This says nothing about who presents
+    /// it: introspection uses it for the token it is asked about.
+    pub async fn active_token(&self, token: &str) -> Result<Option<TokenLookup>, OAuthError> {
+        let directory = &self.directory;
+        if token.starts_with(opaque::API_TOKEN_PREFIX) {
+            let found = directory.api_token(&self.db, token).await?;
+            return Ok(found.filter(|r| r.is_active(now())).map(TokenLookup::Api));
+        }
+        let Some(claims) = directory.verify_jwt(token, &self.issuer) else {
+            return Ok(None);
+        };
+        let Some(entry) = directory.client(&self.db, &claims.client_id).await? else {
+            return Ok(None);
+        };
+        if !is_usable(&entry.record.client, now())
+            || directory.jti_revoked(&self.db, &claims.jti).await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(TokenLookup::Access(claims, entry)))
+    }
+}
+
+/// Whether `ip` may use a client whose `allowed_ips` is `allowed_json` (a
+/// JSON array of CIDRs; empty: any address). An unknown address matches no
+/// list, and a list that cannot be read allows nobody.
+pub fn ip_allowed(allowed_json: &str, ip: Option<IpAddr>) -> bool {
+    let Ok(nets) = serde_json::from_str::<Vec<String>>(allowed_json) else {
+        return false;
+    };
+    if nets.is_empty() {
+        return true;
+    }
+    let Some(ip) = ip else {
+        return false;
+    };
+    nets.iter()
+        .filter_map(|n| crate::config::parse_cidr(n).ok())
+        .any(|net| net.contains(&ip))
+}

@@ -1,0 +1,672 @@
+//! The attacks of the security review, each retried, and the escalation
+//! matrix: every admin action on clients, for a matrix of callers, against
+//! every kind of target (API.md section 3, "No caller can gain or hand out
+//! more than it holds").
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with, Auth, TestApp, TestResponse};
+
+/// A custom role at the root tenant, made through the admin API.
+fn custom_role(app: &TestApp, admin: &str, name: &str, scopes: &[&str]) {
+    let response = app.admin(
+        "POST",
+        "/admin/v1/roles",
+        admin,
+        Some(json!({"name": name, "scopes": scopes})),
+    );
+    assert_eq!(response.status, 201, "{}", response.body);
+}
+
+/// A client of `role` in `tenant`, and its token.
+fn client_token(app: &TestApp, role: &str, tenant: &str) -> (String, String) {
+    let (client, secret) = app.new_client(role, |c| c.tenant_id = Some(tenant.to_string()));
+    let token = app.token_for(&client.client_id, &secret, &[]);
+    (client.client_id, token)
+}
+
+#[test]
+fn a_helpdesk_caller_cannot_take_over_the_root_admin_or_act_on_more_privileged_clients() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "helpdesk", &["clients:read", "clients:write"]);
+    let (_, helpdesk) = client_token(&app, "helpdesk", &app.root_tenant);
+    let root_admin = format!("/admin/v1/clients/{}", app.admin_id);
+
+    let takeover = app.admin("POST", &format!("{root_admin}/secret"), &helpdesk, None);
+    takeover.assert_error(403, "insufficient_scope");
+    assert!(!takeover.body.contains("kws_"), "no secret is handed out");
+    for action in ["disable", "revoke"] {
+        app.admin("POST", &format!("{root_admin}/{action}"), &helpdesk, None)
+            .assert_error(403, "insufficient_scope");
+    }
+    app.admin(
+        "PATCH",
+        &root_admin,
+        &helpdesk,
+        Some(json!({"allowed_ips": ["192.0.2.1/32"]})),
+    )
+    .assert_error(403, "insufficient_scope");
+    // The root admin is untouched and still works.
+    app.token_for(&app.admin_id, &app.admin_secret, &[]);
+    let (api_admin, _) = app.new_client("admin", |c| c.kind = Some("api_token".into()));
+    app.admin(
+        "POST",
+        &format!("/admin/v1/clients/{}/tokens", api_admin.client_id),
+        &helpdesk,
+        None,
+    )
+    .assert_error(403, "insufficient_scope");
+}
+
+#[test]
+fn a_caller_cannot_change_disable_or_enable_its_own_client() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "helpdesk", &["clients:read", "clients:write"]);
+    let (me, token) = client_token(&app, "helpdesk", &app.root_tenant);
+    let path = format!("/admin/v1/clients/{me}");
+    for body in [json!({"allowed_ips": []}), json!({"expires_at": null})] {
+        app.admin("PATCH", &path, &token, Some(body))
+            .assert_error(403, "insufficient_scope");
+    }
+    for action in ["disable", "enable"] {
+        app.admin("POST", &format!("{path}/{action}"), &token, None)
+            .assert_error(403, "insufficient_scope");
+    }
+    // The root admin cannot lock everyone out by disabling itself either.
+    app.admin(
+        "POST",
+        &format!("/admin/v1/clients/{}/disable", app.admin_id),
+        &admin,
+        None,
+    )
+    .assert_error(403, "insufficient_scope");
+    // What it may do to itself: a new secret, then revoking itself.
+    let rotated = app.admin("POST", &format!("{path}/secret"), &token, None);
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let revoked = app.admin("POST", &format!("{path}/revoke"), &token, None);
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(app.introspect(&token)["active"], false);
+}
+
+#[test]
+fn a_role_cannot_be_smuggled_past_the_policy_by_narrowing_scopes() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "helpdesk", &["clients:read", "clients:write"]);
+    let (_, helpdesk) = client_token(&app, "helpdesk", &app.root_tenant);
+    for body in [
+        json!({"name": "x", "role": "admin", "scopes": []}),
+        json!({"name": "x", "role": "admin", "scopes": ["clients:read"]}),
+        json!({"name": "x", "role": "resource_server", "scopes": []}),
+    ] {
+        app.admin("POST", "/admin/v1/clients", &helpdesk, Some(body))
+            .assert_error(403, "insufficient_scope");
+    }
+    // Nothing was created.
+    let listed = app.admin("GET", "/admin/v1/clients?role=admin", &admin, None);
+    assert_eq!(listed.json()["items"].as_array().unwrap().len(), 1);
+    // Within what it holds, it may create.
+    let ok = app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &helpdesk,
+        Some(json!({"name": "bot", "role": "uploader"})),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.body);
+}
+
+#[test]
+fn role_names_are_unique_regardless_of_case_including_the_built_ins() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    for name in ["Admin", "ADMIN", "Resource_Server", "READER"] {
+        app.admin(
+            "POST",
+            "/admin/v1/roles",
+            &admin,
+            Some(json!({"name": name, "scopes": ["read"]})),
+        )
+        .assert_error(409, "conflict");
+    }
+    custom_role(&app, &admin, "Operators", &["read"]);
+    app.admin(
+        "POST",
+        "/admin/v1/roles",
+        &admin,
+        Some(json!({"name": "operators", "scopes": ["read"]})),
+    )
+    .assert_error(409, "conflict");
+}
+
+#[test]
+fn custom_roles_belong_to_a_tenant_and_are_seen_and_given_only_within_its_reach() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    let child = app.create_tenant("child", None);
+    let sibling = app.create_tenant("sibling", None);
+    let child_admin = app.tenant_admin(&child, None);
+    let sibling_admin = app.tenant_admin(&sibling, None);
+    let made = app.admin(
+        "POST",
+        "/admin/v1/roles",
+        &child_admin,
+        Some(json!({"name": "child-ops", "scopes": ["read"]})),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.json()["tenant_id"], child.as_str());
+    custom_role(&app, &admin, "fleet", &["read"]);
+
+    let names = |token: &str| -> Vec<String> {
+        let listed = app.admin("GET", "/admin/v1/roles?limit=500", token, None);
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        listed.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Below, own and above are listed; a sibling's is not.
+    assert!(names(&admin).contains(&"child-ops".to_string()));
+    assert!(names(&child_admin).contains(&"fleet".to_string()));
+    assert!(!names(&sibling_admin).contains(&"child-ops".to_string()));
+    assert!(names(&sibling_admin).contains(&"admin".to_string()));
+
+    // The sibling cannot use it; the root cannot give it outside the child.
+    app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &sibling_admin,
+        Some(json!({"name": "x", "role": "child-ops"})),
+    )
+    .assert_error(400, "invalid_request");
+    app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &admin,
+        Some(json!({"name": "x", "role": "child-ops"})),
+    )
+    .assert_error(400, "invalid_request");
+    let inside = app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &admin,
+        Some(json!({"name": "x", "role": "child-ops", "tenant_id": child})),
+    );
+    assert_eq!(inside.status, 201, "{}", inside.body);
+    // A role from above is given below.
+    let from_above = app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &child_admin,
+        Some(json!({"name": "y", "role": "fleet"})),
+    );
+    assert_eq!(from_above.status, 201, "{}", from_above.body);
+    // The child cannot change the role that belongs above it.
+    app.admin(
+        "PATCH",
+        "/admin/v1/roles/fleet",
+        &child_admin,
+        Some(json!({"scopes": ["read", "upload"]})),
+    )
+    .assert_error(403, "insufficient_scope");
+}
+
+#[test]
+fn roles_change_and_go_as_specified_and_their_holders_follow() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "ops", &["read"]);
+    let (client, secret) = app.new_client("ops", |_| {});
+    let before = app.token_for(&client.client_id, &secret, &[]);
+    assert_eq!(app.introspect(&before)["scope"], "read");
+
+    let patched = app.admin(
+        "PATCH",
+        "/admin/v1/roles/ops",
+        &admin,
+        Some(json!({"scopes": ["read", "upload"]})),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let after = app.token_for(&client.client_id, &secret, &[]);
+    assert_eq!(app.introspect(&after)["scope"], "read upload");
+
+    // Built-ins cannot change; a role still given cannot go.
+    app.admin(
+        "PATCH",
+        "/admin/v1/roles/admin",
+        &admin,
+        Some(json!({"scopes": ["read"]})),
+    )
+    .assert_error(409, "conflict");
+    app.admin("DELETE", "/admin/v1/roles/ops", &admin, None)
+        .assert_error(409, "conflict");
+    app.admin("DELETE", "/admin/v1/roles/reader", &admin, None)
+        .assert_error(409, "conflict");
+    app.admin("DELETE", "/admin/v1/roles/nosuch", &admin, None)
+        .assert_error(404, "not_found");
+    custom_role(&app, &admin, "spare", &["read"]);
+    let gone = app.admin("DELETE", "/admin/v1/roles/spare", &admin, None);
+    assert_eq!(gone.status, 204, "{}", gone.body);
+
+    // A caller holding less cannot widen a role to admin scopes.
+    custom_role(
+        &app,
+        &admin,
+        "helpdesk",
+        &[
+            "clients:read",
+            "clients:write",
+            "tenants:read",
+            "tenants:write",
+        ],
+    );
+    let (_, helpdesk) = client_token(&app, "helpdesk", &app.root_tenant);
+    app.admin(
+        "PATCH",
+        "/admin/v1/roles/ops",
+        &helpdesk,
+        Some(json!({"scopes": ["read", "clients:delete"]})),
+    )
+    .assert_error(403, "insufficient_scope");
+    app.admin(
+        "POST",
+        "/admin/v1/roles",
+        &helpdesk,
+        Some(json!({"name": "escalate", "scopes": ["audit:read"]})),
+    )
+    .assert_error(403, "insufficient_scope");
+}
+
+#[test]
+fn a_tenant_cannot_move_away_from_a_custom_role_its_clients_use() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    let a = app.create_tenant("a", None);
+    let b = app.create_tenant("b", None);
+    let a_child = app.create_tenant("a-child", Some(&a));
+    let a_admin = app.tenant_admin(&a, None);
+    let made = app.admin(
+        "POST",
+        "/admin/v1/roles",
+        &a_admin,
+        Some(json!({"name": "a-ops", "scopes": ["read"]})),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    app.new_client("a-ops", |c| c.tenant_id = Some(a_child.clone()));
+    app.admin(
+        "PATCH",
+        &format!("/admin/v1/tenants/{a_child}"),
+        &admin,
+        Some(json!({"parent_id": b})),
+    )
+    .assert_error(409, "conflict");
+    // A tenant that owns a role cannot be deleted while it does.
+    let owner = app.create_tenant("owner", None);
+    let made = app.admin(
+        "POST",
+        "/admin/v1/roles",
+        &admin,
+        Some(json!({"name": "owned", "scopes": ["read"], "tenant_id": owner})),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    app.admin(
+        "DELETE",
+        &format!("/admin/v1/tenants/{owner}"),
+        &admin,
+        None,
+    )
+    .assert_error(409, "conflict");
+    let gone = app.admin("DELETE", "/admin/v1/roles/owned", &admin, None);
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    let deleted = app.admin(
+        "DELETE",
+        &format!("/admin/v1/tenants/{owner}"),
+        &admin,
+        None,
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+}
+
+fn ip_restricted(app: &TestApp) -> (String, String) {
+    let (client, secret) = app.new_client("admin", |c| {
+        c.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
+    });
+    (client.client_id, secret)
+}
+
+#[test]
+fn allowed_ips_apply_at_introspection_revocation_and_the_admin_api() {
+    let app = spawn_app_with(|s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]);
+    let (id, secret) = ip_restricted(&app);
+    let inside = "10.1.2.3";
+    let outside = "192.0.2.7";
+    let token = {
+        let r = TestResponse::from_post_form(
+            &app,
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            &id,
+            &secret,
+            inside,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["access_token"].as_str().unwrap().to_string()
+    };
+    let subject = app.admin_token();
+    // Introspection by secret and by bearer, revocation by secret.
+    for path in ["/oauth/introspect", "/oauth/revoke"] {
+        let r =
+            TestResponse::from_post_form(&app, path, &[("token", &subject)], &id, &secret, outside);
+        r.assert_error(401, "invalid_client");
+        assert!(r.header("www-authenticate").is_some());
+        let ok =
+            TestResponse::from_post_form(&app, path, &[("token", &subject)], &id, &secret, inside);
+        assert_eq!(ok.status, 200, "{path}: {}", ok.body);
+    }
+    TestResponse::from_get(&app, "/admin/v1/clients", &token, outside)
+        .assert_error(401, "invalid_token");
+    assert_eq!(
+        TestResponse::from_get(&app, "/admin/v1/clients", &token, inside).status,
+        200
+    );
+    // An API token of an IP-restricted client, the same.
+    let (api, api_token) = app.new_client("admin", |c| {
+        c.kind = Some("api_token".into());
+        c.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
+    });
+    TestResponse::from_get(&app, "/admin/v1/clients", &api_token, outside)
+        .assert_error(401, "invalid_token");
+    assert_eq!(
+        TestResponse::from_get(
+            &app,
+            &format!("/admin/v1/clients/{}", api.client_id),
+            &api_token,
+            inside
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn a_token_minted_for_another_audience_is_refused_at_keywards_own_endpoints() {
+    let app = spawn_app();
+    let (client, secret) = app.new_client("admin", |c| {
+        c.audience = Some(vec!["https://rs.example.com".into()]);
+    });
+    let for_rs = app.token_for(&client.client_id, &secret, &[]);
+    app.admin("GET", "/admin/v1/clients", &for_rs, None)
+        .assert_error(401, "invalid_token");
+    let r = app.post_form(
+        "/oauth/introspect",
+        &[("token", &for_rs)],
+        Auth::Bearer(&for_rs),
+    );
+    r.assert_error(401, "invalid_token");
+    // It is still a good token for the resource server that asks.
+    assert_eq!(app.introspect(&for_rs)["active"], true);
+    // Asking for the issuer as audience works even though the client's
+    // audiences name only the resource server.
+    let for_me = app.token_for(&client.client_id, &secret, &[("audience", &app.address)]);
+    assert_eq!(
+        app.admin("GET", "/admin/v1/clients", &for_me, None).status,
+        200
+    );
+}
+
+#[test]
+fn a_token_narrowed_to_a_sub_tenant_acts_only_within_it() {
+    let app = spawn_app();
+    let child = app.create_tenant("child", None);
+    let narrowed = app.token_for(&app.admin_id, &app.admin_secret, &[("tenant", &child)]);
+    let (in_child, _) = app.new_client("uploader", |c| c.tenant_id = Some(child.clone()));
+    let (in_root, _) = app.new_client("uploader", |_| {});
+    app.admin(
+        "GET",
+        &format!("/admin/v1/clients/{}", in_root.client_id),
+        &narrowed,
+        None,
+    )
+    .assert_error(404, "not_found");
+    app.admin(
+        "POST",
+        &format!("/admin/v1/clients/{}/disable", in_root.client_id),
+        &narrowed,
+        None,
+    )
+    .assert_error(404, "not_found");
+    let listed = app
+        .admin("GET", "/admin/v1/clients", &narrowed, None)
+        .json();
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![in_child.client_id.as_str()]);
+    assert_eq!(
+        app.admin(
+            "POST",
+            &format!("/admin/v1/clients/{}/disable", in_child.client_id),
+            &narrowed,
+            None
+        )
+        .status,
+        200
+    );
+    // Creating in the parent by naming it is the same as naming nothing.
+    app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &narrowed,
+        Some(json!({"name": "x", "role": "uploader", "tenant_id": app.root_tenant})),
+    )
+    .assert_error(404, "not_found");
+}
+
+#[test]
+fn every_401_carries_www_authenticate() {
+    let app = spawn_app();
+    let cases = [
+        app.post_form(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            Auth::None,
+        ),
+        app.post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &app.admin_id),
+                ("client_secret", "kws_wrong"),
+            ],
+            Auth::None,
+        ),
+        app.post_form("/oauth/introspect", &[("token", "x")], Auth::None),
+        app.post_form("/oauth/revoke", &[("token", "x")], Auth::Bearer("nope")),
+        app.get("/admin/v1/clients", Auth::None),
+        app.get("/api/v1/token/renew", Auth::Bearer("nope")),
+    ];
+    for response in cases {
+        assert_eq!(response.status, 401, "{}", response.body);
+        let challenge = response.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with("Basic") || challenge.starts_with("Bearer"),
+            "{challenge:?}: {}",
+            response.body
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The escalation matrix.
+
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    Get,
+    Patch,
+    Secret,
+    Reissue,
+    Disable,
+    Enable,
+    Revoke,
+    Delete,
+}
+
+const ACTIONS: [Action; 8] = [
+    Action::Get,
+    Action::Patch,
+    Action::Secret,
+    Action::Reissue,
+    Action::Disable,
+    Action::Enable,
+    Action::Revoke,
+    Action::Delete,
+];
+
+/// Targets, in the column order of the expectations below: a root admin,
+/// a helpdesk client and an uploader in the root tenant, an uploader in the
+/// child tenant, an uploader in the sibling tenant.
+const TARGETS: [(&str, &str); 5] = [
+    ("admin", "root"),
+    ("helpdesk", "root"),
+    ("uploader", "root"),
+    ("uploader", "child"),
+    ("uploader", "sibling"),
+];
+
+fn run_action(app: &TestApp, caller: &str, action: Action, target: &str) -> u16 {
+    let path = format!("/admin/v1/clients/{target}");
+    let response = match action {
+        Action::Get => app.admin("GET", &path, caller, None),
+        Action::Patch => app.admin("PATCH", &path, caller, Some(json!({"name": "renamed"}))),
+        Action::Secret => app.admin("POST", &format!("{path}/secret"), caller, None),
+        Action::Reissue => app.admin("POST", &format!("{path}/tokens"), caller, None),
+        Action::Disable => app.admin("POST", &format!("{path}/disable"), caller, None),
+        Action::Enable => app.admin("POST", &format!("{path}/enable"), caller, None),
+        Action::Revoke => app.admin("POST", &format!("{path}/revoke"), caller, None),
+        Action::Delete => app.admin("DELETE", &path, caller, None),
+    };
+    if response.status >= 400 {
+        // Every refusal is in the contract's shape.
+        let body = response.json();
+        assert!(body["error"].is_string(), "{}", response.body);
+    }
+    response.status
+}
+
+#[test]
+fn escalation_matrix_no_caller_acts_beyond_its_reach_and_rights() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "helpdesk", &["clients:read", "clients:write"]);
+    custom_role(&app, &admin, "viewer", &["clients:read"]);
+    let child = app.create_tenant("child", None);
+    let sibling = app.create_tenant("sibling", None);
+    let tenant_of = |name: &str| match name {
+        "root" => app.root_tenant.clone(),
+        "child" => child.clone(),
+        _ => sibling.clone(),
+    };
+
+    let (_, full) = client_token(&app, "admin", &app.root_tenant);
+    let (_, helpdesk) = client_token(&app, "helpdesk", &app.root_tenant);
+    let (_, viewer) = client_token(&app, "viewer", &app.root_tenant);
+    let (_, child_admin) = client_token(&app, "admin", &child);
+    let narrowed = app.token_for(&app.admin_id, &app.admin_secret, &[("tenant", &child)]);
+
+    // Expected status per action, one column per target (see TARGETS).
+    // 200/201/204 done, 403 scope or rights, 404 out of reach.
+    let ok = |a: Action| match a {
+        Action::Delete => 204,
+        Action::Reissue => 201,
+        _ => 200,
+    };
+    let callers = [
+        ("full admin", &full),
+        ("helpdesk", &helpdesk),
+        ("viewer", &viewer),
+        ("child admin", &child_admin),
+        ("narrowed to child", &narrowed),
+    ];
+    let expected = |caller: &str, action: Action| -> [u16; 5] {
+        let done = ok(action);
+        match (caller, action) {
+            ("full admin", _) => [done; 5],
+            ("helpdesk", Action::Get) => [200; 5],
+            // clients:delete is not the helpdesk's.
+            ("helpdesk", Action::Delete) => [403; 5],
+            ("helpdesk", _) => [403, done, done, done, done],
+            ("viewer", Action::Get) => [200; 5],
+            ("viewer", _) => [403; 5],
+            ("child admin", _) | ("narrowed to child", _) => [404, 404, 404, done, 404],
+            _ => unreachable!(),
+        }
+    };
+
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (caller_name, token) in callers {
+        for action in ACTIONS {
+            let want = expected(caller_name, action);
+            for (column, (role, tenant)) in TARGETS.iter().enumerate() {
+                let kind = match action {
+                    Action::Reissue => "api_token",
+                    _ => "client_credentials",
+                };
+                let (target, _) = app.new_client(role, |c| {
+                    c.tenant_id = Some(tenant_of(tenant));
+                    c.kind = Some(kind.into());
+                });
+                if matches!(action, Action::Enable | Action::Delete) {
+                    app.set_status(
+                        &target.client_id,
+                        keyward::service::clients::StatusChange::Disable,
+                    );
+                }
+                let got = run_action(&app, token, action, &target.client_id);
+                checked += 1;
+                if got != want[column] {
+                    failures.push(format!(
+                        "{caller_name} {action:?} {role}@{tenant}: got {got}, want {}",
+                        want[column]
+                    ));
+                }
+            }
+        }
+    }
+    // Itself: a helpdesk client acting on its own client, by each action.
+    for action in ACTIONS {
+        let kind = match action {
+            Action::Reissue => "api_token",
+            _ => "client_credentials",
+        };
+        let (me, credential) = app.new_client("helpdesk", |c| c.kind = Some(kind.into()));
+        // An api_token client's token is its bearer credential.
+        let token = if kind == "api_token" {
+            credential
+        } else {
+            app.token_for(&me.client_id, &credential, &[])
+        };
+        let want = match action {
+            Action::Get => 200,
+            Action::Secret | Action::Revoke => 200,
+            Action::Reissue => 201,
+            // Change, disable, enable: never on itself; delete: not its scope.
+            Action::Patch | Action::Disable | Action::Enable | Action::Delete => 403,
+        };
+        let got = run_action(&app, &token, action, &me.client_id);
+        checked += 1;
+        if got != want {
+            failures.push(format!(
+                "helpdesk on itself {action:?}: got {got}, want {want}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(checked, 5 * 8 * 5 + 8);
+}
