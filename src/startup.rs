@@ -108,10 +108,12 @@ impl Application {
         };
         let directory = crate::directory::Directory::new(keys.clone());
         let changes = directory.start(&db, settings.listen_database_url.as_deref());
+        let throttle = Arc::new(FailureThrottle::from_settings(&settings));
         let auth = crate::oauth::authenticate::Authenticator {
             directory: directory.clone(),
             db: db.clone(),
             issuer: issuer.clone(),
+            throttle: throttle.clone(),
         };
         let state = web::Data::new(AppState {
             db,
@@ -122,7 +124,7 @@ impl Application {
             issuer,
             trusted_proxies: settings.trusted_proxies.clone(),
             last_used: LastUsed::default(),
-            throttle: Arc::new(FailureThrottle::from_settings(&settings)),
+            throttle,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

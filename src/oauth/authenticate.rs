@@ -25,6 +25,7 @@ use actix_web::http::header::HeaderMap;
 
 use super::client_auth::{bearer_token, presented, Presented};
 use super::form::Form;
+use super::throttle::FailureThrottle;
 use super::OAuthError;
 use crate::directory::{ClientEntry, Directory};
 use crate::service::clients::{is_usable, status_of, KIND_API_TOKEN, STATUS_ACTIVE};
@@ -162,6 +163,9 @@ pub struct Authenticator {
     pub directory: Arc<Directory>,
     pub db: Db,
     pub issuer: String,
+    /// Failed authentications per source address: past the limit, the
+    /// address is answered 429 before its credentials are looked at.
+    pub throttle: Arc<FailureThrottle>,
 }
 
 impl Authenticator {
@@ -175,12 +179,12 @@ impl Authenticator {
         ip: Option<IpAddr>,
         endpoint: Endpoint,
     ) -> Result<Principal, OAuthError> {
+        self.throttle.check(ip)?;
         match self.check(headers, form, ip, endpoint).await {
             Ok(principal) => Ok(principal),
             Err(Failure::Refused(refusal)) => {
-                crate::metrics::AUTH_FAILURES
-                    .with_label_values(&[refusal.reason.as_str()])
-                    .inc();
+                // Counts the failure for the throttle and the metric.
+                self.throttle.record_failure(ip, refusal.reason);
                 Err(refusal.error)
             }
             Err(Failure::Other(error)) => Err(error),

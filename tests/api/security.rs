@@ -670,3 +670,69 @@ fn escalation_matrix_no_caller_acts_beyond_its_reach_and_rights() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(checked, 5 * 8 * 5 + 8);
 }
+
+#[test]
+fn failed_authentications_are_throttled_per_address_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.auth_failure_limit = 5;
+        s.auth_failure_window = 60;
+    });
+    let from = |ip: &str, secret: &str| {
+        TestResponse::from_post_form(
+            &app,
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            &app.admin_id,
+            secret,
+            ip,
+        )
+    };
+    for _ in 0..5 {
+        from("192.0.2.1", "kws_wrong").assert_error(401, "invalid_client");
+    }
+    // Past the limit: 429 before the credentials are looked at, right or not.
+    let throttled = from("192.0.2.1", &app.admin_secret);
+    throttled.assert_error(429, "slow_down");
+    let retry: u64 = throttled.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // Every endpoint that authenticates answers that address the same.
+    let admin = app.admin_token();
+    TestResponse::from_get(&app, "/admin/v1/clients", &admin, "192.0.2.1")
+        .assert_error(429, "slow_down");
+    // Other addresses are not slowed by those failures.
+    assert_eq!(from("192.0.2.2", &app.admin_secret).status, 200);
+    assert_eq!(
+        TestResponse::from_get(&app, "/admin/v1/clients", &admin, "192.0.2.2").status,
+        200
+    );
+    // The failures were counted by reason (the registry is per process, and
+    // other tests in it fail too: at least these five).
+    let metrics = app.get("/metrics", Auth::None).body;
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("keyward_auth_failures_total{reason=\"bad_secret\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(counted >= 5, "{metrics}");
+}
+
+#[test]
+fn a_flood_of_unknown_client_ids_does_not_reach_the_store_each_time() {
+    let app = spawn_app();
+    let before = app.db_operations.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..20 {
+        app.post_form(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            Auth::Basic("kwc_00000000000000000000", "kws_x"),
+        )
+        .assert_error(401, "invalid_client");
+    }
+    let used = app.db_operations.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(used <= 2, "{used} database round trips for 20 requests");
+    // A client created meanwhile with that id would be found: creating one
+    // announces it, and the node forgets what it remembered.
+    let (client, secret) = app.new_client("reader", |_| {});
+    app.token_for(&client.client_id, &secret, &[]);
+}
