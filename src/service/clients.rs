@@ -208,13 +208,20 @@ pub fn resolve_expiry(
             if ts <= now {
                 return Err(ServiceError::Invalid("expires_at is in the past".into()));
             }
+            if ts - now > durations::EXPIRY_MAX {
+                return Err(ServiceError::Invalid(
+                    "expires_at must be at most 10 years (3650 days) ahead".into(),
+                ));
+            }
             Ok(Some(ts))
         }
         (None, Some(spec)) => {
             let seconds = spec
                 .seconds()
                 .map_err(|e| ServiceError::Invalid(format!("expires_in: {e}")))?;
-            Ok(Some(now + seconds))
+            durations::expiry_after(now, seconds)
+                .map(Some)
+                .map_err(|e| ServiceError::Invalid(format!("expires_in {e}")))
         }
         (None, None) => Ok(None),
     }

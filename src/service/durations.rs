@@ -1,7 +1,7 @@
 //! Lifetimes as admins write them: `7d 14d 1m 2m 3m 6m 1y` (a month is 30
 //! days, a year 365) or whole seconds as a JSON integer.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub const DAY: i64 = 86_400;
 pub const TOKEN_LIFETIME_MIN: i64 = 7 * DAY;
@@ -10,14 +10,52 @@ pub const TOKEN_LIFETIME_DEFAULT: i64 = 30 * DAY;
 pub const ACCESS_TOKEN_TTL_MIN: i64 = 60;
 pub const ACCESS_TOKEN_TTL_MAX: i64 = crate::tokens::keys::MAX_ACCESS_TOKEN_TTL;
 pub const ACCESS_TOKEN_TTL_DEFAULT: i64 = 3600;
+/// The furthest a client's `expires_at` may lie ahead: 10 years.
+pub const EXPIRY_MAX: i64 = 3650 * DAY;
+/// What a request is told when a duration is not one (serde's own text for an
+/// untagged enum names the enum, not the field's rules).
+pub const DURATION_EXPECTED: &str =
+    "a duration such as \"3m\" (months), one of 7d 14d 1m 2m 3m 6m 1y, or whole seconds";
 
 /// A duration as given in a request, before it is checked.
 /// `7d`, `14d`, `1m`, `2m`, `3m`, `6m`, `1y`, or whole seconds.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum DurationSpec {
     Seconds(i64),
     Named(String),
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(DURATION_EXPECTED)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DurationSpec, E> {
+                Ok(DurationSpec::Seconds(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DurationSpec, E> {
+                i64::try_from(v)
+                    .map(DurationSpec::Seconds)
+                    .map_err(|_| E::custom(format!("{v} seconds is out of range")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DurationSpec, E> {
+                Err(E::custom(format!("{v} is not {DURATION_EXPECTED}")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationSpec, E> {
+                Ok(DurationSpec::Named(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl DurationSpec {
@@ -43,6 +81,19 @@ pub fn parse_named(name: &str) -> Result<i64, String> {
             format!("{other:?} is not a duration: use 7d, 14d, 1m, 2m, 3m, 6m, 1y or whole seconds")
         }),
     }
+}
+
+/// `now` plus `seconds` for a client's expiry: positive and at most
+/// `EXPIRY_MAX` ahead, so the sum cannot overflow.
+pub fn expiry_after(now: i64, seconds: i64) -> Result<i64, String> {
+    if seconds <= 0 {
+        return Err(format!("{seconds} is not a positive number of seconds"));
+    }
+    if seconds > EXPIRY_MAX {
+        return Err("must be at most 10 years (3650 days) ahead".into());
+    }
+    now.checked_add(seconds)
+        .ok_or_else(|| "is out of range".to_string())
 }
 
 #[cfg(test)]

@@ -428,7 +428,22 @@ where
         AnyConnection::Postgresql(_) => conn.transaction(f),
         AnyConnection::Sqlite(inner) => {
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
-            match f(conn) {
+            // A panic inside must not send the connection back to the pool
+            // still holding the write lock: every later writer would wait.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    if let AnyConnection::Sqlite(inner) = conn {
+                        if let Err(rollback) = AnsiTransactionManager::rollback_transaction(inner) {
+                            log::error!("rollback after a panic failed: {rollback}");
+                        }
+                    }
+                    changes::discard();
+                    std::panic::resume_unwind(panic)
+                }
+            };
+            match outcome {
                 Ok(value) => {
                     let AnyConnection::Sqlite(inner) = conn else {
                         unreachable!("backend cannot change inside a transaction")

@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin_clients;
 mod admin_tenants;
+mod bounds;
 mod cli;
 mod cluster;
 mod discovery;
