@@ -137,33 +137,45 @@ pub async fn not_found() -> HttpResponse {
     OAuthError::not_found("no such endpoint").error_response()
 }
 
-/// The address the request came from. The peer address, unless the peer is a
-/// trusted proxy: then `X-Forwarded-For` is read from the right, skipping
-/// trusted proxies, and the first address that is not one is the client.
+/// The address the request came from (see `resolve_client_ip`).
 pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip().to_canonical();
+    let peer = req.peer_addr()?.ip();
+    resolve_client_ip(
+        peer,
+        req.headers()
+            .get_all("x-forwarded-for")
+            .map(HeaderValue::as_bytes),
+        trusted,
+    )
+}
+
+/// The caller's address: the peer address, unless the peer is a trusted
+/// proxy; then `X-Forwarded-For` (every value, in order) is read from the
+/// right, skipping trusted proxies, and the first address that is not one is
+/// the client. Fails closed: an entry that is not a bare IP address (a port,
+/// brackets, `unknown`, bytes that are not ASCII) makes the address unknown
+/// (None), which no `allowed_ips` matches; taking the proxy's own address
+/// instead would let any caller behind it pass an allowlist that names it.
+pub fn resolve_client_ip<'a>(
+    peer: IpAddr,
+    forwarded: impl IntoIterator<Item = &'a [u8]>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
     }
     let mut hops: Vec<&str> = Vec::new();
-    for value in req.headers().get_all("x-forwarded-for") {
-        let Ok(text) = value.to_str() else {
-            return Some(peer);
-        };
+    for value in forwarded {
+        let text = std::str::from_utf8(value).ok().filter(|t| t.is_ascii())?;
         hops.extend(text.split(','));
     }
     let mut client = peer;
     for hop in hops.iter().rev() {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) => {
-                client = ip.to_canonical();
-                if !is_trusted(&client) {
-                    break;
-                }
-            }
-            // A hop we cannot read ends the chain we can believe.
-            Err(_) => break,
+        client = hop.trim().parse::<IpAddr>().ok()?.to_canonical();
+        if !is_trusted(&client) {
+            break;
         }
     }
     Some(client)

@@ -12,6 +12,7 @@ mod discovery;
 mod introspect;
 mod openapi;
 mod ops;
+mod proxies;
 mod renew;
 mod revoke;
 mod security;
