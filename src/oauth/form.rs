@@ -9,9 +9,26 @@ use super::OAuthError;
 /// Form bodies larger than this are refused before parsing.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Form {
     pairs: Vec<(String, String)>,
+}
+
+/// Parameters whose values are credentials: never in a log line.
+const SECRET_PARAMETERS: &[&str] = &["client_secret", "client_assertion", "token", "password"];
+
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for (name, value) in &self.pairs {
+            if SECRET_PARAMETERS.contains(&name.as_str()) {
+                list.entry(&(name, "[redacted]"));
+            } else {
+                list.entry(&(name, value));
+            }
+        }
+        list.finish()
+    }
 }
 
 impl Form {
@@ -46,7 +63,13 @@ impl Form {
             }
             body.extend_from_slice(&chunk);
         }
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        Form::parse(&body, repeatable)
+    }
+
+    /// Parses a body already read: a malformed form or a repeated parameter
+    /// is `invalid_request`.
+    pub fn parse(body: &[u8], repeatable: &[&str]) -> Result<Form, OAuthError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|_| OAuthError::invalid_request("the body is not a valid form"))?;
         let form = Form { pairs };
         form.reject_repeats(repeatable)?;
@@ -80,5 +103,24 @@ impl Form {
             .iter()
             .filter(move |(n, v)| n == name && !v.is_empty())
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secret_parameters_and_keeps_the_rest() {
+        let form = Form::parse(
+            b"grant_type=client_credentials&client_id=kwc_1&client_secret=kws_SECRET1\
+              &client_assertion=eyJ.SECRET2.sig&token=kwt_SECRET3&password=SECRET4",
+            &[],
+        )
+        .unwrap();
+        let shown = format!("{form:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("client_credentials") && shown.contains("kwc_1"));
+        assert_eq!(shown.matches("[redacted]").count(), 4, "{shown}");
     }
 }
