@@ -141,6 +141,13 @@ struct Maps {
     revoked_jtis: HashSet<String>,
 }
 
+/// A verified token's claims and the kid of the key that verified it: a hit
+/// counts only while that key is still in the key set.
+struct VerifiedJwt {
+    kid: String,
+    claims: Arc<AccessClaims>,
+}
+
 pub struct Directory {
     live: AtomicBool,
     /// When the channel last proved alive (ms). A channel that hangs instead
@@ -150,7 +157,7 @@ pub struct Directory {
     maps: RwLock<Maps>,
     /// Keyed by the SHA-256 of the token: a tenth of the memory of the
     /// token itself, and no collision can hand one token another's claims.
-    verified: RwLock<HashMap<[u8; 32], Arc<AccessClaims>>>,
+    verified: RwLock<HashMap<[u8; 32], VerifiedJwt>>,
     keys: Arc<KeyRing>,
     stop: AtomicBool,
     /// The listener's `application_name`, unique per process start, so an
@@ -438,19 +445,30 @@ impl Directory {
     /// repeated token skips the signature check (until its `exp`).
     pub fn verify_jwt(&self, token: &str, issuer: &str) -> Option<Arc<AccessClaims>> {
         let now = chrono::Utc::now().timestamp();
+        // A key removed by another process (the CLI on SQLite, where no
+        // change channel exists) is noticed here, within 100 ms.
+        self.keys.notice_changes();
         let key = token_key(token);
-        if let Some(claims) = self.verified.read().ok()?.get(&key) {
-            return (claims.exp > now).then(|| claims.clone());
+        if let Some(hit) = self.verified.read().ok()?.get(&key) {
+            let valid = hit.claims.exp > now && self.keys.current().find(&hit.kid).is_some();
+            return valid.then(|| hit.claims.clone());
         }
-        let claims = Arc::new(crate::tokens::jwt::verify(&self.keys, token, issuer)?);
+        let (kid, claims) = crate::tokens::jwt::verify_keyed(&self.keys, token, issuer)?;
+        let claims = Arc::new(claims);
         if let Ok(mut cache) = self.verified.write() {
             if cache.len() >= VERIFIED_CAPACITY {
-                cache.retain(|_, c| c.exp > now);
+                cache.retain(|_, c| c.claims.exp > now);
                 if cache.len() >= VERIFIED_CAPACITY {
                     cache.clear();
                 }
             }
-            cache.insert(key, claims.clone());
+            cache.insert(
+                key,
+                VerifiedJwt {
+                    kid,
+                    claims: claims.clone(),
+                },
+            );
         }
         Some(claims)
     }

@@ -14,8 +14,10 @@ use crate::service::roles::{self, NewRole};
 use crate::service::scopes::ScopeSet;
 use crate::service::{tenants, Actor, ServiceError};
 use crate::startup::open_store;
+use crate::store::changes::{self, Change};
+use crate::store::write_transaction;
 use crate::store::AnyConnection;
-use crate::tokens::keys::{generate_key_file, KeyRing};
+use crate::tokens::keys::{generate_key_file, remove_key_file, KeyRing};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,6 +99,9 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Take a key that is not the signing key out of the JWKS; every running
+    /// server drops it, and the tokens it signed, at once.
+    Remove { kid: String },
 }
 
 /// Settings of a client that can change after creation.
@@ -419,6 +424,11 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), CliError> {
             let ring = KeyRing::open(&settings.keys_dir, Some(settings.signing_alg))?;
             let created = count() > before;
             let kid = ring.current().signing.kid.clone();
+            if created {
+                if let Err(e) = record_key_change(settings, "key.generate", &kid) {
+                    eprintln!("warning: the new key is in place, but {e}");
+                }
+            }
             if json {
                 return print(&json!({"kid": kid, "created": created}), true, &[]);
             }
@@ -431,20 +441,17 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::Rotate { json } => {
             generate_key_file(&settings.keys_dir, settings.signing_alg)?;
-            // Tell running servers now rather than at their next rescan.
-            match open_store(settings, 1).and_then(|(db, _)| {
-                let mut conn = db
-                    .get()
-                    .map_err(|e| crate::startup::StartupError::Database(e.to_string()))?;
-                crate::store::changes::announce_now(&mut conn, crate::store::changes::Change::Keys)
-                    .map_err(|e| crate::startup::StartupError::Database(e.to_string()))
-            }) {
-                Ok(()) => {}
-                Err(e) => eprintln!(
-                    "warning: running servers will pick the key up at their next rescan: {e}"
-                ),
-            }
             let kids = KeyRing::open(&settings.keys_dir, None)?.current().kids();
+            // Tell running servers now rather than at their next rescan.
+            if let Err(e) = record_key_change(
+                settings,
+                "key.rotate",
+                kids.first().map_or("", String::as_str),
+            ) {
+                eprintln!(
+                    "warning: running servers will pick the key up at their next rescan: {e}"
+                );
+            }
             if json {
                 return print(
                     &json!({"signing_kid": kids.first(), "kids": kids}),
@@ -472,7 +479,42 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+        KeysCommand::Remove { kid } => {
+            // The store first: a removal that running servers would not hear
+            // of, or that the audit log would miss, is not made at all.
+            let (db, _) = open_store(settings, 1)?;
+            let mut conn = db.get().map_err(ServiceError::from)?;
+            let actor = cli_actor(&mut conn)?;
+            // The file goes last: a refusal (the signing key, an unknown kid)
+            // or a failed removal rolls the audit record back.
+            let removed = write_transaction(&mut conn, |conn| {
+                audit::record(
+                    conn,
+                    &actor,
+                    "key.remove",
+                    Some(&kid),
+                    None,
+                    json!({"kid": kid}),
+                )?;
+                changes::announce(conn, Change::Keys).map_err(ServiceError::from)?;
+                remove_key_file(&settings.keys_dir, &kid).map_err(CliError::from)
+            })?;
+            println!("removed key {kid} ({})", removed.display());
+            Ok(())
+        }
     }
+}
+
+/// Audits a key change made by the CLI and announces it to running servers.
+fn record_key_change(settings: &Settings, action: &str, kid: &str) -> Result<(), CliError> {
+    let (db, _) = open_store(settings, 1)?;
+    let mut conn = db.get().map_err(ServiceError::from)?;
+    let actor = cli_actor(&mut conn)?;
+    write_transaction(&mut conn, |conn| {
+        audit::record(conn, &actor, action, Some(kid), None, json!({"kid": kid}))?;
+        changes::announce(conn, Change::Keys).map_err(ServiceError::from)?;
+        Ok(())
+    })
 }
 
 /// Every page of a cursor-paginated list.

@@ -26,6 +26,12 @@ impl From<crate::startup::StartupError> for CliError {
     }
 }
 
+impl From<diesel::result::Error> for CliError {
+    fn from(e: diesel::result::Error) -> Self {
+        CliError::Service(e.into())
+    }
+}
+
 impl From<crate::tokens::keys::KeyError> for CliError {
     fn from(e: crate::tokens::keys::KeyError) -> Self {
         CliError::Failed(e.to_string())

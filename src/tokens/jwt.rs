@@ -93,6 +93,12 @@ pub fn sign(keys: &KeySet, claims: &AccessClaims) -> Result<String, SignError> {
 /// None for anything else. Revocation and client status are the caller's to
 /// check: they live in the store.
 pub fn verify(keys: &KeyRing, token: &str, issuer: &str) -> Option<AccessClaims> {
+    verify_keyed(keys, token, issuer).map(|(_, claims)| claims)
+}
+
+/// `verify`, with the kid of the key that verified the token: a cache of
+/// verified tokens must drop them when that key leaves the key set.
+pub fn verify_keyed(keys: &KeyRing, token: &str, issuer: &str) -> Option<(String, AccessClaims)> {
     if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|&b| b == b'.').count() != 2 {
         return None;
     }
@@ -112,5 +118,5 @@ pub fn verify(keys: &KeyRing, token: &str, issuer: &str) -> Option<AccessClaims>
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
     jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
         .ok()
-        .map(|data| data.claims)
+        .map(|data| (key.kid.clone(), data.claims))
 }

@@ -10,7 +10,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -24,6 +25,14 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 /// A replaced key stays published this long, plus a minute of clock leeway.
 pub const MAX_ACCESS_TOKEN_TTL: i64 = 86_400;
 const RETIRED_KEY_GRACE_MS: i64 = (MAX_ACCESS_TOKEN_TTL + 60) * 1000;
+/// How far ahead of this clock a key file's name may claim to have been
+/// created. The newest name signs, so a name far in the future would pin the
+/// signing key against every later rotation.
+const FUTURE_LEEWAY_MS: i64 = 60_000;
+/// How often verification looks at the keys directory's mtime: on SQLite the
+/// CLI is another process with no change channel, and a removed key must stop
+/// verifying at once. One stat per 100 ms.
+const DIR_CHECK_EVERY_MS: i64 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningAlg {
@@ -81,6 +90,20 @@ pub enum KeyError {
     BadKey { path: PathBuf, reason: String },
     #[error("no signing key in {0}: run `keyward keys generate`")]
     NoKey(PathBuf),
+    #[error(
+        "no usable signing key in {0}: every key file's name claims a creation time more than 60 s \
+         ahead of this clock (check the clock, remove those files, or run `keyward keys rotate`)"
+    )]
+    OnlyFutureKeys(PathBuf),
+    #[error(
+        "key file {path} is group- or world-writable (mode {mode:03o}), so others could replace \
+         the signing key: run `chmod 600 {path}`"
+    )]
+    Writable { path: PathBuf, mode: u32 },
+    #[error("no published key has kid {0} (see `keyward keys list`)")]
+    UnknownKid(String),
+    #[error("{0} is the signing key: run `keyward keys rotate` first, then remove it")]
+    SigningKeyRemoval(String),
     #[error("key generation failed")]
     Generation,
 }
@@ -136,6 +159,8 @@ impl Signer {
 /// One loaded key.
 pub struct SigningKey {
     pub kid: String,
+    /// The file it was loaded from.
+    pub path: PathBuf,
     pub alg: SigningAlg,
     pub created_ms: i64,
     pub signer: Signer,
@@ -153,6 +178,9 @@ pub struct KeySet {
     /// The JWKS document, rendered once per snapshot.
     pub jwks_json: String,
     file_names: Vec<String>,
+    /// When the earliest future-dated file, ignored now, comes within the
+    /// leeway (and a rescan should take it in).
+    future_due_ms: Option<i64>,
 }
 
 impl KeySet {
@@ -172,6 +200,9 @@ pub struct KeyRing {
     dir: PathBuf,
     current: RwLock<Arc<KeySet>>,
     last_scan_ms: AtomicI64,
+    /// When verification last looked at the directory's mtime, and what it saw.
+    last_stat_ms: AtomicI64,
+    dir_mtime: Mutex<Option<SystemTime>>,
 }
 
 fn now_ms() -> i64 {
@@ -185,7 +216,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
-/// Key file names in the directory, oldest first.
+/// Key file names in the directory, oldest first (by the time in the name).
 fn key_file_names(dir: &Path) -> Result<Vec<String>, KeyError> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_error(dir))? {
@@ -195,8 +226,13 @@ fn key_file_names(dir: &Path) -> Result<Vec<String>, KeyError> {
             names.push(name);
         }
     }
-    names.sort();
+    // By number, not text: a longer number sorts first as text.
+    names.sort_by_key(|n| (parse_file_name(n).map(|(c, _)| c), n.clone()));
     Ok(names)
+}
+
+fn is_future(name: &str, now: i64) -> bool {
+    parse_file_name(name).is_some_and(|(created, _)| created > now.saturating_add(FUTURE_LEEWAY_MS))
 }
 
 fn parse_file_name(name: &str) -> Option<(i64, SigningAlg)> {
@@ -274,12 +310,27 @@ pub fn generate_key_file(dir: &Path, alg: SigningAlg) -> Result<PathBuf, KeyErro
     Ok(path)
 }
 
+/// Deletes the file of a published key that does not sign, taking it out of
+/// the JWKS (and, on every server that rescans, the tokens it signed).
+/// Returns the file removed.
+pub fn remove_key_file(dir: &Path, kid: &str) -> Result<PathBuf, KeyError> {
+    let set = load_key_set(dir, key_file_names(dir)?)?;
+    if set.signing.kid == kid {
+        return Err(KeyError::SigningKeyRemoval(kid.to_string()));
+    }
+    let key = set
+        .find(kid)
+        .ok_or_else(|| KeyError::UnknownKid(kid.to_string()))?;
+    fs::remove_file(&key.path).map_err(io_error(&key.path))?;
+    Ok(key.path.clone())
+}
+
 fn load_key(path: &Path, created_ms: i64, alg: SigningAlg) -> Result<SigningKey, KeyError> {
     let bad = |reason: String| KeyError::BadKey {
         path: path.to_path_buf(),
         reason,
     };
-    let pem_bytes = fs::read(path).map_err(io_error(path))?;
+    let pem_bytes = read_key_file(path)?;
     let encoding = match alg {
         SigningAlg::EdDSA => EncodingKey::from_ed_pem(&pem_bytes),
         SigningAlg::ES256 => EncodingKey::from_ec_pem(&pem_bytes),
@@ -329,6 +380,7 @@ fn load_key(path: &Path, created_ms: i64, alg: SigningAlg) -> Result<SigningKey,
     let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
     Ok(SigningKey {
         kid,
+        path: path.to_path_buf(),
         alg,
         created_ms,
         signer,
@@ -338,20 +390,64 @@ fn load_key(path: &Path, created_ms: i64, alg: SigningAlg) -> Result<SigningKey,
     })
 }
 
+/// Refuses a key file that others than its owner may write.
+fn check_mode(path: &Path, metadata: Option<&fs::Metadata>) -> Result<(), KeyError> {
+    #[cfg(unix)]
+    if let Some(metadata) = metadata {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(KeyError::Writable {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, metadata);
+    Ok(())
+}
+
+/// A key file's bytes, refused when others may write it: whoever can write a
+/// key file can sign tokens. The mode is read from the opened file, so it is
+/// the mode of what is read.
+fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    use std::io::Read as _;
+    let mut file = fs::File::open(path).map_err(io_error(path))?;
+    let metadata = file.metadata().map_err(io_error(path))?;
+    check_mode(path, Some(&metadata))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io_error(path))?;
+    Ok(bytes)
+}
+
 /// Loads the directory: the newest key signs; a key replaced at time T stays
-/// published until T plus the longest token lifetime.
+/// published until T plus the longest token lifetime. A file whose name lies
+/// in the future is left out (and logged) until its time comes.
 fn load_key_set(dir: &Path, names: Vec<String>) -> Result<KeySet, KeyError> {
     let now = now_ms();
     let mut loaded: Vec<Arc<SigningKey>> = Vec::new();
+    let mut future_due_ms: Option<i64> = None;
+    for name in names.iter().filter(|n| is_future(n, now)) {
+        log::warn!(
+            "key file {} is not used: its name claims a creation time more than 60 s ahead of \
+             this clock, and the newest name would stay the signing key",
+            dir.join(name).display()
+        );
+        if let Some((created, _)) = parse_file_name(name) {
+            let due = created.saturating_sub(FUTURE_LEEWAY_MS);
+            future_due_ms = Some(future_due_ms.map_or(due, |d| d.min(due)));
+        }
+    }
     // Newest first: each key's replacement time is the previous one's creation.
     let mut replaced_at: Option<i64> = None;
-    for name in names.iter().rev() {
+    for name in names.iter().rev().filter(|n| !is_future(n, now)) {
         let Some((created, alg)) = parse_file_name(name) else {
             continue;
         };
         let published = match replaced_at {
             None => true,
-            Some(t) => now < t + RETIRED_KEY_GRACE_MS,
+            Some(t) => now < t.saturating_add(RETIRED_KEY_GRACE_MS),
         };
         replaced_at = Some(created);
         if !published {
@@ -359,10 +455,13 @@ fn load_key_set(dir: &Path, names: Vec<String>) -> Result<KeySet, KeyError> {
         }
         loaded.push(Arc::new(load_key(&dir.join(name), created, alg)?));
     }
-    let signing = loaded
-        .first()
-        .cloned()
-        .ok_or_else(|| KeyError::NoKey(dir.to_path_buf()))?;
+    let signing = loaded.first().cloned().ok_or_else(|| {
+        if future_due_ms.is_some() {
+            KeyError::OnlyFutureKeys(dir.to_path_buf())
+        } else {
+            KeyError::NoKey(dir.to_path_buf())
+        }
+    })?;
     let jwks = jsonwebtoken::jwk::JwkSet {
         keys: loaded.iter().map(|k| k.public_jwk.clone()).collect(),
     };
@@ -376,7 +475,12 @@ fn load_key_set(dir: &Path, names: Vec<String>) -> Result<KeySet, KeyError> {
         by_kid,
         jwks_json,
         file_names: names,
+        future_due_ms,
     })
+}
+
+fn dir_mtime(dir: &Path) -> Option<SystemTime> {
+    fs::metadata(dir).and_then(|m| m.modified()).ok()
 }
 
 impl KeyRing {
@@ -387,8 +491,11 @@ impl KeyRing {
         if let Some(alg) = ensure_alg {
             fs::create_dir_all(dir).map_err(io_error(dir))?;
             let names = key_file_names(dir)?;
+            let now = now_ms();
             let newest_alg = names
-                .last()
+                .iter()
+                .rev()
+                .find(|n| !is_future(n, now))
                 .and_then(|n| parse_file_name(n))
                 .map(|(_, a)| a);
             if newest_alg != Some(alg) {
@@ -396,12 +503,15 @@ impl KeyRing {
                 log::info!("generated a new {alg} signing key: {}", path.display());
             }
         }
+        let mtime = dir_mtime(dir);
         let names = key_file_names(dir)?;
         let set = load_key_set(dir, names)?;
         Ok(KeyRing {
             dir: dir.to_path_buf(),
             current: RwLock::new(Arc::new(set)),
             last_scan_ms: AtomicI64::new(now_ms()),
+            last_stat_ms: AtomicI64::new(now_ms()),
+            dir_mtime: Mutex::new(mtime),
         })
     }
 
@@ -418,12 +528,21 @@ impl KeyRing {
         self.last_scan_ms.store(now_ms(), Ordering::Relaxed);
         let names = key_file_names(&self.dir)?;
         let current = self.current();
+        // A key in use whose file became writable by others is reported at
+        // every rescan (the loaded key stays: it was read while it was safe).
+        for key in current.by_kid.values() {
+            check_mode(&key.path, fs::metadata(&key.path).ok().as_ref())?;
+        }
         let expired_retiree = current.by_kid.len() > 1
             && current.by_kid.values().any(|k| {
                 k.created_ms != current.signing.created_ms
-                    && now_ms() > self.replaced_at(&current, k) + RETIRED_KEY_GRACE_MS
+                    && now_ms()
+                        > self
+                            .replaced_at(&current, k)
+                            .saturating_add(RETIRED_KEY_GRACE_MS)
             });
-        if names == current.file_names && !expired_retiree {
+        let future_due = current.future_due_ms.is_some_and(|due| now_ms() >= due);
+        if names == current.file_names && !expired_retiree && !future_due {
             return Ok(false);
         }
         let set = load_key_set(&self.dir, names)?;
@@ -444,6 +563,44 @@ impl KeyRing {
             .unwrap_or(i64::MAX / 2)
     }
 
+    /// Rescans when the keys directory changed since the last look, looking
+    /// at most every 100 ms: a stat, and a directory read only after a
+    /// change. Called on verification so that a key removed by another
+    /// process (the CLI on SQLite) stops verifying at once.
+    pub fn notice_changes(&self) {
+        let now = now_ms();
+        let last = self.last_stat_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < DIR_CHECK_EVERY_MS {
+            return;
+        }
+        // One thread looks; the others go on with the current set.
+        if self
+            .last_stat_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let Some(modified) = dir_mtime(&self.dir) else {
+            return;
+        };
+        let changed = match self.dir_mtime.lock() {
+            Ok(mut seen) => seen.replace(modified) != Some(modified),
+            Err(_) => true,
+        };
+        // A coarse mtime can hide a second change within one tick of the
+        // first: while the mtime is recent, keep rescanning (names compare
+        // cheaply; keys are parsed only when they differ).
+        let recent = SystemTime::now()
+            .duration_since(modified)
+            .map_or(true, |age| age < Duration::from_secs(2));
+        if changed || recent {
+            if let Err(e) = self.refresh() {
+                log::warn!("rescanning signing keys failed: {e}");
+            }
+        }
+    }
+
     /// Looks a kid up, rescanning at most every 250 ms when it is unknown, so
     /// a key rotated on another node is found without waiting for the timer.
     pub fn find(&self, kid: &str) -> Option<Arc<SigningKey>> {
@@ -451,7 +608,7 @@ impl KeyRing {
         if let Some(key) = set.find(kid) {
             return Some(key.clone());
         }
-        if now_ms() - self.last_scan_ms.load(Ordering::Relaxed) < 250 {
+        if now_ms().saturating_sub(self.last_scan_ms.load(Ordering::Relaxed)) < 250 {
             return None;
         }
         match self.refresh() {
@@ -518,5 +675,109 @@ mod tests {
         let ring = KeyRing::open(dir.path(), None).unwrap();
         // The newest signs, the one it replaced is kept; the oldest is gone.
         assert_eq!(ring.current().kids().len(), 2);
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_group_or_world_writable_key_file_is_refused_at_open_and_at_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = generate_key_file(dir.path(), SigningAlg::EdDSA).unwrap();
+        let ring = KeyRing::open(dir.path(), None).unwrap();
+        let signing = ring.current().signing.kid.clone();
+        // A new key that anyone may write is not taken in by a rescan.
+        let second = generate_key_file(dir.path(), SigningAlg::EdDSA).unwrap();
+        set_mode(&second, 0o666);
+        let err = ring.refresh().unwrap_err().to_string();
+        assert!(err.contains(&second.display().to_string()), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+        assert_eq!(ring.current().signing.kid, signing);
+        // Nor at open.
+        let err = KeyRing::open(dir.path(), None).err().unwrap().to_string();
+        assert!(
+            err.contains("writable") && err.contains("chmod 600"),
+            "{err}"
+        );
+        // Group-writable is as bad; fixed, it loads.
+        set_mode(&second, 0o620);
+        assert!(KeyRing::open(dir.path(), None).is_err());
+        set_mode(&second, 0o600);
+        assert!(ring.refresh().unwrap());
+        // A key already in use that becomes writable is reported at refresh.
+        set_mode(&first, 0o606);
+        let err = ring.refresh().unwrap_err().to_string();
+        assert!(err.contains(&first.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_named_in_the_future_cannot_pin_the_signing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let planted = generate_key_file(dir.path(), SigningAlg::EdDSA).unwrap();
+        let an_hour_ahead = now_ms() + 3_600_000;
+        let future = dir.path().join(format!("{an_hour_ahead:013}-EdDSA.pem"));
+        fs::rename(&planted, &future).unwrap();
+        // Alone, it is no signing key, and the error says why.
+        let err = KeyRing::open(dir.path(), None).err().unwrap();
+        assert!(matches!(err, KeyError::OnlyFutureKeys(_)), "{err}");
+        assert!(err.to_string().contains("ahead of this clock"), "{err}");
+        // Beside a real key it is neither used nor published, and later
+        // rotations still take over.
+        let ring = KeyRing::open(dir.path(), Some(SigningAlg::EdDSA)).unwrap();
+        let set = ring.current();
+        assert_eq!(set.kids(), vec![set.signing.kid.clone()]);
+        assert!(set.signing.created_ms <= now_ms());
+        assert!(!set.jwks_json.contains(&kid_of(&future)));
+        generate_key_file(dir.path(), SigningAlg::EdDSA).unwrap();
+        assert!(ring.refresh().unwrap());
+        let rotated = ring.current();
+        assert_ne!(rotated.signing.kid, set.signing.kid);
+        assert_eq!(rotated.kids().len(), 2);
+        // A name with more digits sorts by number, not text, and is as future.
+        fs::copy(&future, dir.path().join("99999999999999-EdDSA.pem")).unwrap();
+        assert!(ring.refresh().unwrap());
+        assert_eq!(ring.current().signing.kid, rotated.signing.kid);
+    }
+
+    fn kid_of(path: &Path) -> String {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let (created, alg) = parse_file_name(&name).unwrap();
+        // Load it under a present-day name to learn its kid.
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir
+            .path()
+            .join(format!("{:013}-{alg}.pem", created.min(now_ms())));
+        fs::copy(path, &copy).unwrap();
+        load_key(&copy, 0, alg).unwrap().kid
+    }
+
+    #[test]
+    fn removing_a_key_takes_it_out_and_the_signing_key_cannot_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), Some(SigningAlg::EdDSA)).unwrap();
+        let old = ring.current().signing.kid.clone();
+        generate_key_file(dir.path(), SigningAlg::EdDSA).unwrap();
+        ring.refresh().unwrap();
+        let signing = ring.current().signing.kid.clone();
+        assert!(matches!(
+            remove_key_file(dir.path(), &signing),
+            Err(KeyError::SigningKeyRemoval(_))
+        ));
+        assert!(matches!(
+            remove_key_file(dir.path(), "no-such-kid"),
+            Err(KeyError::UnknownKid(_))
+        ));
+        remove_key_file(dir.path(), &old).unwrap();
+        // Verification notices the directory changed (at most 100 ms later).
+        std::thread::sleep(std::time::Duration::from_millis(
+            DIR_CHECK_EVERY_MS as u64 + 10,
+        ));
+        ring.notice_changes();
+        assert!(ring.current().find(&old).is_none());
+        assert_eq!(ring.current().kids(), vec![signing]);
     }
 }

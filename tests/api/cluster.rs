@@ -395,3 +395,44 @@ fn revoking_a_token_on_one_node_revokes_its_renewed_successors_on_every_node_wit
         }
     }
 }
+
+#[test]
+fn a_key_removed_with_the_cli_is_dropped_by_every_node_within_a_second() {
+    let cluster = cluster();
+    let token = cluster.admin_token();
+    let (header, _) = crate::helpers::jwt_parts(&token);
+    let old_kid = header["kid"].as_str().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(args)
+            .env("KEYWARD_DATABASE_URL", cluster._schema.url())
+            .env("KEYWARD_DATA_DIR", data.path())
+            .env("KEYWARD_KEYS_DIR", cluster._keys.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&["keys", "rotate"]);
+    for node in &cluster.nodes {
+        assert!(cluster.introspect_on(node, &token));
+    }
+    run(&["keys", "remove", &old_kid]);
+    let removed_at = Instant::now();
+    for node in &cluster.nodes {
+        while cluster.introspect_on(node, &token) {
+            assert!(
+                removed_at.elapsed() < Duration::from_secs(1),
+                "a node still accepts a token of the removed key"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let admin = node.admin("GET", "/admin/v1/clients", &token, None);
+        admin.assert_error(401, "invalid_token");
+    }
+}

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod discovery;
 mod introspect;
+mod keys;
 mod openapi;
 mod ops;
 mod proxies;
