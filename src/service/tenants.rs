@@ -12,6 +12,52 @@ use crate::tokens::opaque::random_id;
 
 pub const MAX_NAME_LEN: usize = 200;
 
+/// The PostgreSQL advisory lock that serialises changes to the tree's shape.
+/// Two moves checked for cycles at once (A under B, B under A) would each pass
+/// against a tree the other is changing. SQLite needs none: its writers are
+/// serialised by `BEGIN IMMEDIATE`.
+const TREE_LOCK_KEY: i64 = 0x6b77_7472_6565; // "kwtree"
+
+/// Takes the tree lock for the rest of the transaction (PostgreSQL); call it
+/// first in the transaction, before reading any path.
+fn lock_tree(conn: &mut AnyConnection) -> ServiceResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({TREE_LOCK_KEY})")).execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Rewrites the audit events' materialised paths under `old_path` to lie
+/// under `new_path`, so a moved subtree's history is seen from its new place
+/// and no longer from its old one. A prefix compare, not LIKE: `_` in ids is
+/// a LIKE wildcard.
+fn move_audit_paths(conn: &mut AnyConnection, old_path: &str, new_path: &str) -> ServiceResult<()> {
+    use diesel::sql_types::{Integer, Text};
+    let old_len = i32::try_from(old_path.chars().count())
+        .map_err(|_| ServiceError::Internal("tenant path too long".into()))?;
+    match conn {
+        AnyConnection::Postgresql(pg) => diesel::sql_query(
+            "UPDATE audit_events SET tenant_path = $1 || substr(tenant_path, $2) \
+             WHERE substr(tenant_path, 1, $3) = $4",
+        )
+        .bind::<Text, _>(new_path)
+        .bind::<Integer, _>(old_len + 1)
+        .bind::<Integer, _>(old_len)
+        .bind::<Text, _>(old_path)
+        .execute(pg)?,
+        AnyConnection::Sqlite(lite) => diesel::sql_query(
+            "UPDATE audit_events SET tenant_path = ? || substr(tenant_path, ?) \
+             WHERE substr(tenant_path, 1, ?) = ?",
+        )
+        .bind::<Text, _>(new_path)
+        .bind::<Integer, _>(old_len + 1)
+        .bind::<Integer, _>(old_len)
+        .bind::<Text, _>(old_path)
+        .execute(lite)?,
+    };
+    Ok(())
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub id: String,
@@ -144,6 +190,8 @@ pub fn create(
         .map(|e| validate_email(e))
         .collect::<ServiceResult<Vec<_>>>()?;
     write_transaction(conn, |conn| {
+        // The parent's path is copied: it must not move meanwhile.
+        lock_tree(conn)?;
         let parent_id = parent_id.unwrap_or(&actor.tenant_id);
         let parent = find_reachable(conn, actor, parent_id)?;
         let tenant = insert(conn, &name, Some(&parent), &emails)?;
@@ -220,6 +268,9 @@ pub fn update(
         }
     }
     write_transaction(conn, |conn| {
+        if parent.is_some() {
+            lock_tree(conn)?;
+        }
         let mut tenant = find_reachable(conn, actor, id)?;
         let ts = now();
         if let Some(parent_id) = &parent {
@@ -252,6 +303,7 @@ pub fn update(
             diesel::update(t::table.find(&tenant.id))
                 .set(t::parent_id.eq(Some(&new_parent.id)))
                 .execute(conn)?;
+            move_audit_paths(conn, &old_path, &new_path)?;
             tenant.parent_id = Some(new_parent.id);
             tenant.path = new_path;
             crate::store::changes::announce(conn, crate::store::changes::Change::Tenants)?;

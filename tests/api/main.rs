@@ -19,4 +19,5 @@ mod revoke;
 mod security;
 mod startup;
 mod store;
+mod tenant_moves;
 mod token;
