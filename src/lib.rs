@@ -7,6 +7,8 @@ pub mod directory;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
+#[cfg(test)]
+mod proptests;
 pub mod service;
 pub mod startup;
 pub mod store;

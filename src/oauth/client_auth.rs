@@ -54,7 +54,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
 
 /// Basic credentials: base64 of `id:secret`, each form-urlencoded first
 /// (RFC 6749 2.3.1).
-fn parse_basic(encoded: &str) -> Result<(String, String), OAuthError> {
+pub(crate) fn parse_basic(encoded: &str) -> Result<(String, String), OAuthError> {
     let bad = || OAuthError::invalid_client("malformed Basic credentials");
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
