@@ -92,7 +92,7 @@ fn redact_userinfo(url: &str) -> String {
 }
 
 /// r2d2 manager that opens the backend named by the URL scheme.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionManager {
     url: String,
     backend: Backend,
@@ -127,6 +127,16 @@ impl std::ops::Deref for PoolConnection {
 impl std::ops::DerefMut for PoolConnection {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         &mut self.conn
+    }
+}
+
+/// The pool prints its manager: never with the password in the URL.
+impl std::fmt::Debug for ConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionManager")
+            .field("url", &redact_url(&self.url))
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -564,5 +574,18 @@ pub fn is_unavailable(e: &diesel::result::Error) -> bool {
             OUT_OF_SERVICE.iter().any(|m| message.contains(m))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_manager_debug_hides_the_password() {
+        let manager = ConnectionManager::new("postgres://kw:hunter2secret@db.example/kw").unwrap();
+        let shown = format!("{manager:?}");
+        assert!(!shown.contains("hunter2secret"), "{shown}");
+        assert!(shown.contains("db.example"), "{shown}");
     }
 }
