@@ -462,6 +462,17 @@ fn load_key_set(dir: &Path, names: Vec<String>) -> Result<KeySet, KeyError> {
             KeyError::NoKey(dir.to_path_buf())
         }
     })?;
+    assemble(dir, signing, loaded, names, future_due_ms)
+}
+
+/// A snapshot of loaded keys, `signing` among them.
+fn assemble(
+    dir: &Path,
+    signing: Arc<SigningKey>,
+    loaded: Vec<Arc<SigningKey>>,
+    file_names: Vec<String>,
+    future_due_ms: Option<i64>,
+) -> Result<KeySet, KeyError> {
     let jwks = jsonwebtoken::jwk::JwkSet {
         keys: loaded.iter().map(|k| k.public_jwk.clone()).collect(),
     };
@@ -474,9 +485,38 @@ fn load_key_set(dir: &Path, names: Vec<String>) -> Result<KeySet, KeyError> {
         signing,
         by_kid,
         jwks_json,
-        file_names: names,
+        file_names,
         future_due_ms,
     })
+}
+
+/// The current set less the keys whose files are gone, when any are (and the
+/// signing key is not among them). Used when a full reload fails, so that a
+/// removal takes effect whatever else is wrong in the directory. Its file
+/// names stay the old ones, so the next rescan tries the full reload again.
+fn without_removed(dir: &Path, current: &KeySet, names: &[String]) -> Option<KeySet> {
+    let present = |key: &SigningKey| {
+        key.path
+            .file_name()
+            .is_some_and(|n| names.iter().any(|name| n == name.as_str()))
+    };
+    if !present(&current.signing) || current.by_kid.values().all(|k| present(k)) {
+        return None;
+    }
+    let kept: Vec<Arc<SigningKey>> = current
+        .by_kid
+        .values()
+        .filter(|k| present(k))
+        .cloned()
+        .collect();
+    assemble(
+        dir,
+        current.signing.clone(),
+        kept,
+        current.file_names.clone(),
+        current.future_due_ms,
+    )
+    .ok()
 }
 
 fn dir_mtime(dir: &Path) -> Option<SystemTime> {
@@ -528,11 +568,6 @@ impl KeyRing {
         self.last_scan_ms.store(now_ms(), Ordering::Relaxed);
         let names = key_file_names(&self.dir)?;
         let current = self.current();
-        // A key in use whose file became writable by others is reported at
-        // every rescan (the loaded key stays: it was read while it was safe).
-        for key in current.by_kid.values() {
-            check_mode(&key.path, fs::metadata(&key.path).ok().as_ref())?;
-        }
         let expired_retiree = current.by_kid.len() > 1
             && current.by_kid.values().any(|k| {
                 k.created_ms != current.signing.created_ms
@@ -543,15 +578,34 @@ impl KeyRing {
             });
         let future_due = current.future_due_ms.is_some_and(|due| now_ms() >= due);
         if names == current.file_names && !expired_retiree && !future_due {
+            // A key in use whose file became writable by others is reported
+            // at every rescan (the loaded key stays: it was read while safe).
+            for key in current.by_kid.values() {
+                check_mode(&key.path, fs::metadata(&key.path).ok().as_ref())?;
+            }
             return Ok(false);
         }
-        let set = load_key_set(&self.dir, names)?;
-        log::info!("signing keys reloaded; signing kid {}", set.signing.kid);
+        match load_key_set(&self.dir, names.clone()) {
+            Ok(set) => {
+                log::info!("signing keys reloaded; signing kid {}", set.signing.kid);
+                self.swap(set);
+                Ok(true)
+            }
+            Err(e) => {
+                if let Some(pruned) = without_removed(&self.dir, &current, &names) {
+                    log::warn!("signing keys: removed keys dropped; the rest not reloaded");
+                    self.swap(pruned);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn swap(&self, set: KeySet) {
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(set),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
         }
-        Ok(true)
     }
 
     fn replaced_at(&self, set: &KeySet, key: &SigningKey) -> i64 {
@@ -779,5 +833,28 @@ mod tests {
         ring.notice_changes();
         assert!(ring.current().find(&old).is_none());
         assert_eq!(ring.current().kids(), vec![signing]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_removed_key_leaves_even_when_a_bad_file_blocks_the_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), Some(SigningAlg::EdDSA)).unwrap();
+        let old = ring.current().signing.clone();
+        generate_key_file(dir.path(), SigningAlg::EdDSA).unwrap();
+        ring.refresh().unwrap();
+        let signing = ring.current().signing.kid.clone();
+        let planted = generate_key_file(dir.path(), SigningAlg::EdDSA).unwrap();
+        set_mode(&planted, 0o666);
+        fs::remove_file(&old.path).unwrap();
+        assert!(matches!(ring.refresh(), Err(KeyError::Writable { .. })));
+        let set = ring.current();
+        assert!(set.find(&old.kid).is_none());
+        assert_eq!(set.kids(), vec![signing.clone()]);
+        assert!(!set.jwks_json.contains(&old.kid));
+        // Fixed, the new key is taken in.
+        set_mode(&planted, 0o600);
+        assert!(ring.refresh().unwrap());
+        assert_ne!(ring.current().signing.kid, signing);
     }
 }
