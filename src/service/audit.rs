@@ -1,6 +1,7 @@
 //! The audit log: written in the same transaction as the change it records.
 //! Details never carry a secret or a token.
 
+use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -76,7 +77,11 @@ pub fn list(
     after: Option<&str>,
 ) -> ServiceResult<Vec<AuditView>> {
     let mut query = audit_events::table
-        .filter(audit_events::tenant_path.like(format!("{}%", actor.tenant_path)))
+        .filter(
+            audit_events::tenant_path
+                .like(crate::service::tenants::subtree_pattern(&actor.tenant_path))
+                .escape('\\'),
+        )
         .order(audit_events::id.desc())
         .limit(limit)
         .select(AuditEvent::as_select())

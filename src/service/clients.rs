@@ -2,6 +2,7 @@
 //! revoke. The row (`store::models::Client`) is never serialised; callers get
 //! `ClientView`, which has no secret and no hash in it.
 
+use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -492,7 +493,11 @@ pub fn list(
     }
     let mut query = clients::table
         .inner_join(tenants_table::table)
-        .filter(tenants_table::path.like(format!("{}%", actor.tenant_path)))
+        .filter(
+            tenants_table::path
+                .like(crate::service::tenants::subtree_pattern(&actor.tenant_path))
+                .escape('\\'),
+        )
         .order(clients::client_id.asc())
         .select(Client::as_select())
         .into_boxed();

@@ -1,6 +1,7 @@
 //! Device groups: named subsets of a tenant's devices. A client bound to one
 //! carries its id in every token.
 
+use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +122,11 @@ pub fn list(
 ) -> ServiceResult<Vec<DeviceGroupView>> {
     let mut query = device_groups::table
         .inner_join(tenants_table::table)
-        .filter(tenants_table::path.like(format!("{}%", actor.tenant_path)))
+        .filter(
+            tenants_table::path
+                .like(crate::service::tenants::subtree_pattern(&actor.tenant_path))
+                .escape('\\'),
+        )
         .order(device_groups::id.asc())
         .limit(limit)
         .select(DeviceGroup::as_select())

@@ -3,6 +3,7 @@
 //! travel in tokens, where resource servers trust them, so a name means one
 //! thing server-wide, whatever its case.
 
+use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +73,11 @@ pub fn list(
     after: Option<&str>,
 ) -> ServiceResult<Vec<RoleView>> {
     let below = tenants_table::table
-        .filter(tenants_table::path.like(format!("{}%", actor.tenant_path)))
+        .filter(
+            tenants_table::path
+                .like(crate::service::tenants::subtree_pattern(&actor.tenant_path))
+                .escape('\\'),
+        )
         .select(tenants_table::id.nullable());
     let mut query = roles::table
         .filter(

@@ -1,6 +1,7 @@
 //! Tenants: a tree (a vendor above its sub-accounts). Each row keeps its
 //! materialised path, so "this tenant or one below it" is a prefix match.
 
+use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -105,6 +106,21 @@ pub fn root(conn: &mut AnyConnection) -> QueryResult<Option<Tenant>> {
         .select(Tenant::as_select())
         .first(conn)
         .optional()
+}
+
+/// A LIKE pattern for "this path and everything below it". Ids contain
+/// `_`, a LIKE wildcard, so the path is escaped (with `\\`, given to
+/// `.escape()`), never matched loosely.
+pub fn subtree_pattern(path: &str) -> String {
+    let mut pattern = String::with_capacity(path.len() + 4);
+    for c in path.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 pub fn validate_name(name: &str) -> ServiceResult<String> {
@@ -215,7 +231,11 @@ pub fn list(
     after: Option<&str>,
 ) -> ServiceResult<Vec<TenantView>> {
     let mut query = tenants::table
-        .filter(tenants::path.like(format!("{}%", actor.tenant_path)))
+        .filter(
+            tenants::path
+                .like(crate::service::tenants::subtree_pattern(&actor.tenant_path))
+                .escape('\\'),
+        )
         .order(tenants::id.asc())
         .limit(limit)
         .select(Tenant::as_select())
@@ -291,7 +311,7 @@ pub fn update(
             let new_path = format!("{}{}/", new_parent.path, tenant.id);
             // Re-root the whole subtree: every path below keeps its tail.
             let below: Vec<(String, String)> = t::table
-                .filter(t::path.like(format!("{old_path}%")))
+                .filter(t::path.like(subtree_pattern(&old_path)).escape('\\'))
                 .select((t::id, t::path))
                 .load(conn)?;
             for (below_id, below_path) in below {
@@ -392,7 +412,7 @@ fn roles_stay_in_reach(
     use crate::store::schema::{clients, roles};
     let used: Vec<String> = clients::table
         .inner_join(tenants::table)
-        .filter(tenants::path.like(format!("{old_path}%")))
+        .filter(tenants::path.like(subtree_pattern(&old_path)).escape('\\'))
         .select(clients::role)
         .distinct()
         .load(conn)?;
@@ -414,4 +434,15 @@ fn roles_stay_in_reach(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod subtree_tests {
+    use super::subtree_pattern;
+
+    #[test]
+    fn subtree_patterns_escape_like_wildcards_in_ids() {
+        assert_eq!(subtree_pattern("/tn_a/"), "/tn\\_a/%");
+        assert_eq!(subtree_pattern("/a%b\\c/"), "/a\\%b\\\\c/%");
+    }
 }

@@ -736,3 +736,44 @@ fn a_flood_of_unknown_client_ids_does_not_reach_the_store_each_time() {
     let (client, secret) = app.new_client("reader", |_| {});
     app.token_for(&client.client_id, &secret, &[]);
 }
+
+#[test]
+fn an_underscore_in_a_tenant_id_is_no_wildcard_for_reach() {
+    use diesel::prelude::*;
+    use keyward::store::models::Tenant;
+    use keyward::store::schema::tenants;
+    let app = spawn_app();
+    let root_path = format!("/{}/", app.root_tenant);
+    let mut conn = app.conn();
+    for id in ["tn_q", "tnXq"] {
+        diesel::insert_into(tenants::table)
+            .values(&Tenant {
+                id: id.into(),
+                name: id.into(),
+                parent_id: Some(app.root_tenant.clone()),
+                path: format!("{root_path}{id}/"),
+                owner_emails: "[]".into(),
+                created_at: 0,
+                updated_at: 0,
+            })
+            .execute(&mut conn)
+            .unwrap();
+    }
+    // A client in the look-alike tenant must stay out of reach too.
+    app.new_client("uploader", |c| c.tenant_id = Some("tnXq".into()));
+    let admin = app.tenant_admin("tn_q", None);
+    let listed = app.admin("GET", "/admin/v1/tenants", &admin, None).json();
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["tn_q"]);
+    let clients = app.admin("GET", "/admin/v1/clients", &admin, None).json();
+    assert!(clients["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["tenant_id"] == "tn_q"));
+}
