@@ -412,7 +412,7 @@ fn roles_stay_in_reach(
     use crate::store::schema::{clients, roles};
     let used: Vec<String> = clients::table
         .inner_join(tenants::table)
-        .filter(tenants::path.like(subtree_pattern(&old_path)).escape('\\'))
+        .filter(tenants::path.like(subtree_pattern(old_path)).escape('\\'))
         .select(clients::role)
         .distinct()
         .load(conn)?;
