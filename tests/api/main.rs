@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, over HTTP. SQLite by
 //! default; PostgreSQL when KEYWARD_TEST_DATABASE_URL=postgres://... is set.
 
+mod fault_env;
 mod helpers;
 
 mod admin_clients;
@@ -8,6 +9,7 @@ mod admin_tenants;
 mod cli;
 mod cluster;
 mod discovery;
+mod faults;
 mod introspect;
 mod openapi;
 mod ops;
