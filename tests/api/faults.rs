@@ -440,3 +440,176 @@ fn faults_sqlite_locked_by_another_process_beyond_the_busy_timeout_answers_503_t
     drop(locker);
     sqlite_check_store("sqlite locked", &db_dir, &seen);
 }
+
+/// Polls `check` every 10 ms until it holds, at most `limit`; how long it took.
+fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn channel_of(address: &str) -> String {
+    get(address, "/readyz").json()["change_channel"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Behind PgBouncer in transaction mode: nodes start together (migrations
+/// under a transaction-scoped lock), every endpoint works without named
+/// prepared statements, and the change channel, on a direct connection,
+/// carries a disable to the other node within 1 s. A node whose listener
+/// goes through the pooler too never trusts a channel that delivers nothing.
+#[test]
+fn faults_behind_pgbouncer_in_transaction_mode_every_endpoint_works_and_changes_propagate() {
+    if !using_postgres() {
+        eprintln!("pgbouncer: PostgreSQL case, skipped (KEYWARD_TEST_DATABASE_URL unset)");
+        return;
+    }
+    let pg = PrivatePostgres::start();
+    let bouncer = crate::fault_env::PgBouncer::start(&pg);
+    let keys = tempfile::tempdir().unwrap();
+    let homes: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let options = |home: &tempfile::TempDir, direct_listener: bool| {
+        let mut options = ServerOptions::new(bouncer.url(), home.path())
+            .env("KEYWARD_DB_STATEMENT_CACHE", "false")
+            .env("KEYWARD_KEYS_DIR", &keys.path().display().to_string())
+            .env("KEYWARD_ISSUER", "https://auth.bouncer.test");
+        if direct_listener {
+            options = options.env("KEYWARD_LISTEN_DATABASE_URL", &pg.app_url());
+        }
+        options
+    };
+    // Both start at once on the empty database.
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| ServerProcess::spawn(&options(&homes[0], true)));
+        let b = scope.spawn(|| ServerProcess::spawn(&options(&homes[1], true)));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let written: Vec<&ServerProcess> = [&a, &b]
+        .into_iter()
+        .filter(|n| !n.admin_id.is_empty())
+        .collect();
+    assert_eq!(written.len(), 1, "one node bootstrapped the admin");
+    let (admin_id, admin_secret) = (written[0].admin_id.clone(), written[0].admin_secret.clone());
+    for node in [&a, &b] {
+        assert!(
+            within(Duration::from_secs(10), || channel_of(&node.address)
+                == "up")
+            .is_some(),
+            "the direct change channel comes up"
+        );
+    }
+
+    // Every endpoint, on both nodes.
+    let admin_token = {
+        let answer = a.token(&admin_id, &admin_secret);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()["access_token"].as_str().unwrap().to_string()
+    };
+    let create = |node: &ServerProcess, name: &str| {
+        let created = admin(
+            &node.address,
+            "POST",
+            "/admin/v1/clients",
+            &admin_token,
+            Some(json!({"name": name, "role": "reader", "can_renew": true})),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        let created = created.json();
+        (
+            created["client_id"].as_str().unwrap().to_string(),
+            created["client_secret"].as_str().unwrap().to_string(),
+        )
+    };
+    let (id, secret) = create(&b, "bouncer-1");
+    let issued = a.token(&id, &secret);
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let access = issued.json()["access_token"].as_str().unwrap().to_string();
+    let admin_basic = crate::fault_env::basic_auth(&admin_id, &admin_secret);
+    let introspected = crate::fault_env::form(
+        &b.address,
+        "/oauth/introspect",
+        &admin_basic,
+        &[("token", &access)],
+    );
+    assert_eq!(introspected.json()["active"], true, "{}", introspected.body);
+    let renewed = crate::fault_env::form(
+        &b.address,
+        "/api/v1/token/renew",
+        &crate::fault_env::bearer(&access),
+        &[],
+    );
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    let revoked = crate::fault_env::form(
+        &a.address,
+        "/oauth/revoke",
+        &crate::fault_env::basic_auth(&id, &secret),
+        &[("token", &access)],
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let seen = within(Duration::from_secs(1), || {
+        let after = crate::fault_env::form(
+            &b.address,
+            "/oauth/introspect",
+            &admin_basic,
+            &[("token", &access)],
+        );
+        after.json()["active"] == false
+    });
+    assert!(seen.is_some(), "revoked on A, seen on B within 1 s");
+    let listed = admin(&b.address, "GET", "/admin/v1/clients", &admin_token, None);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+
+    // A disable on one node reaches the other's cache within 1 s.
+    let (id2, secret2) = create(&a, "bouncer-2");
+    for _ in 0..2 {
+        assert_eq!(b.token(&id2, &secret2).status, 200);
+    }
+    let disabled = admin(
+        &a.address,
+        "POST",
+        &format!("/admin/v1/clients/{id2}/disable"),
+        &admin_token,
+        None,
+    );
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    let seen_in = within(Duration::from_secs(3), || {
+        b.token(&id2, &secret2).status == 401
+    });
+    eprintln!("FAULT pgbouncer: disable seen by the other node in {seen_in:?}");
+    assert!(
+        seen_in.is_some_and(|t| t < Duration::from_secs(1)),
+        "disable on A seen on B within 1 s: {seen_in:?}"
+    );
+
+    // A node whose listener goes through the pooler: LISTEN there delivers
+    // nothing, so its cache must never be live.
+    let c = ServerProcess::spawn(&options(&homes[2], false));
+    let (id3, secret3) = create(&a, "bouncer-3");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        assert_ne!(channel_of(&c.address), "up", "a deaf channel reported up");
+        assert_eq!(c.token(&id3, &secret3).status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let disabled = admin(
+        &a.address,
+        "POST",
+        &format!("/admin/v1/clients/{id3}/disable"),
+        &admin_token,
+        None,
+    );
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    let answer = c.token(&id3, &secret3);
+    assert_eq!(
+        answer.status, 401,
+        "a node without a channel reads the store: {}",
+        answer.body
+    );
+}
