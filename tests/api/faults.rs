@@ -613,3 +613,429 @@ fn faults_behind_pgbouncer_in_transaction_mode_every_endpoint_works_and_changes_
         answer.body
     );
 }
+
+/// The store of a crash test: a private PostgreSQL in the PostgreSQL pass,
+/// else a SQLite file.
+struct Store {
+    pg: Option<PrivatePostgres>,
+    home: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Store {
+        Store {
+            pg: using_postgres().then(PrivatePostgres::start),
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.app_url(),
+            None => format!(
+                "sqlite://{}",
+                self.home.path().join("data/keyward.db").display()
+            ),
+        }
+    }
+
+    fn options(&self) -> ServerOptions {
+        ServerOptions::new(self.url(), self.home.path())
+    }
+
+    fn conn(&self) -> keyward::store::AnyConnection {
+        connect(&self.url()).expect("store connection")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    CreateSecretClient,
+    CreateTokenClient,
+    NewSecret,
+    Reissue,
+    RevokeClient,
+    RevokeAccessToken,
+    RenewApiToken,
+    RenewAccessToken,
+}
+
+/// What the caller did and saw: `Some(true)` answered 2xx, `None` no
+/// answer (in flight when the server died: either outcome is allowed).
+#[derive(Debug, Clone)]
+struct Done {
+    change: Change,
+    target: String,
+    outcome: Option<bool>,
+    /// The secret or token a 2xx answer handed out.
+    credential: Option<String>,
+}
+
+fn outcome(answer: &crate::fault_env::Answer) -> Option<bool> {
+    match answer.status {
+        0 => None,
+        s => Some((200..300).contains(&s)),
+    }
+}
+
+/// `kill -9` in the middle of a stream of admin changes and renewals; on
+/// restart every change that answered 2xx is there with its audit entry,
+/// nothing the caller did not ask for is, and each change in flight at the
+/// kill is there with its audit entry or not at all.
+#[test]
+fn faults_kill_9_mid_stream_loses_no_acknowledged_change_and_leaves_no_half_change() {
+    use diesel::prelude::*;
+    use keyward::store::schema::revoked_access_tokens as revoked;
+    use keyward::store::schema::{api_tokens, audit_events, client_secrets, clients};
+
+    let store = Store::new();
+    let mut server = ServerProcess::spawn(&store.options());
+    let address = server.address.clone();
+    let admin_token = server.admin_token();
+    let bootstrap_admin = server.admin_id.clone();
+    let make = |name: &str, kind: &str| {
+        let created = admin(
+            &address,
+            "POST",
+            "/admin/v1/clients",
+            &admin_token,
+            Some(json!({"name": name, "role": "reader", "kind": kind, "can_renew": true})),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        let created = created.json();
+        let credential = created["client_secret"]
+            .as_str()
+            .or(created["token"].as_str())
+            .unwrap()
+            .to_string();
+        (
+            created["client_id"].as_str().unwrap().to_string(),
+            credential,
+        )
+    };
+    // Fixed clients for the renewal stream and the access-token revocations.
+    let (renew_api_id, renew_api_token) = make("crash-renew-api", "api_token");
+    let (renew_at_id, renew_at_secret) = make("crash-renew-at", "client_credentials");
+    let renew_access = {
+        let answer = crate::fault_env::token(&address, &renew_at_id, &renew_at_secret);
+        answer.json()["access_token"].as_str().unwrap().to_string()
+    };
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (admin_done, renew_done) = std::thread::scope(|scope| {
+        let admin_stream = scope.spawn(|| {
+            let mut done: Vec<Done> = Vec::new();
+            let mut secret_clients: Vec<String> = Vec::new();
+            let mut token_clients: Vec<String> = Vec::new();
+            for n in 0..2_000 {
+                let (change, target, answer) = match n % 6 {
+                    0 | 3 => {
+                        let kind = if n % 6 == 0 {
+                            "client_credentials"
+                        } else {
+                            "api_token"
+                        };
+                        let name = format!("crash-{n}");
+                        let answer = admin(
+                            &address,
+                            "POST",
+                            "/admin/v1/clients",
+                            &admin_token,
+                            Some(json!({"name": name, "role": "reader", "kind": kind})),
+                        );
+                        if answer.status == 201 {
+                            let id = answer.json()["client_id"].as_str().unwrap().to_string();
+                            if n % 6 == 0 {
+                                secret_clients.push(id)
+                            } else {
+                                token_clients.push(id)
+                            }
+                        }
+                        let change = if n % 6 == 0 {
+                            Change::CreateSecretClient
+                        } else {
+                            Change::CreateTokenClient
+                        };
+                        (change, name, answer)
+                    }
+                    1 if !secret_clients.is_empty() => {
+                        let id = secret_clients[n % secret_clients.len()].clone();
+                        let path = format!("/admin/v1/clients/{id}/secret");
+                        (
+                            Change::NewSecret,
+                            id,
+                            admin(&address, "POST", &path, &admin_token, None),
+                        )
+                    }
+                    4 if !token_clients.is_empty() => {
+                        let id = token_clients[n % token_clients.len()].clone();
+                        let path = format!("/admin/v1/clients/{id}/tokens");
+                        (
+                            Change::Reissue,
+                            id,
+                            admin(&address, "POST", &path, &admin_token, None),
+                        )
+                    }
+                    5 if secret_clients.len() > 2 => {
+                        // The oldest secret client goes, never to be used again.
+                        let id = secret_clients.remove(0);
+                        let path = format!("/admin/v1/clients/{id}/revoke");
+                        (
+                            Change::RevokeClient,
+                            id,
+                            admin(&address, "POST", &path, &admin_token, None),
+                        )
+                    }
+                    _ => {
+                        let issued =
+                            crate::fault_env::token(&address, &renew_at_id, &renew_at_secret);
+                        if issued.status == 0 {
+                            break;
+                        }
+                        let token = issued.json()["access_token"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string();
+                        let answer = crate::fault_env::form(
+                            &address,
+                            "/oauth/revoke",
+                            &crate::fault_env::basic_auth(&renew_at_id, &renew_at_secret),
+                            &[("token", &token)],
+                        );
+                        (Change::RevokeAccessToken, token, answer)
+                    }
+                };
+                let credential = match change {
+                    Change::NewSecret => {
+                        answer.json()["client_secret"].as_str().map(str::to_string)
+                    }
+                    _ => None,
+                };
+                let outcome = outcome(&answer);
+                assert!(
+                    outcome != Some(false),
+                    "{change:?} answered {}: {}",
+                    answer.status,
+                    answer.body
+                );
+                done.push(Done {
+                    change,
+                    target,
+                    outcome,
+                    credential,
+                });
+                if outcome.is_none() || stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+            }
+            done
+        });
+        let renew_stream = scope.spawn(|| {
+            let mut done: Vec<Done> = Vec::new();
+            for n in 0..4_000 {
+                let (change, target, token) = if n % 2 == 0 {
+                    (Change::RenewApiToken, &renew_api_id, &renew_api_token)
+                } else {
+                    (Change::RenewAccessToken, &renew_at_id, &renew_access)
+                };
+                let answer = crate::fault_env::form(
+                    &address,
+                    "/api/v1/token/renew",
+                    &crate::fault_env::bearer(token),
+                    &[],
+                );
+                let outcome = outcome(&answer);
+                assert!(outcome != Some(false), "{change:?}: {}", answer.body);
+                done.push(Done {
+                    change,
+                    target: target.clone(),
+                    outcome,
+                    credential: None,
+                });
+                if outcome.is_none() || stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+            }
+            done
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        server.kill9();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (admin_stream.join().unwrap(), renew_stream.join().unwrap())
+    });
+    let all: Vec<Done> = admin_done.iter().chain(&renew_done).cloned().collect();
+    assert!(all.len() > 20, "the stream ran: {} changes", all.len());
+    eprintln!(
+        "FAULT kill -9: {} changes acknowledged, {} in flight",
+        all.iter().filter(|d| d.outcome == Some(true)).count(),
+        all.iter().filter(|d| d.outcome.is_none()).count()
+    );
+
+    let restarted = ServerProcess::spawn(&store.options());
+    let mut conn = store.conn();
+    // (acknowledged, in flight) for a change and target.
+    let asked = |change: Change, target: &str| -> (i64, i64) {
+        let of = |o: Option<bool>| {
+            all.iter()
+                .filter(|d| d.change == change && d.target == target && d.outcome == o)
+                .count() as i64
+        };
+        (of(Some(true)), of(None))
+    };
+    let audits = |conn: &mut keyward::store::AnyConnection, action: &str, target: &str| -> i64 {
+        audit_events::table
+            .filter(audit_events::action.eq(action))
+            .filter(audit_events::target.eq(target))
+            .count()
+            .get_result(conn)
+            .unwrap()
+    };
+    let in_range = |what: &str, found: i64, (acked, in_flight): (i64, i64)| {
+        assert!(
+            (acked..=acked + in_flight).contains(&found),
+            "{what}: {found} in the store, {acked} acknowledged, {in_flight} in flight"
+        );
+    };
+
+    // Clients: exactly those asked for, each created once and audited once.
+    let rows: Vec<(String, String, String)> = clients::table
+        .select((clients::client_id, clients::name, clients::status))
+        .load(&mut conn)
+        .unwrap();
+    for (id, name, status) in &rows {
+        if name.starts_with("crash-") && !name.starts_with("crash-renew") {
+            assert!(
+                all.iter().any(|d| {
+                    matches!(
+                        d.change,
+                        Change::CreateSecretClient | Change::CreateTokenClient
+                    ) && &d.target == name
+                }),
+                "client {name} was never asked for"
+            );
+        } else {
+            assert!(
+                name.starts_with("crash-renew") || id == &bootstrap_admin,
+                "unexpected client {name}"
+            );
+        }
+        assert_eq!(
+            audits(&mut conn, "client.create", id),
+            1,
+            "{name} audited once"
+        );
+        // Every change to it, counted against what the caller saw.
+        in_range(
+            &format!("secrets rotated of {name}"),
+            audits(&mut conn, "client.secret.rotate", id),
+            asked(Change::NewSecret, id),
+        );
+        in_range(
+            &format!("revocations of {name}"),
+            audits(&mut conn, "client.revoke", id),
+            asked(Change::RevokeClient, id),
+        );
+        let revoked_now = i64::from(status == "revoked");
+        assert_eq!(
+            revoked_now,
+            audits(&mut conn, "client.revoke", id),
+            "{name}: status {status} and its audit agree"
+        );
+        let reissues = audits(&mut conn, "client.token.reissue", id);
+        in_range(
+            &format!("reissues of {name}"),
+            reissues,
+            asked(Change::Reissue, id),
+        );
+        let renewals = audits(&mut conn, "token.renew", id);
+        let token_rows: i64 = api_tokens::table
+            .filter(api_tokens::client_id.eq(id))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        let secret_rows: i64 = client_secrets::table
+            .filter(client_secrets::client_id.eq(id))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        if id == &renew_at_id {
+            in_range(
+                "access-token renewals",
+                renewals,
+                asked(Change::RenewAccessToken, id),
+            );
+        } else if id == &renew_api_id {
+            in_range(
+                "API-token renewals",
+                renewals,
+                asked(Change::RenewApiToken, id),
+            );
+        }
+        let is_token_client = token_rows > 0;
+        if is_token_client {
+            // One token at creation, one per reissue and API renewal.
+            assert_eq!(
+                token_rows,
+                1 + reissues + renewals,
+                "{name}: api_tokens rows"
+            );
+            assert_eq!(secret_rows, 0, "{name}: an api_token client has no secret");
+        } else if status != "revoked" {
+            // Every rotation here has no grace: one secret at a time.
+            assert_eq!(secret_rows, 1, "{name}: client_secrets rows");
+        }
+    }
+    for d in all.iter().filter(|d| d.outcome == Some(true)) {
+        if matches!(
+            d.change,
+            Change::CreateSecretClient | Change::CreateTokenClient
+        ) {
+            assert!(
+                rows.iter().any(|(_, name, _)| name == &d.target),
+                "{} lost",
+                d.target
+            );
+        }
+    }
+    // Access-token revocations: each acknowledged one is there, audited.
+    let revoked_rows: i64 = revoked::table
+        .filter(revoked::client_id.eq(&renew_at_id))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    let revoked_audits = audits(&mut conn, "token.revoke", &renew_at_id);
+    assert_eq!(
+        revoked_rows, revoked_audits,
+        "revoked jtis and their audit entries"
+    );
+    let (acked, in_flight) = all
+        .iter()
+        .filter(|d| d.change == Change::RevokeAccessToken)
+        .fold((0, 0), |(a, f), d| match d.outcome {
+            Some(true) => (a + 1, f),
+            _ => (a, f + 1),
+        });
+    in_range("access tokens revoked", revoked_rows, (acked, in_flight));
+
+    // The last secret each live client was handed still works.
+    for d in all.iter().rev().filter(|d| d.change == Change::NewSecret) {
+        let later_in_flight = all
+            .iter()
+            .any(|o| o.change == Change::NewSecret && o.target == d.target && o.outcome.is_none());
+        let revoked = rows
+            .iter()
+            .any(|(id, _, s)| id == &d.target && s == "revoked");
+        if d.outcome == Some(true) && !later_in_flight && !revoked {
+            let secret = d.credential.as_deref().unwrap();
+            let newest = all
+                .iter()
+                .rev()
+                .find(|o| o.change == Change::NewSecret && o.target == d.target)
+                .and_then(|o| o.credential.as_deref());
+            if newest == Some(secret) {
+                assert_eq!(restarted.token(&d.target, secret).status, 200);
+            }
+        }
+    }
+    assert_eq!(restarted.token(&renew_at_id, &renew_at_secret).status, 200);
+}
