@@ -1039,3 +1039,180 @@ fn faults_kill_9_mid_stream_loses_no_acknowledged_change_and_leaves_no_half_chan
     }
     assert_eq!(restarted.token(&renew_at_id, &renew_at_secret).status, 200);
 }
+
+/// Holds the store's write lock (SQLite) or the clients table (PostgreSQL)
+/// until `release`.
+fn hold_lock(store: &Store) -> keyward::store::AnyConnection {
+    let mut conn = store.conn();
+    let sql = match store.pg {
+        Some(_) => "BEGIN; LOCK TABLE clients IN ACCESS EXCLUSIVE MODE",
+        None => "BEGIN EXCLUSIVE",
+    };
+    conn.batch_execute(sql).unwrap();
+    conn
+}
+
+fn release(mut conn: keyward::store::AnyConnection) {
+    conn.batch_execute("COMMIT").unwrap();
+}
+
+fn listeners(store: &Store) -> i64 {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let Some(pg) = &store.pg else { return 0 };
+    let keyward::store::AnyConnection::Postgresql(mut conn) = pg.conn("postgres") else {
+        unreachable!()
+    };
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE 'keyward-listener-%'",
+    )
+    .get_result::<Count>(&mut conn)
+    .unwrap()
+    .n
+}
+
+fn create_in_background(
+    server: &ServerProcess,
+    token: &str,
+    name: &str,
+) -> std::thread::JoinHandle<crate::fault_env::Answer> {
+    let (address, token, name) = (server.address.clone(), token.to_string(), name.to_string());
+    std::thread::spawn(move || {
+        admin(
+            &address,
+            "POST",
+            "/admin/v1/clients",
+            &token,
+            Some(json!({"name": name, "role": "reader"})),
+        )
+    })
+}
+
+/// SIGTERM: requests in flight finish, `last_used_at` is written, the change
+/// listener's session is closed, and the process is gone within 10 s.
+#[test]
+fn faults_sigterm_finishes_in_flight_requests_flushes_last_used_and_exits_within_10s() {
+    use diesel::prelude::*;
+    use keyward::store::schema::clients;
+    let store = Store::new();
+    let s = subject(&store.options(), "sigterm");
+    let mut server = s.server;
+    if store.pg.is_some() {
+        assert!(
+            within(Duration::from_secs(10), || listeners(&store) == 1).is_some(),
+            "the listener's session is open"
+        );
+    }
+    let (id, secret) = (&s.credentials.client_id, &s.credentials.client_secret);
+    assert_eq!(server.token(id, secret).status, 200);
+    let lock = hold_lock(&store);
+    let in_flight = create_in_background(&server, &s.credentials.admin_token, "sigterm-in-flight");
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(700));
+    release(lock);
+    let answer = in_flight.join().unwrap();
+    assert_eq!(
+        answer.status, 201,
+        "the request in flight finished: {}",
+        answer.body
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(10).saturating_sub(signalled.elapsed()))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM:\n{}", server.log_text()));
+    eprintln!(
+        "FAULT sigterm: exited in {:?} ({status})",
+        signalled.elapsed()
+    );
+    assert!(status.success(), "{status}:\n{}", server.log_text());
+    let last_used: Option<i64> = clients::table
+        .find(id)
+        .select(clients::last_used_at)
+        .first(&mut store.conn())
+        .unwrap();
+    assert!(last_used.is_some(), "last_used_at flushed at shutdown");
+    if store.pg.is_some() {
+        assert!(
+            within(Duration::from_secs(2), || listeners(&store) == 0).is_some(),
+            "the listener's session is closed"
+        );
+    }
+}
+
+/// Neither a second SIGTERM nor a request stuck on a lock that is never
+/// released keeps the process alive past 15 s.
+#[test]
+fn faults_a_second_sigterm_with_a_request_stuck_on_a_lock_still_exits_within_15s() {
+    let store = Store::new();
+    let s = subject(&store.options(), "sigterm-twice");
+    let mut server = s.server;
+    let lock = hold_lock(&store);
+    let stuck = create_in_background(&server, &s.credentials.admin_token, "sigterm-stuck");
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal("TERM");
+    let exited = server.wait_exit(Duration::from_secs(15));
+    eprintln!("FAULT second sigterm: exited in {:?}", signalled.elapsed());
+    release(lock);
+    assert!(
+        exited.is_some(),
+        "still running 15 s after SIGTERM:\n{}",
+        server.log_text()
+    );
+    let answer = stuck.join().unwrap();
+    assert!(
+        matches!(answer.status, 0 | 503),
+        "the stuck request got no answer or a 503: {} {}",
+        answer.status,
+        answer.body
+    );
+}
+
+/// A database that stops answering (the relay passes nothing, closes
+/// nothing) does not keep the process alive past 15 s after SIGTERM.
+#[test]
+fn faults_sigterm_while_the_database_hangs_still_exits_within_15s() {
+    let Some((s, Some(relay))) = pg_subject("sigterm-hang", true) else {
+        return;
+    };
+    let mut server = s.subject.server;
+    warm_pool_at(&server.address, &s.subject.credentials.admin_token, 4);
+    relay.hang();
+    let stuck = create_in_background(&server, &s.subject.credentials.admin_token, "hang-stuck");
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let exited = server.wait_exit(Duration::from_secs(15));
+    eprintln!(
+        "FAULT sigterm, database hanging: exited in {:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        exited.is_some(),
+        "still running 15 s after SIGTERM:\n{}",
+        server.log_text()
+    );
+    let _ = stuck.join();
+    drop(s.pg);
+}
+
+fn warm_pool_at(address: &str, token: &str, n: usize) {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (address, token) = (address.to_string(), token.to_string());
+            std::thread::spawn(move || {
+                admin(&address, "GET", "/admin/v1/clients", &token, None).status
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.join().unwrap(), 200);
+    }
+}
