@@ -171,10 +171,6 @@ impl PrivatePostgres {
             ))
             .expect("terminate sessions");
     }
-
-    pub fn socket_dir(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 impl Drop for PrivatePostgres {
