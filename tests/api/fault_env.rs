@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -62,37 +62,6 @@ fn open_tempdir() -> tempfile::TempDir {
     dir
 }
 
-/// One initdb per test process, copied for each instance.
-fn template_cluster() -> &'static Path {
-    static TEMPLATE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = TEMPLATE.get_or_init(|| {
-        let initdb = format!("{PG_BIN}/initdb");
-        assert!(
-            Path::new(&initdb).exists(),
-            "the fault tests need PostgreSQL 15's initdb at {initdb} (apt-get install postgresql-15)"
-        );
-        let dir = open_tempdir();
-        let data = dir.path().join("template");
-        chown_to(dir.path(), "postgres");
-        run(
-            "initdb",
-            as_postgres(&initdb).args([
-                "-D",
-                &data.display().to_string(),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ]),
-        );
-        (dir, data)
-    });
-    path
-}
-
 /// A PostgreSQL instance of the test's own, on a free port, stopped
 /// (`-m immediate`) on drop.
 pub struct PrivatePostgres {
@@ -102,18 +71,28 @@ pub struct PrivatePostgres {
 
 impl PrivatePostgres {
     pub fn start() -> PrivatePostgres {
-        let template = template_cluster();
+        let initdb = format!("{PG_BIN}/initdb");
+        assert!(
+            Path::new(&initdb).exists(),
+            "the fault tests need PostgreSQL 15's initdb at {initdb} (apt-get install postgresql-15)"
+        );
         let dir = open_tempdir();
-        let data = dir.path().join("data");
+        chown_to(dir.path(), "postgres");
+        // Under a second: not worth a template shared between tests.
         run(
-            "copy the template cluster",
-            Command::new("cp").args([
-                "-a",
-                &template.display().to_string(),
-                &data.display().to_string(),
+            "initdb",
+            as_postgres(&initdb).args([
+                "-D",
+                &dir.path().join("data").display().to_string(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
             ]),
         );
-        chown_to(dir.path(), "postgres");
         let pg = PrivatePostgres {
             dir,
             port: free_port(),
