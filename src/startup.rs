@@ -74,6 +74,13 @@ pub fn open_store(
     Ok((db, created))
 }
 
+/// How long a stopping server waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping server tries to write the last `last_used_at` times:
+/// past it they are lost (they lag by design), rather than the exit hanging
+/// on a database that does not answer.
+const FINAL_FLUSH_LIMIT: Duration = Duration::from_secs(3);
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -156,6 +163,9 @@ impl Application {
         // pooled connections would only queue on the pool, and each thread
         // that allocates keeps a malloc arena (resident memory).
         server = server.worker_max_blocking_threads(settings.db_pool_size.max(2) as usize);
+        // On SIGTERM, requests in flight get this long to finish; one stuck
+        // on a hung database must not hold the exit for actix's default 30 s.
+        server = server.shutdown_timeout(SHUTDOWN_GRACE.as_secs());
         Ok(Application {
             port: local.port(),
             server: server.run(),
@@ -218,7 +228,16 @@ impl Application {
         });
         let result = self.server.await;
         self.state.directory.stop();
-        flush_last_used(&self.state, &self.state.db.background()).await;
+        let background = self.state.db.background();
+        let flush = flush_last_used(&self.state, &background);
+        if actix_web::rt::time::timeout(FINAL_FLUSH_LIMIT, flush)
+            .await
+            .is_err()
+        {
+            log::warn!(
+                "last_used_at not written at shutdown: the store did not answer within {FINAL_FLUSH_LIMIT:?}"
+            );
+        }
         result
     }
 }

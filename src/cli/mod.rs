@@ -54,11 +54,18 @@ pub fn run() -> ExitCode {
 }
 
 fn serve(settings: crate::Settings) -> Result<(), CliError> {
-    actix_web::rt::System::new().block_on(async move {
+    let system = actix_web::rt::System::new();
+    let result = system.block_on(async move {
         let app = Application::build(settings)?;
         log::info!("keyward listening; issuer {}", app.issuer());
         app.run_until_stopped()
             .await
             .map_err(|e| CliError::Failed(format!("server stopped: {e}")))
-    })
+    });
+    // Dropping the runtime waits for every blocking task, and a database
+    // call stuck on a hung connection never ends: the process is exiting,
+    // so its threads are left to the OS (bounded shutdown, see startup.rs).
+    std::mem::forget(system);
+    log::info!("keyward stopped");
+    result
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, over HTTP. SQLite by
 //! default; PostgreSQL when KEYWARD_TEST_DATABASE_URL=postgres://... is set.
 
+mod fault_env;
 mod helpers;
 
 mod admin_clients;
@@ -9,6 +10,7 @@ mod bounds;
 mod cli;
 mod cluster;
 mod discovery;
+mod faults;
 mod introspect;
 mod keys;
 mod openapi;
