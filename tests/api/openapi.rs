@@ -61,3 +61,33 @@ fn the_openapi_document_covers_every_endpoint_and_every_documented_path_is_route
     assert!(doc["components"]["schemas"]["ClientView"]["properties"]["client_id"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[test]
+fn a_wrong_method_on_an_admin_path_answers_405_with_allow_naming_its_methods() {
+    let app = spawn_app();
+    let token = app.admin_token();
+    for (method, path, allow) in [
+        ("PUT", "/admin/v1/clients", "GET, POST"),
+        ("DELETE", "/admin/v1/clients", "GET, POST"),
+        ("POST", "/admin/v1/clients/kwc_x", "GET, PATCH, DELETE"),
+        ("GET", "/admin/v1/clients/kwc_x/disable", "POST"),
+        ("PATCH", "/admin/v1/clients/kwc_x/tokens", "GET, POST"),
+        ("GET", "/admin/v1/roles/reader", "PATCH, DELETE"),
+        ("TRACE", "/admin/v1/audit", "GET"),
+        ("OPTIONS", "/admin/v1/tenants/t", "GET, PATCH, DELETE"),
+    ] {
+        let response = app.admin(method, path, &token, None);
+        response.assert_error(405, "invalid_request");
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
+    }
+    // Outside the admin API too, and unknown paths stay 404.
+    let response = app.admin("DELETE", "/.well-known/jwks.json", &token, None);
+    response.assert_error(405, "invalid_request");
+    assert_eq!(response.header("allow"), Some("GET"));
+    let response = app.get("/oauth/token", Auth::None);
+    assert_eq!(response.header("allow"), Some("POST"));
+    app.admin("PUT", "/admin/v1/no-such-thing", &token, None)
+        .assert_error(404, "not_found");
+    app.admin("GET", "/admin/v1/clients/kwc_x/nothing", &token, None)
+        .assert_error(404, "not_found");
+}

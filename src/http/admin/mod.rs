@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{client_ip, AppState};
+use super::{at, client_ip, AppState};
 use crate::oauth::authenticate::Endpoint;
 use crate::oauth::OAuthError;
 use crate::service::Actor;
@@ -22,40 +22,46 @@ use crate::service::Actor;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
-            .route("/tenants", web::post().to(tenants::create))
-            .route("/tenants", web::get().to(tenants::list))
-            .route("/tenants/{id}", web::get().to(tenants::get))
-            .route("/tenants/{id}", web::patch().to(tenants::update))
-            .route("/tenants/{id}", web::delete().to(tenants::delete))
-            .route("/device-groups", web::post().to(device_groups::create))
-            .route("/device-groups", web::get().to(device_groups::list))
-            .route("/device-groups/{id}", web::get().to(device_groups::get))
-            .route(
-                "/device-groups/{id}",
-                web::delete().to(device_groups::delete),
+            .service(at("/tenants").get(tenants::list).post(tenants::create))
+            .service(
+                at("/tenants/{id}")
+                    .get(tenants::get)
+                    .patch(tenants::update)
+                    .delete(tenants::delete),
             )
-            .route("/roles", web::get().to(roles::list))
-            .route("/roles", web::post().to(roles::create))
-            .route("/roles/{name}", web::patch().to(roles::update))
-            .route("/roles/{name}", web::delete().to(roles::delete))
-            .route("/clients", web::post().to(clients::create))
-            .route("/clients", web::get().to(clients::list))
-            .route("/clients/{id}", web::get().to(clients::get))
-            .route("/clients/{id}", web::patch().to(clients::update))
-            .route("/clients/{id}", web::delete().to(clients::delete))
-            .route("/clients/{id}/disable", web::post().to(clients::disable))
-            .route("/clients/{id}/enable", web::post().to(clients::enable))
-            .route("/clients/{id}/revoke", web::post().to(clients::revoke))
-            .route(
-                "/clients/{id}/secret",
-                web::post().to(clients::rotate_secret),
+            .service(
+                at("/device-groups")
+                    .get(device_groups::list)
+                    .post(device_groups::create),
             )
-            .route(
-                "/clients/{id}/tokens",
-                web::post().to(clients::reissue_token),
+            .service(
+                at("/device-groups/{id}")
+                    .get(device_groups::get)
+                    .delete(device_groups::delete),
             )
-            .route("/clients/{id}/tokens", web::get().to(clients::list_tokens))
-            .route("/audit", web::get().to(audit::list))
+            .service(at("/roles").get(roles::list).post(roles::create))
+            .service(
+                at("/roles/{name}")
+                    .patch(roles::update)
+                    .delete(roles::delete),
+            )
+            .service(at("/clients").get(clients::list).post(clients::create))
+            .service(
+                at("/clients/{id}")
+                    .get(clients::get)
+                    .patch(clients::update)
+                    .delete(clients::delete),
+            )
+            .service(at("/clients/{id}/disable").post(clients::disable))
+            .service(at("/clients/{id}/enable").post(clients::enable))
+            .service(at("/clients/{id}/revoke").post(clients::revoke))
+            .service(at("/clients/{id}/secret").post(clients::rotate_secret))
+            .service(
+                at("/clients/{id}/tokens")
+                    .get(clients::list_tokens)
+                    .post(clients::reissue_token),
+            )
+            .service(at("/audit").get(audit::list))
             .default_service(web::to(super::not_found)),
     );
 }
