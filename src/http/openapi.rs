@@ -6,13 +6,14 @@ use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use serde::Serialize;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::service::audit::AuditView;
 use crate::service::clients::{ApiTokenView, ClientView, NewClient};
 use crate::service::device_groups::{DeviceGroupView, NewDeviceGroup};
-use crate::service::durations::DurationSpec;
+use crate::service::durations::{self, DurationSpec};
 use crate::service::roles::{NewRole, RolePatch, RoleView};
 use crate::service::tenants::TenantView;
 
@@ -23,21 +24,36 @@ pub struct ErrorBody {
     pub error_description: String,
 }
 
+// Form fields are optional strings, never null: a form has no null.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TokenForm {
-    /// `client_credentials`.
-    grant_type: String,
+    grant_type: GrantType,
     /// With client_secret_post (instead of HTTP Basic).
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    #[schema(required = false)]
+    client_id: String,
+    #[schema(required = false)]
+    client_secret: String,
     /// Space-separated; each must be among the client's scopes.
-    scope: Option<String>,
+    #[schema(required = false)]
+    scope: String,
     /// Repeatable; each must be among the client's audiences (RFC 8707).
-    audience: Option<Vec<String>>,
-    resource: Option<Vec<String>>,
+    #[schema(required = false)]
+    audience: Vec<String>,
+    #[schema(required = false)]
+    resource: Vec<String>,
     /// The client's tenant or one below it.
-    tenant: Option<String>,
+    #[schema(required = false)]
+    tenant: String,
+}
+
+/// The one grant this server issues tokens for (RFC 6749 4.4); any other
+/// value is `unsupported_grant_type`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum GrantType {
+    ClientCredentials,
 }
 
 #[derive(ToSchema)]
@@ -52,11 +68,15 @@ pub struct TokenResponse {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TokenParamForm {
+    #[schema(min_length = 1)]
     token: String,
     /// `access_token` or `api_token`; only a hint.
-    token_type_hint: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    #[schema(required = false)]
+    token_type_hint: String,
+    #[schema(required = false)]
+    client_id: String,
+    #[schema(required = false)]
+    client_secret: String,
 }
 
 #[derive(ToSchema)]
@@ -110,28 +130,55 @@ pub struct CreatedClient {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ClientPatch {
-    name: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    #[schema(required = false)]
+    name: String,
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    #[schema(max_length = 200)]
     owner: Option<String>,
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*([^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     owner_email: Option<String>,
-    can_renew: Option<bool>,
+    #[schema(required = false)]
+    can_renew: bool,
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
-    expires_in: Option<DurationSpec>,
-    allowed_ips: Option<Vec<String>>,
-    access_token_ttl: Option<i64>,
-    token_lifetime: Option<DurationSpec>,
-    audience: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<serde_json::Value>,
+    #[schema(required = false)]
+    expires_in: DurationSpec,
+    #[schema(required = false)]
+    allowed_ips: Vec<String>,
+    #[schema(required = false, minimum = 60, maximum = 86400)]
+    access_token_ttl: i64,
+    #[schema(required = false)]
+    token_lifetime: DurationSpec,
+    #[schema(required = false)]
+    audience: Vec<String>,
+    #[schema(required = false, value_type = Object)]
+    metadata: serde_json::Value,
 }
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TenantPatch {
-    name: Option<String>,
-    owner_emails: Option<Vec<String>>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    #[schema(required = false)]
+    name: String,
+    #[schema(required = false)]
+    owner_emails: Vec<String>,
     /// Moves the tenant and its subtree; a cycle is refused.
-    parent_id: Option<String>,
+    #[schema(required = false)]
+    parent_id: String,
 }
 
 #[derive(IntoParams)]
@@ -139,6 +186,7 @@ pub struct TenantPatch {
 #[allow(dead_code)]
 pub struct PageParams {
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// The `next` of the previous page.
     after: Option<String>,
@@ -225,10 +273,119 @@ impl Modify for SecuritySchemes {
 pub struct ApiDoc;
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
+        Ok(doc) => doc,
+        Err(e) => return serde_json::json!({ "error": e.to_string() }).to_string(),
+    };
+    declare_constraints(&mut doc);
+    doc.to_string()
 });
+
+/// RFC 6749 3.3: a scope token is one or more of %x21 / %x23-5B / %x5D-7E.
+const SCOPE_TOKEN: &str = r"^[\x21\x23-\x5B\x5D-\x7E]+$";
+/// An address or a CIDR as `allowed_ips` takes them: IPv4 with a prefix
+/// here, plain addresses through the `ipv4`/`ipv6` formats.
+const IPV4_CIDR: &str = r"^\s*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}/(3[0-2]|[12]?[0-9])\s*$";
+/// What `tenants::validate_email` takes (surrounding blanks are trimmed).
+const EMAIL: &str = r"^\s*[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f]\s*$";
+const NAMED_DURATIONS: [&str; 7] = ["7d", "14d", "1m", "2m", "3m", "6m", "1y"];
+
+/// The rules the server enforces that utoipa's attributes cannot say (array
+/// items, enums of optional strings, fields that exclude each other), written
+/// into the generated document, so that a request the document calls valid
+/// is one the server takes. Each rule names the check it mirrors.
+fn declare_constraints(doc: &mut Value) {
+    let scope_items = json!({"type": "string", "pattern": SCOPE_TOKEN});
+    let ip_items = json!({"type": "string", "anyOf": [
+        {"format": "ipv4"}, {"format": "ipv6"}, {"pattern": IPV4_CIDR}
+    ]});
+    // clients::validate_audience: non-blank, no inner blanks or controls.
+    let audience_items = json!({"type": "string", "maxLength": 2000,
+        "pattern": r"^\s*[^\s\x00-\x1f\x7f-\x9f]+\s*$"});
+    // durations::TOKEN_LIFETIME_MIN..=MAX, named or in seconds.
+    let token_lifetime = json!({"oneOf": [
+        {"type": "integer", "minimum": durations::TOKEN_LIFETIME_MIN, "maximum": durations::TOKEN_LIFETIME_MAX},
+        {"type": "string", "enum": NAMED_DURATIONS},
+    ]});
+    // API.md 3: an expiry at most 10 years (3650 days) ahead.
+    let expires_in = json!({"oneOf": [
+        {"type": "integer", "minimum": 1, "maximum": 3650 * durations::DAY},
+        {"type": "string", "enum": NAMED_DURATIONS},
+    ]});
+    let nullable = |schema: &Value| json!({"oneOf": [schema, {"type": "null"}]});
+    let nullable_array = |items: &Value| json!({"type": ["array", "null"], "items": items});
+    let array = |items: &Value| json!({"type": "array", "items": items});
+
+    let schemas = &mut doc["components"]["schemas"];
+    for form in ["TokenForm", "TokenParamForm"] {
+        // oauth::form: a client_secret in the body needs the client_id beside it.
+        schemas[form]["dependentRequired"] = json!({"client_secret": ["client_id"]});
+        // RFC 6749 3.1: unknown parameters are ignored, but no parameter may
+        // be given more than once (only `audience` and `resource` repeat).
+        schemas[form]["additionalProperties"] = json!({"type": "string"});
+    }
+    let new_client = &mut schemas["NewClient"];
+    let props = &mut new_client["properties"];
+    props["kind"] =
+        json!({"type": ["string", "null"], "enum": ["client_credentials", "api_token", null]});
+    props["scopes"] = nullable_array(&scope_items);
+    props["allowed_ips"] = nullable_array(&ip_items);
+    props["audience"] = nullable_array(&audience_items);
+    props["token_lifetime"] = nullable(&token_lifetime);
+    props["expires_in"] = nullable(&expires_in);
+    // clients::resolve_expiry: one of the two, when both are given.
+    new_client["not"] = json!({"required": ["expires_at", "expires_in"], "properties": {
+        "expires_at": {"type": "string"}, "expires_in": {"not": {"type": "null"}}
+    }});
+
+    let patch = &mut schemas["ClientPatch"];
+    let props = &mut patch["properties"];
+    props["allowed_ips"] = array(&ip_items);
+    props["audience"] = array(&audience_items);
+    props["token_lifetime"] = token_lifetime;
+    props["expires_in"] = expires_in;
+    // clients::update refuses the two keys together, whatever their values.
+    patch["not"] = json!({"required": ["expires_at", "expires_in"]});
+    patch["additionalProperties"] = json!(false);
+
+    schemas["NewRole"]["properties"]["scopes"]["items"] = scope_items.clone();
+    schemas["RolePatch"]["properties"]["scopes"]["items"] = scope_items;
+    let email_items = json!({"type": "string", "maxLength": 254, "pattern": EMAIL});
+    schemas["NewTenant"]["properties"]["owner_emails"]["items"] = email_items.clone();
+    schemas["TenantPatch"]["properties"]["owner_emails"]["items"] = email_items;
+    schemas["TenantPatch"]["additionalProperties"] = json!(false);
+
+    let clients_list = &mut doc["paths"]["/admin/v1/clients"]["get"]["parameters"];
+    // An empty filter (`?kind=`, as a form sends it) is no filter.
+    set_param_schema(
+        clients_list,
+        "status",
+        json!({"type": "string",
+        "enum": ["", "active", "disabled", "revoked", "expired", "all"]}),
+    );
+    set_param_schema(
+        clients_list,
+        "kind",
+        json!({"type": "string",
+        "enum": ["", "client_credentials", "api_token"]}),
+    );
+    let audit = &mut doc["paths"]["/admin/v1/audit"]["get"]["parameters"];
+    set_param_schema(
+        audit,
+        "since",
+        json!({"type": "string",
+        "anyOf": [{"format": "date-time"}, {"maxLength": 0}]}),
+    );
+}
+
+fn set_param_schema(params: &mut Value, name: &str, schema: Value) {
+    if let Some(param) = params
+        .as_array_mut()
+        .and_then(|list| list.iter_mut().find(|p| p["name"] == name))
+    {
+        param["schema"] = schema;
+    }
+}
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document")))]
 pub async fn document() -> HttpResponse {

@@ -100,11 +100,18 @@ impl ClientView {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub role: String,
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
@@ -113,10 +120,16 @@ pub struct NewClient {
     #[serde(default)]
     pub device_group_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub owner: Option<String>,
     #[serde(default)]
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*([^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub owner_email: Option<String>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     #[serde(default)]
     pub expires_in: Option<DurationSpec>,
@@ -125,6 +138,7 @@ pub struct NewClient {
     #[serde(default)]
     pub allowed_ips: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 86400)]
     pub access_token_ttl: Option<i64>,
     #[serde(default)]
     pub token_lifetime: Option<DurationSpec>,

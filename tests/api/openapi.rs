@@ -91,3 +91,32 @@ fn a_wrong_method_on_an_admin_path_answers_405_with_allow_naming_its_methods() {
     app.admin("GET", "/admin/v1/clients/kwc_x/nothing", &token, None)
         .assert_error(404, "not_found");
 }
+
+#[test]
+fn every_list_endpoint_declares_limit_from_1_to_500() {
+    let app = spawn_app();
+    let doc = app.get("/openapi.json", Auth::None).json();
+    let mut lists = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        let Some(get) = operations.get("get") else {
+            continue;
+        };
+        let response = &get["responses"]["200"]["content"]["application/json"]["schema"];
+        let Some(reference) = response["$ref"].as_str() else {
+            continue;
+        };
+        if !reference.ends_with("Page") {
+            continue;
+        }
+        lists += 1;
+        let limit = get["parameters"]
+            .as_array()
+            .and_then(|params| params.iter().find(|p| p["name"] == "limit"))
+            .unwrap_or_else(|| panic!("GET {path} has no limit"));
+        assert_eq!(limit["in"], "query", "GET {path}");
+        assert_eq!(limit["schema"]["minimum"], 1, "GET {path}");
+        assert_eq!(limit["schema"]["maximum"], 500, "GET {path}");
+    }
+    // clients, tenants, device groups, roles, a client's tokens, audit.
+    assert!(lists >= 6, "{lists} list endpoints found");
+}
