@@ -497,6 +497,15 @@ pub fn list(
             )));
         }
     }
+    // A mistyped kind would otherwise answer an empty list, as if no client
+    // of that kind existed.
+    if let Some(kind) = filter.kind.as_deref() {
+        if ![KIND_CLIENT_CREDENTIALS, KIND_API_TOKEN].contains(&kind) {
+            return Err(ServiceError::Invalid(format!(
+                "kind {kind:?} is not one of client_credentials, api_token"
+            )));
+        }
+    }
     let mut query = clients::table
         .inner_join(tenants_table::table)
         .filter(tenants_table::path.like(format!("{}%", actor.tenant_path)))

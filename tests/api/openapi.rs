@@ -120,3 +120,58 @@ fn every_list_endpoint_declares_limit_from_1_to_500() {
     // clients, tenants, device groups, roles, a client's tokens, audit.
     assert!(lists >= 6, "{lists} list endpoints found");
 }
+
+#[test]
+fn a_nul_character_in_admin_input_is_invalid_request_on_every_store() {
+    let app = spawn_app();
+    let token = app.admin_token();
+    // PostgreSQL text cannot hold U+0000: this was a 500 there.
+    app.admin("GET", "/admin/v1/tenants?after=%00", &token, None)
+        .assert_error(400, "invalid_request");
+    app.admin(
+        "POST",
+        "/admin/v1/tenants",
+        &token,
+        Some(serde_json::json!({"name": "plant", "parent_id": "tn_\u{0}"})),
+    )
+    .assert_error(400, "invalid_request");
+    let response = app.admin("GET", "/admin/v1/tenants/tn_%00", &token, None);
+    assert!(
+        [400, 404].contains(&response.status),
+        "{}: {}",
+        response.status,
+        response.body
+    );
+}
+
+#[test]
+fn admin_input_that_the_document_calls_valid_is_taken_and_what_it_calls_invalid_is_refused() {
+    let app = spawn_app();
+    let token = app.admin_token();
+    // 3600.0 is an integer to JSON Schema; serde alone refused it.
+    let created = app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &token,
+        Some(serde_json::json!({"name": "float", "role": "reader", "access_token_ttl": 3600.0})),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["client_id"].as_str().unwrap().to_string();
+    assert_eq!(created.json()["access_token_ttl"], 3600);
+    // An optional body may be `null`.
+    let response = app.admin(
+        "POST",
+        &format!("/admin/v1/clients/{id}/secret"),
+        &token,
+        Some(serde_json::Value::Null),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    // A mistyped filter or an empty limit is an error, not an empty page.
+    app.admin("GET", "/admin/v1/clients?kind=robot", &token, None)
+        .assert_error(400, "invalid_request");
+    app.admin("GET", "/admin/v1/clients?limit=", &token, None)
+        .assert_error(400, "invalid_request");
+    // An empty filter is no filter.
+    let response = app.admin("GET", "/admin/v1/clients?kind=", &token, None);
+    assert_eq!(response.status, 200, "{}", response.body);
+}

@@ -104,8 +104,16 @@ pub async fn read_json<T: DeserializeOwned>(
     } else {
         &body
     };
-    let value: serde_json::Value = serde_json::from_slice(bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| OAuthError::invalid_request(format!("invalid JSON body: {e}")))?;
+    // An optional body may also be JSON `null`, as the document says.
+    if value.is_null() && empty_ok {
+        value = serde_json::Value::Object(Default::default());
+    }
+    if contains_nul(&value) {
+        return Err(OAuthError::invalid_request(NUL_REFUSED));
+    }
+    integral_floats_as_integers(&mut value);
     // Every body is an object: serde would read an array as fields in order.
     if !value.is_object() {
         return Err(OAuthError::invalid_request(
@@ -123,6 +131,49 @@ pub async fn read_json<T: DeserializeOwned>(
     })
 }
 
+/// PostgreSQL text cannot hold U+0000, so it is refused at the door, the same
+/// way on every store.
+const NUL_REFUSED: &str = "text must not contain NUL (U+0000)";
+
+fn contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(name, field)| name.contains('\0') || contains_nul(field)),
+        _ => false,
+    }
+}
+
+/// `3600.0` is the same JSON number as `3600` (RFC 8259 6; JSON Schema counts
+/// it an integer), but serde reads only the latter into an `i64`. Integral
+/// numbers are rewritten as integers, except inside `metadata`, which is the
+/// caller's own data and is kept as sent.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| !n.is_i64() && !n.is_u64()) {
+                // i64::MAX as f64 rounds up to 2^63, so the bound is exclusive.
+                if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                if name != "metadata" {
+                    integral_floats_as_integers(field);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Query parameters: `limit` (1 to 500, default 50), `after`, and filters.
 pub struct Query {
     pairs: Vec<(String, String)>,
@@ -133,6 +184,12 @@ impl Query {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
             .map_err(|_| OAuthError::invalid_request("the query string is malformed"))?;
         let mut seen = std::collections::HashSet::new();
+        if pairs
+            .iter()
+            .any(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(OAuthError::invalid_request(NUL_REFUSED));
+        }
         for (name, _) in &pairs {
             if !seen.insert(name.clone()) {
                 return Err(OAuthError::invalid_request(format!(
@@ -156,7 +213,9 @@ impl Query {
     }
 
     pub fn limit(&self) -> Result<i64, OAuthError> {
-        match self.get("limit") {
+        // Unlike a filter, an empty `limit=` is not "absent": it is not a number.
+        let given = self.pairs.iter().find(|(n, _)| n == "limit");
+        match given.map(|(_, v)| v.clone()) {
             None => Ok(50),
             Some(text) => text
                 .parse::<i64>()
