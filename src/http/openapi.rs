@@ -29,10 +29,11 @@ pub struct ErrorBody {
 #[allow(dead_code)]
 pub struct TokenForm {
     grant_type: GrantType,
-    /// With client_secret_post (instead of HTTP Basic).
-    #[schema(required = false)]
+    /// With client_secret_post (instead of HTTP Basic). An empty value is
+    /// the same as none (RFC 6749 3.1), so a given one is not empty.
+    #[schema(required = false, min_length = 1)]
     client_id: String,
-    #[schema(required = false)]
+    #[schema(required = false, min_length = 1)]
     client_secret: String,
     /// Space-separated; each must be among the client's scopes.
     #[schema(required = false)]
@@ -73,6 +74,8 @@ pub struct TokenParamForm {
     /// `access_token` or `api_token`; only a hint.
     #[schema(required = false)]
     token_type_hint: String,
+    /// With client_secret_post. An empty value is the same as none (RFC 6749
+    /// 3.1); beside a bearer token it is not read at all.
     #[schema(required = false)]
     client_id: String,
     #[schema(required = false)]
@@ -130,11 +133,8 @@ pub struct CreatedClient {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ClientPatch {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
     #[schema(required = false)]
     name: String,
     #[schema(max_length = 2000)]
@@ -167,11 +167,8 @@ pub struct ClientPatch {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TenantPatch {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
     #[schema(required = false)]
     name: String,
     #[schema(required = false)]
@@ -288,6 +285,10 @@ const SCOPE_TOKEN: &str = r"^[\x21\x23-\x5B\x5D-\x7E]+$";
 const IPV4_CIDR: &str = r"^\s*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}/(3[0-2]|[12]?[0-9])\s*$";
 /// What `tenants::validate_email` takes (surrounding blanks are trimmed).
 const EMAIL: &str = r"^\s*[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f]\s*$";
+/// What Rust's `str::trim` removes (Unicode White_Space), spelled out:
+/// a regex `\s` also takes U+001C..U+001F, which `trim` keeps.
+const WS: &str = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
 const NAMED_DURATIONS: [&str; 7] = ["7d", "14d", "1m", "2m", "3m", "6m", "1y"];
 
 /// The rules the server enforces that utoipa's attributes cannot say (array
@@ -316,10 +317,29 @@ fn declare_constraints(doc: &mut Value) {
     let nullable_array = |items: &Value| json!({"type": ["array", "null"], "items": items});
     let array = |items: &Value| json!({"type": "array", "items": items});
 
+    // tenants::validate_name: trimmed, 1 to 200 characters, no control
+    // characters. Blanks around it do not count, so no maxLength.
+    let name = json!({"type": "string", "minLength": 1, "pattern": format!(
+        "^[{WS}]*[^{WS}{CONTROL}](?:[^{CONTROL}]{{0,198}}[^{WS}{CONTROL}])?[{WS}]*$"
+    )});
     let schemas = &mut doc["components"]["schemas"];
+    for body in [
+        "NewClient",
+        "ClientPatch",
+        "NewTenant",
+        "TenantPatch",
+        "NewDeviceGroup",
+    ] {
+        schemas[body]["properties"]["name"] = name.clone();
+    }
     for form in ["TokenForm", "TokenParamForm"] {
         // oauth::form: a client_secret in the body needs the client_id beside it.
-        schemas[form]["dependentRequired"] = json!({"client_secret": ["client_id"]});
+        // (The same as `dependentRequired`, spelled so that generators that
+        // ignore that keyword still follow it.)
+        schemas[form]["anyOf"] = json!([
+            {"not": {"required": ["client_secret"]}},
+            {"required": ["client_id"]}
+        ]);
         // RFC 6749 3.1: unknown parameters are ignored, but no parameter may
         // be given more than once (only `audience` and `resource` repeat).
         schemas[form]["additionalProperties"] = json!({"type": "string"});
@@ -376,6 +396,93 @@ fn declare_constraints(doc: &mut Value) {
         json!({"type": "string",
         "anyOf": [{"format": "date-time"}, {"maxLength": 0}]}),
     );
+
+    // A string for one audience, an array for several (RFC 7662 2.2).
+    doc["components"]["schemas"]["IntrospectionResponse"]["properties"]["aud"] = json!({"oneOf": [
+        {"type": "string"}, {"type": "array", "items": {"type": "string"}}
+    ]});
+
+    // admin::read_json and admin::Query refuse U+0000 (PostgreSQL text
+    // cannot hold it): every request string not already bounded by a
+    // pattern, enum or format says so. `metadata` is stored as JSON text,
+    // where a NUL is escaped, so it takes any string.
+    for name in [
+        "NewClient",
+        "ClientPatch",
+        "NewRole",
+        "RolePatch",
+        "NewTenant",
+        "TenantPatch",
+        "NewDeviceGroup",
+    ] {
+        forbid_nul(&mut doc["components"]["schemas"][name]);
+    }
+    // At the token endpoint, the client's id and secret: the id is looked up,
+    // so a NUL there reaches the store. Introspection and revocation are left
+    // as they are: a caller with a bearer token may send a client_id the
+    // server never reads, a token is looked up by its hash, and an unknown
+    // token_type_hint is only a hint (RFC 7662 2.1).
+    for field in ["client_id", "client_secret"] {
+        doc["components"]["schemas"]["TokenForm"]["properties"][field]["pattern"] = json!(NO_NUL);
+    }
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, operations) in paths.iter_mut() {
+            if path.starts_with("/oauth/") {
+                continue;
+            }
+            let Some(operations) = operations.as_object_mut() else {
+                continue;
+            };
+            for operation in operations.values_mut() {
+                // `get_mut`: indexing would insert a null `parameters`.
+                if let Some(params) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                {
+                    params.iter_mut().for_each(|p| forbid_nul(&mut p["schema"]));
+                }
+            }
+        }
+    }
+}
+
+const NO_NUL: &str = r"^[^\x00]*$";
+
+fn forbid_nul(schema: &mut Value) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let is_string = match object.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    let bounded = ["pattern", "enum", "format", "anyOf", "oneOf"]
+        .iter()
+        .any(|k| object.contains_key(*k));
+    if is_string && !bounded {
+        object.insert("pattern".into(), json!(NO_NUL));
+    }
+    for (key, child) in object.iter_mut() {
+        match key.as_str() {
+            "properties" => {
+                if let Some(props) = child.as_object_mut() {
+                    for (name, prop) in props.iter_mut() {
+                        if name != "metadata" {
+                            forbid_nul(prop);
+                        }
+                    }
+                }
+            }
+            "items" | "additionalProperties" => forbid_nul(child),
+            "oneOf" | "anyOf" => {
+                if let Some(list) = child.as_array_mut() {
+                    list.iter_mut().for_each(forbid_nul);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn set_param_schema(params: &mut Value, name: &str, schema: Value) {

@@ -100,11 +100,8 @@ impl ClientView {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
     pub name: String,
     #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub role: String,

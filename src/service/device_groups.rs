@@ -34,11 +34,8 @@ impl From<&DeviceGroup> for DeviceGroupView {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeviceGroup {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
     pub name: String,
     #[serde(default)]
     pub tenant_id: Option<String>,

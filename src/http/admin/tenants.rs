@@ -9,11 +9,8 @@ use crate::service::tenants;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
     pub name: String,
     #[serde(default)]
     pub parent_id: Option<String>,
