@@ -140,9 +140,10 @@ fn contains_nul(value: &serde_json::Value) -> bool {
     match value {
         Value::String(s) => s.contains('\0'),
         Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(fields) => fields
-            .iter()
-            .any(|(name, field)| name.contains('\0') || contains_nul(field)),
+        // `metadata` is stored as JSON text, where a NUL is escaped.
+        Value::Object(fields) => fields.iter().any(|(name, field)| {
+            name.contains('\0') || (name != "metadata" && contains_nul(field))
+        }),
         _ => false,
     }
 }
