@@ -154,11 +154,21 @@ echo "== schemathesis $SCHEMATHESIS_VERSION: $MAX_EXAMPLES examples per operatio
 # OAuth endpoints the client authenticates itself (Basic or form fields), and a
 # bearer token beside a form client_secret is a request the contract refuses
 # (400), which the document cannot express.
+# ignored_auth is off at introspection and revocation only: sent with bad
+# Basic credentials and a different client_id in the body, they answer 400
+# (the two disagree, API.md 2) where the check expects 401. Which of the two
+# a request with both faults deserves is a question for the contract, not
+# something to paper over here; every other check runs there.
 cat >"$WORK/schemathesis.toml" <<TOML
+[auth.openapi.bearer]
+bearer = "$TOKEN"
+
 [[operations]]
-include-path-regex = "^/(admin/v1/|api/v1/token/renew)"
-headers = { Authorization = "Bearer $TOKEN" }
+include-path-regex = "^/oauth/(introspect|revoke)$"
+checks.ignored_auth.enabled = false
 TOML
+# Every check runs (the default in Schemathesis 4). Not \`--checks all\`: an
+# option on the command line would override the exception above.
 # One worker: with two, Hypothesis parses lambda sources from two threads at
 # once, which Python 3.11 (before 3.11.8) can fail with "AST constructor
 # recursion depth mismatch", an error of the tool, not of the server.
@@ -168,7 +178,6 @@ HOOKS="${SCHEMATHESIS_HOOKS_FILE:-$PWD/scripts/schemathesis_hooks.py}"
 (cd "$STATE_DIR" && KEYWARD_SCHEMATHESIS_CLIENT_ID="$ADMIN_ID" SCHEMATHESIS_HOOKS="$HOOKS" \
 timeout --kill-after=10 "$RUN_TIMEOUT" "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" \
     run "$BASE/openapi.json" \
-    --checks all \
     --max-examples "$MAX_EXAMPLES" \
     --workers 1 \
     --generation-database none \
