@@ -150,10 +150,9 @@ echo "== schemathesis $SCHEMATHESIS_VERSION: $MAX_EXAMPLES examples per operatio
 # enabling its own client (403), so those cannot lock the run out; revoking
 # itself is allowed (API.md 3), and the hooks file keeps that one request, the
 # revocation of the run's own client, from being sent.
-# The admin token goes only where a bearer token is the credential. At the
-# OAuth endpoints the client authenticates itself (Basic or form fields), and a
-# bearer token beside a form client_secret is a request the contract refuses
-# (400), which the document cannot express.
+# The admin token is the document's `bearer` scheme, so it goes wherever an
+# operation takes a bearer token (the admin API, renewal, and introspection
+# and revocation as one of their ways); the token endpoint gets none.
 # ignored_auth is off at introspection and revocation only: sent with bad
 # Basic credentials and a different client_id in the body, they answer 400
 # (the two disagree, API.md 2) where the check expects 401. Which of the two
@@ -167,7 +166,7 @@ bearer = "$TOKEN"
 include-path-regex = "^/oauth/(introspect|revoke)$"
 checks.ignored_auth.enabled = false
 TOML
-# Every check runs (the default in Schemathesis 4). Not \`--checks all\`: an
+# Every check runs (the default in Schemathesis 4). Not --checks all: an
 # option on the command line would override the exception above.
 # One worker: with two, Hypothesis parses lambda sources from two threads at
 # once, which Python 3.11 (before 3.11.8) can fail with "AST constructor
