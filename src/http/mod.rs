@@ -14,8 +14,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
+use actix_web::http::Method;
+use actix_web::{
+    web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, ResponseError as _,
+};
 use ipnet::IpNet;
 
 use crate::oauth::OAuthError;
@@ -92,45 +96,110 @@ impl LastUsed {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/.well-known/oauth-authorization-server",
-        web::get().to(discovery::metadata),
-    )
-    .route(
-        "/.well-known/openid-configuration",
-        web::get().to(discovery::openid_configuration),
-    )
-    .route("/.well-known/jwks.json", web::get().to(discovery::jwks))
-    .service(
-        web::resource("/oauth/token")
-            .route(web::post().to(token::token))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/oauth/introspect")
-            .route(web::post().to(introspect::introspect))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/oauth/revoke")
-            .route(web::post().to(revoke::revoke))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/api/v1/token/renew")
-            .route(web::get().to(renew::renew))
-            .route(web::post().to(renew::renew))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .configure(admin::routes)
-    .route("/healthz", web::get().to(ops::healthz))
-    .route("/readyz", web::get().to(ops::readyz))
-    .route("/metrics", web::get().to(ops::metrics))
-    .route("/openapi.json", web::get().to(openapi::document));
+    cfg.service(at("/.well-known/oauth-authorization-server").get(discovery::metadata))
+        .service(at("/.well-known/openid-configuration").get(discovery::openid_configuration))
+        .service(at("/.well-known/jwks.json").get(discovery::jwks))
+        .service(at("/oauth/token").post(token::token))
+        .service(at("/oauth/introspect").post(introspect::introspect))
+        .service(at("/oauth/revoke").post(revoke::revoke))
+        .service(
+            at("/api/v1/token/renew")
+                .get(renew::renew)
+                .post(renew::renew),
+        )
+        .configure(admin::routes)
+        .service(at("/healthz").get(ops::healthz))
+        .service(at("/readyz").get(ops::readyz))
+        .service(at("/metrics").get(ops::metrics))
+        .service(at("/openapi.json").get(openapi::document));
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    OAuthError::method_not_allowed().error_response()
+/// A path and the methods it takes, built with [`at`]. Any other method on
+/// the path answers 405 with an `Allow` header naming the methods it does
+/// take (RFC 9110 15.5.6); the header is made from the routes themselves, so
+/// the two cannot disagree. A path that does not exist stays 404.
+pub struct PathRoutes {
+    resource: Resource,
+    allow: Vec<String>,
+}
+
+pub fn at(path: &str) -> PathRoutes {
+    PathRoutes {
+        resource: web::resource(path),
+        allow: Vec::new(),
+    }
+}
+
+impl PathRoutes {
+    pub fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::GET, handler)
+    }
+
+    pub fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::POST, handler)
+    }
+
+    pub fn patch<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::PATCH, handler)
+    }
+
+    pub fn delete<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::DELETE, handler)
+    }
+
+    fn on<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.allow.push(method.to_string());
+        self.resource = self.resource.route(web::method(method).to(handler));
+        self
+    }
+}
+
+impl HttpServiceFactory for PathRoutes {
+    fn register(self, config: &mut AppService) {
+        let allow = self.allow.join(", ");
+        self.resource
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { method_not_allowed(&allow) }
+            }))
+            .register(config);
+    }
+}
+
+/// 405 in the contract's error shape, with `Allow` (RFC 9110 15.5.6).
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut error = OAuthError::method_not_allowed();
+    error.description = format!("this path takes {allow}");
+    let mut response = error.error_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 pub async fn not_found() -> HttpResponse {

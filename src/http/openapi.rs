@@ -6,13 +6,14 @@ use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use serde::Serialize;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::service::audit::AuditView;
 use crate::service::clients::{ApiTokenView, ClientView, NewClient};
 use crate::service::device_groups::{DeviceGroupView, NewDeviceGroup};
-use crate::service::durations::DurationSpec;
+use crate::service::durations::{self, DurationSpec};
 use crate::service::roles::{NewRole, RolePatch, RoleView};
 use crate::service::tenants::TenantView;
 
@@ -23,21 +24,37 @@ pub struct ErrorBody {
     pub error_description: String,
 }
 
+// Form fields are optional strings, never null: a form has no null.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TokenForm {
-    /// `client_credentials`.
-    grant_type: String,
-    /// With client_secret_post (instead of HTTP Basic).
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    grant_type: GrantType,
+    /// With client_secret_post (instead of HTTP Basic). An empty value is
+    /// the same as none (RFC 6749 3.1), so a given one is not empty.
+    #[schema(required = false, min_length = 1)]
+    client_id: String,
+    #[schema(required = false, min_length = 1)]
+    client_secret: String,
     /// Space-separated; each must be among the client's scopes.
-    scope: Option<String>,
+    #[schema(required = false)]
+    scope: String,
     /// Repeatable; each must be among the client's audiences (RFC 8707).
-    audience: Option<Vec<String>>,
-    resource: Option<Vec<String>>,
+    #[schema(required = false)]
+    audience: Vec<String>,
+    #[schema(required = false)]
+    resource: Vec<String>,
     /// The client's tenant or one below it.
-    tenant: Option<String>,
+    #[schema(required = false)]
+    tenant: String,
+}
+
+/// The one grant this server issues tokens for (RFC 6749 4.4); any other
+/// value is `unsupported_grant_type`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum GrantType {
+    ClientCredentials,
 }
 
 #[derive(ToSchema)]
@@ -52,11 +69,17 @@ pub struct TokenResponse {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TokenParamForm {
+    #[schema(min_length = 1)]
     token: String,
     /// `access_token` or `api_token`; only a hint.
-    token_type_hint: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    #[schema(required = false)]
+    token_type_hint: String,
+    /// With client_secret_post. An empty value is the same as none (RFC 6749
+    /// 3.1); beside a bearer token it is not read at all.
+    #[schema(required = false)]
+    client_id: String,
+    #[schema(required = false)]
+    client_secret: String,
 }
 
 #[derive(ToSchema)]
@@ -110,28 +133,49 @@ pub struct CreatedClient {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ClientPatch {
-    name: Option<String>,
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
+    #[schema(required = false)]
+    name: String,
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    #[schema(max_length = 200)]
     owner: Option<String>,
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*([^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     owner_email: Option<String>,
-    can_renew: Option<bool>,
+    #[schema(required = false)]
+    can_renew: bool,
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
-    expires_in: Option<DurationSpec>,
-    allowed_ips: Option<Vec<String>>,
-    access_token_ttl: Option<i64>,
-    token_lifetime: Option<DurationSpec>,
-    audience: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<serde_json::Value>,
+    #[schema(required = false)]
+    expires_in: DurationSpec,
+    #[schema(required = false)]
+    allowed_ips: Vec<String>,
+    #[schema(required = false, minimum = 60, maximum = 86400)]
+    access_token_ttl: i64,
+    #[schema(required = false)]
+    token_lifetime: DurationSpec,
+    #[schema(required = false)]
+    audience: Vec<String>,
+    #[schema(required = false, value_type = Object)]
+    metadata: serde_json::Value,
 }
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TenantPatch {
-    name: Option<String>,
-    owner_emails: Option<Vec<String>>,
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
+    #[schema(required = false)]
+    name: String,
+    #[schema(required = false)]
+    owner_emails: Vec<String>,
     /// Moves the tenant and its subtree; a cycle is refused.
-    parent_id: Option<String>,
+    #[schema(required = false)]
+    parent_id: String,
 }
 
 #[derive(IntoParams)]
@@ -139,6 +183,7 @@ pub struct TenantPatch {
 #[allow(dead_code)]
 pub struct PageParams {
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// The `next` of the previous page.
     after: Option<String>,
@@ -225,10 +270,229 @@ impl Modify for SecuritySchemes {
 pub struct ApiDoc;
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
+        Ok(doc) => doc,
+        Err(e) => return serde_json::json!({ "error": e.to_string() }).to_string(),
+    };
+    declare_constraints(&mut doc);
+    doc.to_string()
 });
+
+/// RFC 6749 3.3: a scope token is one or more of %x21 / %x23-5B / %x5D-7E.
+const SCOPE_TOKEN: &str = r"^[\x21\x23-\x5B\x5D-\x7E]+$";
+/// An address or a CIDR as `allowed_ips` takes them: IPv4 with a prefix
+/// here, plain addresses through the `ipv4`/`ipv6` formats.
+const IPV4_CIDR: &str = r"^\s*(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}/(3[0-2]|[12]?[0-9])\s*$";
+/// What `tenants::validate_email` takes (surrounding blanks are trimmed).
+const EMAIL: &str = r"^\s*[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f]\s*$";
+/// What Rust's `str::trim` removes (Unicode White_Space), spelled out:
+/// a regex `\s` also takes U+001C..U+001F, which `trim` keeps.
+const WS: &str = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+const NAMED_DURATIONS: [&str; 7] = ["7d", "14d", "1m", "2m", "3m", "6m", "1y"];
+
+/// The rules the server enforces that utoipa's attributes cannot say (array
+/// items, enums of optional strings, fields that exclude each other), written
+/// into the generated document, so that a request the document calls valid
+/// is one the server takes. Each rule names the check it mirrors.
+fn declare_constraints(doc: &mut Value) {
+    let scope_items = json!({"type": "string", "pattern": SCOPE_TOKEN});
+    let ip_items = json!({"type": "string", "anyOf": [
+        {"format": "ipv4"}, {"format": "ipv6"}, {"pattern": IPV4_CIDR}
+    ]});
+    // clients::validate_audience: non-blank, no inner blanks or controls.
+    let audience_items = json!({"type": "string", "maxLength": 2000,
+        "pattern": r"^\s*[^\s\x00-\x1f\x7f-\x9f]+\s*$"});
+    // durations::TOKEN_LIFETIME_MIN..=MAX, named or in seconds.
+    let token_lifetime = json!({"oneOf": [
+        {"type": "integer", "minimum": durations::TOKEN_LIFETIME_MIN, "maximum": durations::TOKEN_LIFETIME_MAX},
+        {"type": "string", "enum": NAMED_DURATIONS},
+    ]});
+    // API.md 3: an expiry at most 10 years (3650 days) ahead.
+    let expires_in = json!({"oneOf": [
+        {"type": "integer", "minimum": 1, "maximum": 3650 * durations::DAY},
+        {"type": "string", "enum": NAMED_DURATIONS},
+    ]});
+    let nullable = |schema: &Value| json!({"oneOf": [schema, {"type": "null"}]});
+    let nullable_array = |items: &Value| json!({"type": ["array", "null"], "items": items});
+    let array = |items: &Value| json!({"type": "array", "items": items});
+
+    // tenants::validate_name: trimmed, 1 to 200 characters, no control
+    // characters. Blanks around it do not count, so no maxLength.
+    let name = json!({"type": "string", "minLength": 1, "pattern": format!(
+        "^[{WS}]*[^{WS}{CONTROL}](?:[^{CONTROL}]{{0,198}}[^{WS}{CONTROL}])?[{WS}]*$"
+    )});
+    let schemas = &mut doc["components"]["schemas"];
+    for body in [
+        "NewClient",
+        "ClientPatch",
+        "NewTenant",
+        "TenantPatch",
+        "NewDeviceGroup",
+    ] {
+        schemas[body]["properties"]["name"] = name.clone();
+    }
+    for form in ["TokenForm", "TokenParamForm"] {
+        // oauth::form: a client_secret in the body needs the client_id beside it.
+        // (The same as `dependentRequired`, spelled so that generators that
+        // ignore that keyword still follow it.)
+        schemas[form]["anyOf"] = json!([
+            {"not": {"required": ["client_secret"]}},
+            {"required": ["client_id"]}
+        ]);
+        // RFC 6749 3.1: unknown parameters are ignored, but no parameter may
+        // be given more than once (only `audience` and `resource` repeat).
+        schemas[form]["additionalProperties"] = json!({"type": "string"});
+    }
+    let new_client = &mut schemas["NewClient"];
+    let props = &mut new_client["properties"];
+    props["kind"] =
+        json!({"type": ["string", "null"], "enum": ["client_credentials", "api_token", null]});
+    props["scopes"] = nullable_array(&scope_items);
+    props["allowed_ips"] = nullable_array(&ip_items);
+    props["audience"] = nullable_array(&audience_items);
+    props["token_lifetime"] = nullable(&token_lifetime);
+    props["expires_in"] = nullable(&expires_in);
+    // clients::resolve_expiry: one of the two, when both are given.
+    new_client["not"] = json!({"required": ["expires_at", "expires_in"], "properties": {
+        "expires_at": {"type": "string"}, "expires_in": {"not": {"type": "null"}}
+    }});
+
+    let patch = &mut schemas["ClientPatch"];
+    let props = &mut patch["properties"];
+    props["allowed_ips"] = array(&ip_items);
+    props["audience"] = array(&audience_items);
+    props["token_lifetime"] = token_lifetime;
+    props["expires_in"] = expires_in;
+    // clients::update refuses the two keys together, whatever their values.
+    patch["not"] = json!({"required": ["expires_at", "expires_in"]});
+    patch["additionalProperties"] = json!(false);
+
+    schemas["NewRole"]["properties"]["scopes"]["items"] = scope_items.clone();
+    schemas["RolePatch"]["properties"]["scopes"]["items"] = scope_items;
+    let email_items = json!({"type": "string", "maxLength": 254, "pattern": EMAIL});
+    schemas["NewTenant"]["properties"]["owner_emails"]["items"] = email_items.clone();
+    schemas["TenantPatch"]["properties"]["owner_emails"]["items"] = email_items;
+    schemas["TenantPatch"]["additionalProperties"] = json!(false);
+
+    let clients_list = &mut doc["paths"]["/admin/v1/clients"]["get"]["parameters"];
+    // An empty filter (`?kind=`, as a form sends it) is no filter.
+    set_param_schema(
+        clients_list,
+        "status",
+        json!({"type": "string",
+        "enum": ["", "active", "disabled", "revoked", "expired", "all"]}),
+    );
+    set_param_schema(
+        clients_list,
+        "kind",
+        json!({"type": "string",
+        "enum": ["", "client_credentials", "api_token"]}),
+    );
+    let audit = &mut doc["paths"]["/admin/v1/audit"]["get"]["parameters"];
+    set_param_schema(
+        audit,
+        "since",
+        json!({"type": "string",
+        "anyOf": [{"format": "date-time"}, {"maxLength": 0}]}),
+    );
+
+    // A string for one audience, an array for several (RFC 7662 2.2).
+    doc["components"]["schemas"]["IntrospectionResponse"]["properties"]["aud"] = json!({"oneOf": [
+        {"type": "string"}, {"type": "array", "items": {"type": "string"}}
+    ]});
+
+    // admin::read_json and admin::Query refuse U+0000 (PostgreSQL text
+    // cannot hold it): every request string not already bounded by a
+    // pattern, enum or format says so. `metadata` is stored as JSON text,
+    // where a NUL is escaped, so it takes any string.
+    for name in [
+        "NewClient",
+        "ClientPatch",
+        "NewRole",
+        "RolePatch",
+        "NewTenant",
+        "TenantPatch",
+        "NewDeviceGroup",
+    ] {
+        forbid_nul(&mut doc["components"]["schemas"][name]);
+    }
+    // At the token endpoint, the client's id and secret: the id is looked up,
+    // so a NUL there reaches the store. Introspection and revocation are left
+    // as they are: a caller with a bearer token may send a client_id the
+    // server never reads, a token is looked up by its hash, and an unknown
+    // token_type_hint is only a hint (RFC 7662 2.1).
+    for field in ["client_id", "client_secret"] {
+        doc["components"]["schemas"]["TokenForm"]["properties"][field]["pattern"] = json!(NO_NUL);
+    }
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, operations) in paths.iter_mut() {
+            if path.starts_with("/oauth/") {
+                continue;
+            }
+            let Some(operations) = operations.as_object_mut() else {
+                continue;
+            };
+            for operation in operations.values_mut() {
+                // `get_mut`: indexing would insert a null `parameters`.
+                if let Some(params) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                {
+                    params.iter_mut().for_each(|p| forbid_nul(&mut p["schema"]));
+                }
+            }
+        }
+    }
+}
+
+const NO_NUL: &str = r"^[^\x00]*$";
+
+fn forbid_nul(schema: &mut Value) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let is_string = match object.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    let bounded = ["pattern", "enum", "format", "anyOf", "oneOf"]
+        .iter()
+        .any(|k| object.contains_key(*k));
+    if is_string && !bounded {
+        object.insert("pattern".into(), json!(NO_NUL));
+    }
+    for (key, child) in object.iter_mut() {
+        match key.as_str() {
+            "properties" => {
+                if let Some(props) = child.as_object_mut() {
+                    for (name, prop) in props.iter_mut() {
+                        if name != "metadata" {
+                            forbid_nul(prop);
+                        }
+                    }
+                }
+            }
+            "items" | "additionalProperties" => forbid_nul(child),
+            "oneOf" | "anyOf" => {
+                if let Some(list) = child.as_array_mut() {
+                    list.iter_mut().for_each(forbid_nul);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn set_param_schema(params: &mut Value, name: &str, schema: Value) {
+    if let Some(param) = params
+        .as_array_mut()
+        .and_then(|list| list.iter_mut().find(|p| p["name"] == name))
+    {
+        param["schema"] = schema;
+    }
+}
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document")))]
 pub async fn document() -> HttpResponse {

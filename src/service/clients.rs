@@ -101,11 +101,15 @@ impl ClientView {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
     pub name: String,
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub role: String,
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
@@ -114,10 +118,16 @@ pub struct NewClient {
     #[serde(default)]
     pub device_group_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub owner: Option<String>,
     #[serde(default)]
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*([^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
     pub owner_email: Option<String>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     #[serde(default)]
     pub expires_in: Option<DurationSpec>,
@@ -126,6 +136,7 @@ pub struct NewClient {
     #[serde(default)]
     pub allowed_ips: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 86400)]
     pub access_token_ttl: Option<i64>,
     #[serde(default)]
     pub token_lifetime: Option<DurationSpec>,
@@ -488,6 +499,15 @@ pub fn list(
         {
             return Err(ServiceError::Invalid(format!(
                 "status {s:?} is not one of active, disabled, revoked, expired, all"
+            )));
+        }
+    }
+    // A mistyped kind would otherwise answer an empty list, as if no client
+    // of that kind existed.
+    if let Some(kind) = filter.kind.as_deref() {
+        if ![KIND_CLIENT_CREDENTIALS, KIND_API_TOKEN].contains(&kind) {
+            return Err(ServiceError::Invalid(format!(
+                "kind {kind:?} is not one of client_credentials, api_token"
             )));
         }
     }

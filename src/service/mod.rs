@@ -47,6 +47,16 @@ impl From<diesel::result::Error> for ServiceError {
                 ServiceError::Conflict("a record with that name or id already exists".into())
             }
             _ if crate::store::is_unavailable(&e) => ServiceError::Unavailable(e.to_string()),
+            // PostgreSQL text cannot hold U+0000 (SQLite can). The HTTP layer
+            // refuses it in JSON and query strings; this catches the rest
+            // (path segments, forms), which is the caller's input, not ours.
+            Error::DatabaseError(_, info)
+                if info
+                    .message()
+                    .starts_with("invalid byte sequence for encoding") =>
+            {
+                ServiceError::Invalid("text must not contain NUL (U+0000)".into())
+            }
             _ => ServiceError::Internal(e.to_string()),
         }
     }

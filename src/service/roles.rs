@@ -43,7 +43,9 @@ impl From<&Role> for RoleView {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRole {
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub name: String,
+    #[schema(min_items = 1)]
     pub scopes: Vec<String>,
     /// Default: the caller's tenant.
     #[serde(default)]
@@ -53,6 +55,7 @@ pub struct NewRole {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolePatch {
+    #[schema(min_items = 1)]
     pub scopes: Vec<String>,
 }
 

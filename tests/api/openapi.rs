@@ -61,3 +61,117 @@ fn the_openapi_document_covers_every_endpoint_and_every_documented_path_is_route
     assert!(doc["components"]["schemas"]["ClientView"]["properties"]["client_id"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[test]
+fn a_wrong_method_on_an_admin_path_answers_405_with_allow_naming_its_methods() {
+    let app = spawn_app();
+    let token = app.admin_token();
+    for (method, path, allow) in [
+        ("PUT", "/admin/v1/clients", "GET, POST"),
+        ("DELETE", "/admin/v1/clients", "GET, POST"),
+        ("POST", "/admin/v1/clients/kwc_x", "GET, PATCH, DELETE"),
+        ("GET", "/admin/v1/clients/kwc_x/disable", "POST"),
+        ("PATCH", "/admin/v1/clients/kwc_x/tokens", "GET, POST"),
+        ("GET", "/admin/v1/roles/reader", "PATCH, DELETE"),
+        ("TRACE", "/admin/v1/audit", "GET"),
+        ("OPTIONS", "/admin/v1/tenants/t", "GET, PATCH, DELETE"),
+    ] {
+        let response = app.admin(method, path, &token, None);
+        response.assert_error(405, "invalid_request");
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
+    }
+    // Outside the admin API too, and unknown paths stay 404.
+    let response = app.admin("DELETE", "/.well-known/jwks.json", &token, None);
+    response.assert_error(405, "invalid_request");
+    assert_eq!(response.header("allow"), Some("GET"));
+    let response = app.get("/oauth/token", Auth::None);
+    assert_eq!(response.header("allow"), Some("POST"));
+    app.admin("PUT", "/admin/v1/no-such-thing", &token, None)
+        .assert_error(404, "not_found");
+    app.admin("GET", "/admin/v1/clients/kwc_x/nothing", &token, None)
+        .assert_error(404, "not_found");
+}
+
+#[test]
+fn every_list_endpoint_declares_limit_from_1_to_500() {
+    let app = spawn_app();
+    let doc = app.get("/openapi.json", Auth::None).json();
+    let mut lists = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        let Some(get) = operations.get("get") else {
+            continue;
+        };
+        let response = &get["responses"]["200"]["content"]["application/json"]["schema"];
+        let Some(reference) = response["$ref"].as_str() else {
+            continue;
+        };
+        if !reference.ends_with("Page") {
+            continue;
+        }
+        lists += 1;
+        let limit = get["parameters"]
+            .as_array()
+            .and_then(|params| params.iter().find(|p| p["name"] == "limit"))
+            .unwrap_or_else(|| panic!("GET {path} has no limit"));
+        assert_eq!(limit["in"], "query", "GET {path}");
+        assert_eq!(limit["schema"]["minimum"], 1, "GET {path}");
+        assert_eq!(limit["schema"]["maximum"], 500, "GET {path}");
+    }
+    // clients, tenants, device groups, roles, a client's tokens, audit.
+    assert!(lists >= 6, "{lists} list endpoints found");
+}
+
+#[test]
+fn a_nul_character_in_admin_input_is_invalid_request_on_every_store() {
+    let app = spawn_app();
+    let token = app.admin_token();
+    // PostgreSQL text cannot hold U+0000: this was a 500 there.
+    app.admin("GET", "/admin/v1/tenants?after=%00", &token, None)
+        .assert_error(400, "invalid_request");
+    app.admin(
+        "POST",
+        "/admin/v1/tenants",
+        &token,
+        Some(serde_json::json!({"name": "plant", "parent_id": "tn_\u{0}"})),
+    )
+    .assert_error(400, "invalid_request");
+    let response = app.admin("GET", "/admin/v1/tenants/tn_%00", &token, None);
+    assert!(
+        [400, 404].contains(&response.status),
+        "{}: {}",
+        response.status,
+        response.body
+    );
+}
+
+#[test]
+fn admin_input_that_the_document_calls_valid_is_taken_and_what_it_calls_invalid_is_refused() {
+    let app = spawn_app();
+    let token = app.admin_token();
+    // 3600.0 is an integer to JSON Schema; serde alone refused it.
+    let created = app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &token,
+        Some(serde_json::json!({"name": "float", "role": "reader", "access_token_ttl": 3600.0})),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["client_id"].as_str().unwrap().to_string();
+    assert_eq!(created.json()["access_token_ttl"], 3600);
+    // An optional body may be `null`.
+    let response = app.admin(
+        "POST",
+        &format!("/admin/v1/clients/{id}/secret"),
+        &token,
+        Some(serde_json::Value::Null),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    // A mistyped filter or an empty limit is an error, not an empty page.
+    app.admin("GET", "/admin/v1/clients?kind=robot", &token, None)
+        .assert_error(400, "invalid_request");
+    app.admin("GET", "/admin/v1/clients?limit=", &token, None)
+        .assert_error(400, "invalid_request");
+    // An empty filter is no filter.
+    let response = app.admin("GET", "/admin/v1/clients?kind=", &token, None);
+    assert_eq!(response.status, 200, "{}", response.body);
+}

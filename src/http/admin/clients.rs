@@ -199,6 +199,7 @@ pub async fn delete(
 pub struct SecretRequest {
     /// 0 to 604800; the old secret keeps working this long.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
     pub grace_seconds: i64,
 }
 

@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{client_ip, AppState};
+use super::{at, client_ip, AppState};
 use crate::oauth::authenticate::Endpoint;
 use crate::oauth::OAuthError;
 use crate::service::Actor;
@@ -22,40 +22,46 @@ use crate::service::Actor;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
-            .route("/tenants", web::post().to(tenants::create))
-            .route("/tenants", web::get().to(tenants::list))
-            .route("/tenants/{id}", web::get().to(tenants::get))
-            .route("/tenants/{id}", web::patch().to(tenants::update))
-            .route("/tenants/{id}", web::delete().to(tenants::delete))
-            .route("/device-groups", web::post().to(device_groups::create))
-            .route("/device-groups", web::get().to(device_groups::list))
-            .route("/device-groups/{id}", web::get().to(device_groups::get))
-            .route(
-                "/device-groups/{id}",
-                web::delete().to(device_groups::delete),
+            .service(at("/tenants").get(tenants::list).post(tenants::create))
+            .service(
+                at("/tenants/{id}")
+                    .get(tenants::get)
+                    .patch(tenants::update)
+                    .delete(tenants::delete),
             )
-            .route("/roles", web::get().to(roles::list))
-            .route("/roles", web::post().to(roles::create))
-            .route("/roles/{name}", web::patch().to(roles::update))
-            .route("/roles/{name}", web::delete().to(roles::delete))
-            .route("/clients", web::post().to(clients::create))
-            .route("/clients", web::get().to(clients::list))
-            .route("/clients/{id}", web::get().to(clients::get))
-            .route("/clients/{id}", web::patch().to(clients::update))
-            .route("/clients/{id}", web::delete().to(clients::delete))
-            .route("/clients/{id}/disable", web::post().to(clients::disable))
-            .route("/clients/{id}/enable", web::post().to(clients::enable))
-            .route("/clients/{id}/revoke", web::post().to(clients::revoke))
-            .route(
-                "/clients/{id}/secret",
-                web::post().to(clients::rotate_secret),
+            .service(
+                at("/device-groups")
+                    .get(device_groups::list)
+                    .post(device_groups::create),
             )
-            .route(
-                "/clients/{id}/tokens",
-                web::post().to(clients::reissue_token),
+            .service(
+                at("/device-groups/{id}")
+                    .get(device_groups::get)
+                    .delete(device_groups::delete),
             )
-            .route("/clients/{id}/tokens", web::get().to(clients::list_tokens))
-            .route("/audit", web::get().to(audit::list))
+            .service(at("/roles").get(roles::list).post(roles::create))
+            .service(
+                at("/roles/{name}")
+                    .patch(roles::update)
+                    .delete(roles::delete),
+            )
+            .service(at("/clients").get(clients::list).post(clients::create))
+            .service(
+                at("/clients/{id}")
+                    .get(clients::get)
+                    .patch(clients::update)
+                    .delete(clients::delete),
+            )
+            .service(at("/clients/{id}/disable").post(clients::disable))
+            .service(at("/clients/{id}/enable").post(clients::enable))
+            .service(at("/clients/{id}/revoke").post(clients::revoke))
+            .service(at("/clients/{id}/secret").post(clients::rotate_secret))
+            .service(
+                at("/clients/{id}/tokens")
+                    .get(clients::list_tokens)
+                    .post(clients::reissue_token),
+            )
+            .service(at("/audit").get(audit::list))
             .default_service(web::to(super::not_found)),
     );
 }
@@ -98,8 +104,16 @@ pub async fn read_json<T: DeserializeOwned>(
     } else {
         &body
     };
-    let value: serde_json::Value = serde_json::from_slice(bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| OAuthError::invalid_request(format!("invalid JSON body: {e}")))?;
+    // An optional body may also be JSON `null`, as the document says.
+    if value.is_null() && empty_ok {
+        value = serde_json::Value::Object(Default::default());
+    }
+    if contains_nul(&value) {
+        return Err(OAuthError::invalid_request(NUL_REFUSED));
+    }
+    integral_floats_as_integers(&mut value);
     // Every body is an object: serde would read an array as fields in order.
     if !value.is_object() {
         return Err(OAuthError::invalid_request(
@@ -117,6 +131,50 @@ pub async fn read_json<T: DeserializeOwned>(
     })
 }
 
+/// PostgreSQL text cannot hold U+0000, so it is refused at the door, the same
+/// way on every store.
+const NUL_REFUSED: &str = "text must not contain NUL (U+0000)";
+
+fn contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        // `metadata` is stored as JSON text, where a NUL is escaped.
+        Value::Object(fields) => fields.iter().any(|(name, field)| {
+            name.contains('\0') || (name != "metadata" && contains_nul(field))
+        }),
+        _ => false,
+    }
+}
+
+/// `3600.0` is the same JSON number as `3600` (RFC 8259 6; JSON Schema counts
+/// it an integer), but serde reads only the latter into an `i64`. Integral
+/// numbers are rewritten as integers, except inside `metadata`, which is the
+/// caller's own data and is kept as sent.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| !n.is_i64() && !n.is_u64()) {
+                // i64::MAX as f64 rounds up to 2^63, so the bound is exclusive.
+                if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                if name != "metadata" {
+                    integral_floats_as_integers(field);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Query parameters: `limit` (1 to 500, default 50), `after`, and filters.
 pub struct Query {
     pairs: Vec<(String, String)>,
@@ -127,6 +185,12 @@ impl Query {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
             .map_err(|_| OAuthError::invalid_request("the query string is malformed"))?;
         let mut seen = std::collections::HashSet::new();
+        if pairs
+            .iter()
+            .any(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(OAuthError::invalid_request(NUL_REFUSED));
+        }
         for (name, _) in &pairs {
             if !seen.insert(name.clone()) {
                 return Err(OAuthError::invalid_request(format!(
@@ -150,7 +214,9 @@ impl Query {
     }
 
     pub fn limit(&self) -> Result<i64, OAuthError> {
-        match self.get("limit") {
+        // Unlike a filter, an empty `limit=` is not "absent": it is not a number.
+        let given = self.pairs.iter().find(|(n, _)| n == "limit");
+        match given.map(|(_, v)| v.clone()) {
             None => Ok(50),
             Some(text) => text
                 .parse::<i64>()

@@ -35,7 +35,7 @@ pub async fn list(
     tag = "roles",
     summary = "Create a custom role",
     request_body = NewRole,
-    responses((status = 201, body = crate::service::roles::RoleView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
+    responses((status = 201, body = crate::service::roles::RoleView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found: the tenant", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
     security(("bearer" = ["tenants:write"]))
 )]
 pub async fn create(

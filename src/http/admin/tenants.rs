@@ -9,6 +9,8 @@ use crate::service::tenants;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
     pub name: String,
     #[serde(default)]
     pub parent_id: Option<String>,
