@@ -81,6 +81,41 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// on a database that does not answer.
 const FINAL_FLUSH_LIMIT: Duration = Duration::from_secs(3);
 
+/// Opens a store that must already exist (every CLI command but `migrate`):
+/// only `serve` and `migrate` create one, so a command run in the wrong
+/// directory says which store it looked for instead of making a new one with
+/// a second bootstrap admin.
+pub fn open_existing_store(settings: &Settings) -> Result<Db, StartupError> {
+    let url = settings.database_url();
+    let missing = |why: &str| {
+        StartupError::Setup(format!(
+            "no keyward store at {} ({why}); only `keyward serve` and `keyward migrate` create one. \
+             Run this where the server runs, or set KEYWARD_DATABASE_URL / KEYWARD_DATA_DIR",
+            store::redact_url(&url)
+        ))
+    };
+    match Backend::from_url(&url).map_err(StartupError::Database)? {
+        Backend::Sqlite => {
+            let path = url.strip_prefix("sqlite://").unwrap_or(&url);
+            if !std::path::Path::new(path).exists() {
+                return Err(missing("the file does not exist"));
+            }
+        }
+        Backend::Postgres => {
+            let probe = Db::connect_with(&url, 1, settings.db_statement_cache)
+                .map_err(StartupError::Database)?;
+            let mut conn = probe.get().map_err(|e| {
+                StartupError::Database(format!("{} is unreachable: {e}", store::redact_url(&url)))
+            })?;
+            use diesel::connection::SimpleConnection as _;
+            if conn.batch_execute("SELECT 1 FROM tenants LIMIT 1").is_err() {
+                return Err(missing("the database has no keyward schema"));
+            }
+        }
+    }
+    Ok(open_store(settings, 1)?.0)
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -111,7 +146,16 @@ impl Application {
         })?;
         let issuer = match &settings.issuer {
             Some(_) => settings.issuer(),
-            None => format!("http://{local}"),
+            None => {
+                let derived = format!("http://{local}");
+                // Tokens carry the issuer: nodes that derive different ones
+                // from their bind addresses reject each other's tokens.
+                log::warn!(
+                    "KEYWARD_ISSUER is not set: the issuer is {derived}, derived from the bind address; \
+                     set KEYWARD_ISSUER when several nodes share a store or the server sits behind a proxy"
+                );
+                derived
+            }
         };
         let directory = crate::directory::Directory::new(keys.clone());
         let changes = directory.start(&db, settings.listen_database_url.as_deref());

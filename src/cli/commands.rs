@@ -13,7 +13,7 @@ use crate::service::durations::DurationSpec;
 use crate::service::roles::{self, NewRole};
 use crate::service::scopes::ScopeSet;
 use crate::service::{tenants, Actor, ServiceError};
-use crate::startup::open_store;
+use crate::startup::{open_existing_store, open_store};
 use crate::store::changes::{self, Change};
 use crate::store::write_transaction;
 use crate::store::AnyConnection;
@@ -404,7 +404,7 @@ pub fn run(settings: &Settings, command: Command) -> Result<(), CliError> {
             Ok(())
         }
         other => {
-            let (db, _) = open_store(settings, 1)?;
+            let db = open_existing_store(settings)?;
             let mut conn = db.get().map_err(ServiceError::from)?;
             let actor = cli_actor(&mut conn)?;
             store_command(&mut conn, &actor, other)
@@ -482,7 +482,7 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), CliError> {
         KeysCommand::Remove { kid } => {
             // The store first: a removal that running servers would not hear
             // of, or that the audit log would miss, is not made at all.
-            let (db, _) = open_store(settings, 1)?;
+            let db = open_existing_store(settings)?;
             let mut conn = db.get().map_err(ServiceError::from)?;
             let actor = cli_actor(&mut conn)?;
             // The file goes last: a refusal (the signing key, an unknown kid)
@@ -506,8 +506,16 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), CliError> {
 }
 
 /// Audits a key change made by the CLI and announces it to running servers.
+/// Before the first `serve` there is no store yet: the key is made, and the
+/// audit log (which does not exist either) starts with the store.
 fn record_key_change(settings: &Settings, action: &str, kid: &str) -> Result<(), CliError> {
-    let (db, _) = open_store(settings, 1)?;
+    let db = match open_existing_store(settings) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("note: not audited: {e}");
+            return Ok(());
+        }
+    };
     let mut conn = db.get().map_err(ServiceError::from)?;
     let actor = cli_actor(&mut conn)?;
     write_transaction(&mut conn, |conn| {

@@ -12,11 +12,19 @@ impl Cli {
     fn new() -> Cli {
         let dir = tempfile::tempdir().unwrap();
         let (url, schema) = new_store(dir.path());
-        Cli {
+        let cli = Cli {
             dir,
             url,
             _schema: schema,
-        }
+        };
+        // Only `serve` and `migrate` create a store.
+        let migrated = cli.run(&["migrate"]);
+        assert!(
+            migrated.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+        cli
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -332,4 +340,23 @@ fn every_seed_workflow_works_from_the_cli_too() {
         .unwrap()
         .iter()
         .all(|e| e["actor"] == "cli"));
+}
+
+#[test]
+fn a_command_run_where_there_is_no_store_says_where_it_looked_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["client", "list"])
+        .env_remove("KEYWARD_DATABASE_URL")
+        .env("KEYWARD_DATA_DIR", &data)
+        .env("KEYWARD_KEYS_DIR", dir.path().join("keys"))
+        .output()
+        .expect("run keyward");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no keyward store at"), "{stderr}");
+    assert!(stderr.contains("keyward.db"), "{stderr}");
+    assert!(!data.join("keyward.db").exists());
+    assert!(!data.join("bootstrap-admin.json").exists());
 }
