@@ -9,7 +9,10 @@ use ipnet::IpNet;
 
 use crate::tokens::keys::SigningAlg;
 
+/// Shown apart from each command's own options: they are the server's (and
+/// the store's) settings, the same for every command.
 #[derive(clap::Args, Clone)]
+#[command(next_help_heading = "Settings (each also a KEYWARD_* environment variable)")]
 pub struct Settings {
     /// Address and port the server listens on.
     #[arg(

@@ -107,6 +107,7 @@ pub enum KeysCommand {
 /// Settings of a client that can change after creation.
 #[derive(Debug, Args, Default)]
 pub struct ClientSettings {
+    /// Free text about what the client is for.
     #[arg(long)]
     pub description: Option<String>,
     /// Who holds the credential (free text).
@@ -115,7 +116,7 @@ pub struct ClientSettings {
     /// Where expiry notices go.
     #[arg(long)]
     pub owner_email: Option<String>,
-    /// Expiry from now: 7d 14d 1m 2m 3m 6m 1y or seconds.
+    /// Expiry from now: 7d 14d, 1m 2m 3m 6m (months of 30 days), 1y, or seconds.
     #[arg(long, conflicts_with = "expires_at")]
     pub expires_in: Option<String>,
     /// Expiry as an RFC 3339 time.
@@ -130,7 +131,7 @@ pub struct ClientSettings {
     /// Access token lifetime in seconds (60 to 86400).
     #[arg(long)]
     pub access_token_ttl: Option<i64>,
-    /// API token lifetime: 7d 14d 1m 2m 3m 6m 1y or seconds.
+    /// API token lifetime: 7d 14d, 1m 2m 3m 6m (months of 30 days), 1y, or seconds.
     #[arg(long)]
     pub token_lifetime: Option<String>,
     /// An allowed audience (repeat for several).
@@ -158,8 +159,10 @@ fn duration(text: &str) -> DurationSpec {
 pub enum ClientCommand {
     /// Register a client; its secret or API token is printed this once.
     Create {
+        /// A name people recognise the client by.
         #[arg(long)]
         name: String,
+        /// admin, uploader, reader, resource_server, or a custom role.
         #[arg(long)]
         role: String,
         /// client_credentials (default) or api_token.
@@ -171,6 +174,7 @@ pub enum ClientCommand {
         /// Space-separated subset of the role's scopes.
         #[arg(long)]
         scopes: Option<String>,
+        /// Device group id (of the client's tenant); in every token.
         #[arg(long)]
         device_group: Option<String>,
         #[command(flatten)]
