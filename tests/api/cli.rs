@@ -1,57 +1,8 @@
-use std::process::{Command, Output};
-
-use crate::helpers::{new_store, spawn_app, Auth, PgSchema};
-
-struct Cli {
-    dir: tempfile::TempDir,
-    url: String,
-    _schema: Option<PgSchema>,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        let dir = tempfile::tempdir().unwrap();
-        let (url, schema) = new_store(dir.path());
-        let cli = Cli {
-            dir,
-            url,
-            _schema: schema,
-        };
-        // Only `serve` and `migrate` create a store.
-        let migrated = cli.run(&["migrate"]);
-        assert!(
-            migrated.status.success(),
-            "{}",
-            String::from_utf8_lossy(&migrated.stderr)
-        );
-        cli
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args(args)
-            .env("KEYWARD_DATABASE_URL", &self.url)
-            .env("KEYWARD_DATA_DIR", self.dir.path().join("data"))
-            .env("KEYWARD_KEYS_DIR", self.dir.path().join("keys"))
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run keyward")
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}"))
-    }
-}
+use crate::helpers::{spawn_app, Auth, CliRunner};
 
 #[test]
 fn client_commands_create_list_show_disable_enable_and_revoke() {
-    let cli = Cli::new();
+    let cli = CliRunner::with_new_store();
     let created = cli.json(&[
         "client", "create", "--name", "ingest", "--role", "uploader", "--json",
     ]);
@@ -112,7 +63,7 @@ fn client_commands_create_list_show_disable_enable_and_revoke() {
 
 #[test]
 fn cli_errors_go_to_stderr_with_a_non_zero_status() {
-    let cli = Cli::new();
+    let cli = CliRunner::with_new_store();
     let missing = cli.run(&["client", "create", "--role", "reader"]);
     assert_eq!(missing.status.code(), Some(2), "usage error");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--name"));
@@ -126,18 +77,19 @@ fn cli_errors_go_to_stderr_with_a_non_zero_status() {
         "client", "create", "--name", "x", "--role", "reader", "--scopes", "upload",
     ]);
     assert_eq!(bad_scope.status.code(), Some(1));
-    let bad_url = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["client", "list"])
-        .env("KEYWARD_DATABASE_URL", "postgress://typo@127.0.0.1/x")
-        .output()
-        .unwrap();
+    let bad_url = CliRunner::new(
+        Some("postgress://typo@127.0.0.1/x".into()),
+        &cli.data_dir(),
+        &cli.keys_dir(),
+    )
+    .run(&["client", "list"]);
     assert_eq!(bad_url.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("unsupported database URL scheme"));
 }
 
 #[test]
 fn tenant_commands_build_the_tree() {
-    let cli = Cli::new();
+    let cli = CliRunner::with_new_store();
     let vendor = cli.json(&["tenant", "create", "--name", "vendor", "--json"]);
     let sub = cli.json(&[
         "tenant",
@@ -169,7 +121,7 @@ fn tenant_commands_build_the_tree() {
 
 #[test]
 fn keys_commands_generate_rotate_and_list_signing_key_first() {
-    let cli = Cli::new();
+    let cli = CliRunner::with_new_store();
     let first = cli.json(&["keys", "generate", "--json"]);
     assert_eq!(first["created"], true);
     let again = cli.json(&["keys", "generate", "--json"]);
@@ -192,13 +144,7 @@ fn cli_changes_reach_a_running_server_at_once_and_are_audited_as_cli() {
     let app = spawn_app();
     let (client, secret) = app.new_client("reader", |_| {});
     let token = app.token_for(&client.client_id, &secret, &[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["client", "disable", &client.client_id])
-        .env("KEYWARD_DATABASE_URL", app.settings.database_url())
-        .env("KEYWARD_DATA_DIR", &app.settings.data_dir)
-        .env("KEYWARD_KEYS_DIR", &app.settings.keys_dir)
-        .output()
-        .unwrap();
+    let output = CliRunner::for_app(&app).run(&["client", "disable", &client.client_id]);
     assert!(
         output.status.success(),
         "{}",
@@ -232,7 +178,7 @@ fn cli_changes_reach_a_running_server_at_once_and_are_audited_as_cli() {
 
 #[test]
 fn every_seed_workflow_works_from_the_cli_too() {
-    let cli = Cli::new();
+    let cli = CliRunner::with_new_store();
     // Ardexa: an API token with owner, email, expiry, renewal and a device group.
     let group = cli.json(&["device-group", "create", "--name", "site A", "--json"]);
     let token = cli.json(&[
@@ -346,13 +292,7 @@ fn every_seed_workflow_works_from_the_cli_too() {
 fn a_command_run_where_there_is_no_store_says_where_it_looked_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["client", "list"])
-        .env_remove("KEYWARD_DATABASE_URL")
-        .env("KEYWARD_DATA_DIR", &data)
-        .env("KEYWARD_KEYS_DIR", dir.path().join("keys"))
-        .output()
-        .expect("run keyward");
+    let output = CliRunner::new(None, &data, &dir.path().join("keys")).run(&["client", "list"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no keyward store at"), "{stderr}");

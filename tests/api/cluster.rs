@@ -1,14 +1,14 @@
 //! Several `keyward serve` processes on one PostgreSQL: a change made on one
 //! node is seen by the others (through LISTEN/NOTIFY), and a node that loses
 //! its channel reads from the database instead of serving stale answers.
-//! These always use PostgreSQL. (How fast is measured by the load benchmark's
+//! These need PostgreSQL: they run in the PostgreSQL pass only. (How fast is measured by the load benchmark's
 //! `propagation` scenario, not here.)
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{start, test_settings, Auth, PgSchema, TestApp};
+use crate::helpers::{postgres_or_skip, start, test_settings, Auth, CliRunner, PgSchema, TestApp};
 
 const GRANT: (&str, &str) = ("grant_type", "client_credentials");
 
@@ -21,8 +21,9 @@ struct Cluster {
     _schema: PgSchema,
 }
 
-fn cluster() -> Cluster {
-    let schema = PgSchema::create();
+/// Three nodes on one new schema, or None (said on stderr) without PostgreSQL.
+fn cluster(test: &str) -> Option<Cluster> {
+    let schema = postgres_or_skip(test)?.schema();
     let keys = tempfile::tempdir().unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes: Vec<TestApp> = dirs
@@ -44,14 +45,14 @@ fn cluster() -> Cluster {
         assert!(Instant::now() < deadline, "listeners did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Cluster {
+    Some(Cluster {
         nodes,
         admin_id,
         admin_secret,
         _keys: keys,
         _dirs: dirs,
         _schema: schema,
-    }
+    })
 }
 
 fn listeners_up(nodes: &[TestApp]) -> bool {
@@ -142,7 +143,9 @@ impl Cluster {
 
 #[test]
 fn every_kind_of_change_on_one_node_reaches_the_others() {
-    let cluster = cluster();
+    let Some(cluster) = cluster("every_kind_of_change_on_one_node_reaches_the_others") else {
+        return;
+    };
     let admin = cluster.admin_token();
     let node0 = &cluster.nodes[0];
 
@@ -249,13 +252,7 @@ fn every_kind_of_change_on_one_node_reaches_the_others() {
 
     // A key rotation: every node signs with the new key.
     let old_kid = crate::helpers::jwt_parts(&admin).0["kid"].clone();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["keys", "rotate"])
-        .env("KEYWARD_DATABASE_URL", node0.settings.database_url())
-        .env("KEYWARD_KEYS_DIR", &node0.settings.keys_dir)
-        .env("KEYWARD_DATA_DIR", &node0.settings.data_dir)
-        .output()
-        .unwrap();
+    let output = CliRunner::for_app(node0).run(&["keys", "rotate"]);
     assert!(
         output.status.success(),
         "{}",
@@ -273,7 +270,11 @@ fn every_kind_of_change_on_one_node_reaches_the_others() {
 
 #[test]
 fn a_node_that_loses_its_channel_reads_the_database_instead_of_its_cache() {
-    let cluster = cluster();
+    let Some(cluster) =
+        cluster("a_node_that_loses_its_channel_reads_the_database_instead_of_its_cache")
+    else {
+        return;
+    };
     let admin = cluster.admin_token();
     let (id, secret, token) = cluster.warm_client("client_credentials");
     // Cut every node's channel (this cluster's only: other tests share the database).
@@ -322,7 +323,11 @@ fn db_operations(node: &TestApp) -> u64 {
 
 #[test]
 fn in_steady_state_token_and_introspection_requests_make_no_database_round_trip() {
-    let cluster = cluster();
+    let Some(cluster) =
+        cluster("in_steady_state_token_and_introspection_requests_make_no_database_round_trip")
+    else {
+        return;
+    };
     let (id, secret, token) = cluster.warm_client("client_credentials");
     let (_, _, api_token) = cluster.warm_client("api_token");
     let pass = |node: &TestApp, rounds: usize| {
@@ -355,7 +360,11 @@ fn in_steady_state_token_and_introspection_requests_make_no_database_round_trip(
 
 #[test]
 fn revoking_a_token_on_one_node_revokes_its_renewed_successors_on_every_node_within_a_second() {
-    let cluster = cluster();
+    let Some(cluster) = cluster(
+        "revoking_a_token_on_one_node_revokes_its_renewed_successors_on_every_node_within_a_second",
+    ) else {
+        return;
+    };
     for kind in ["client_credentials", "api_token"] {
         let (_, _, a) = cluster.warm_client(kind);
         // A chain renewed on different nodes, each link cached everywhere.
@@ -398,20 +407,22 @@ fn revoking_a_token_on_one_node_revokes_its_renewed_successors_on_every_node_wit
 
 #[test]
 fn a_key_removed_with_the_cli_is_dropped_by_every_node_within_a_second() {
-    let cluster = cluster();
+    let Some(cluster) =
+        cluster("a_key_removed_with_the_cli_is_dropped_by_every_node_within_a_second")
+    else {
+        return;
+    };
     let token = cluster.admin_token();
     let (header, _) = crate::helpers::jwt_parts(&token);
     let old_kid = header["kid"].as_str().unwrap().to_string();
     let data = tempfile::tempdir().unwrap();
+    let cli = CliRunner::new(
+        Some(cluster._schema.url()),
+        data.path(),
+        cluster._keys.path(),
+    );
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args(args)
-            .env("KEYWARD_DATABASE_URL", cluster._schema.url())
-            .env("KEYWARD_DATA_DIR", data.path())
-            .env("KEYWARD_KEYS_DIR", cluster._keys.path())
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
+        let output = cli.run(args);
         assert!(
             output.status.success(),
             "{args:?}: {}",

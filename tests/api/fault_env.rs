@@ -433,13 +433,8 @@ impl ServerProcess {
         let n = SPAWNED.fetch_add(1, Ordering::SeqCst);
         let log = options.home.join(format!("server-{n}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        let mut command = crate::helpers::keyward_command();
         command.arg("serve");
-        for (name, _) in std::env::vars() {
-            if name.starts_with("KEYWARD_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
         command
             .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
             .env("KEYWARD_DATABASE_URL", &options.database_url)

@@ -20,7 +20,7 @@ use crate::fault_env::{
     admin, assert_creates_match_the_store, assert_only_success_or_503, get, summary, Credentials,
     Observation, PrivatePostgres, Relay, ServerOptions, ServerProcess, Tmpfs, Traffic,
 };
-use crate::helpers::{connect, using_postgres};
+use crate::helpers::{connect, postgres_or_skip, using_postgres};
 
 /// The bound on healing, from the store coming back.
 const HEAL_LIMIT: Duration = Duration::from_secs(5);
@@ -131,11 +131,8 @@ struct PgSubject {
 
 /// A private PostgreSQL and a server on it (through `relay` when given).
 /// None when this is not the PostgreSQL pass.
-fn pg_subject(prefix: &str, relay: bool) -> Option<(PgSubject, Option<Relay>)> {
-    if !using_postgres() {
-        eprintln!("{prefix}: PostgreSQL case, skipped (KEYWARD_TEST_DATABASE_URL unset)");
-        return None;
-    }
+fn pg_subject(test: &str, prefix: &str, relay: bool) -> Option<(PgSubject, Option<Relay>)> {
+    postgres_or_skip(test)?;
     let pg = PrivatePostgres::start();
     let relay = relay.then(|| Relay::start(pg.port));
     let url = match &relay {
@@ -163,7 +160,11 @@ impl PgSubject {
 
 #[test]
 fn faults_postgres_restart_under_load_answers_503_then_heals() {
-    let Some((s, _)) = pg_subject("pg-restart", false) else {
+    let Some((s, _)) = pg_subject(
+        "faults_postgres_restart_under_load_answers_503_then_heals",
+        "pg-restart",
+        false,
+    ) else {
         return;
     };
     let seen = through("postgres restart", &s.subject, false, || {
@@ -175,7 +176,11 @@ fn faults_postgres_restart_under_load_answers_503_then_heals() {
 
 #[test]
 fn faults_sessions_terminated_while_connections_are_refused_answer_503_then_heal() {
-    let Some((s, _)) = pg_subject("pg-terminate", false) else {
+    let Some((s, _)) = pg_subject(
+        "faults_sessions_terminated_while_connections_are_refused_answer_503_then_heal",
+        "pg-terminate",
+        false,
+    ) else {
         return;
     };
     let mut admin_conn = s.pg.conn("postgres");
@@ -209,7 +214,11 @@ fn faults_sessions_terminated_while_connections_are_refused_answer_503_then_heal
 
 #[test]
 fn faults_a_tcp_cut_in_the_middle_of_transactions_answers_503_then_heals() {
-    let Some((s, Some(relay))) = pg_subject("pg-cut", true) else {
+    let Some((s, Some(relay))) = pg_subject(
+        "faults_a_tcp_cut_in_the_middle_of_transactions_answers_503_then_heals",
+        "pg-cut",
+        true,
+    ) else {
         return;
     };
     let mut locker = s.pg.conn(crate::fault_env::APP_DB);
@@ -231,7 +240,11 @@ fn faults_a_tcp_cut_in_the_middle_of_transactions_answers_503_then_heals() {
 
 #[test]
 fn faults_an_exhausted_pool_answers_503_at_checkout_then_heals() {
-    let Some((s, _)) = pg_subject("pg-exhausted", false) else {
+    let Some((s, _)) = pg_subject(
+        "faults_an_exhausted_pool_answers_503_at_checkout_then_heals",
+        "pg-exhausted",
+        false,
+    ) else {
         return;
     };
     let mut locker = s.pg.conn(crate::fault_env::APP_DB);
@@ -270,7 +283,11 @@ fn faults_an_exhausted_pool_answers_503_at_checkout_then_heals() {
 
 #[test]
 fn faults_statement_timeouts_answer_503_then_heal() {
-    let Some((s, _)) = pg_subject("pg-timeout", false) else {
+    let Some((s, _)) = pg_subject(
+        "faults_statement_timeouts_answer_503_then_heal",
+        "pg-timeout",
+        false,
+    ) else {
         return;
     };
     let mut admin_conn = s.pg.conn("postgres");
@@ -297,7 +314,11 @@ fn faults_statement_timeouts_answer_503_then_heal() {
 
 #[test]
 fn faults_a_database_dropped_and_recreated_empty_answers_503_and_says_why() {
-    let Some((mut s, _)) = pg_subject("pg-dropped", false) else {
+    let Some((mut s, _)) = pg_subject(
+        "faults_a_database_dropped_and_recreated_empty_answers_503_and_says_why",
+        "pg-dropped",
+        false,
+    ) else {
         return;
     };
     let traffic = Traffic::start(&s.subject.credentials);
@@ -467,8 +488,11 @@ fn channel_of(address: &str) -> String {
 /// goes through the pooler too never trusts a channel that delivers nothing.
 #[test]
 fn faults_behind_pgbouncer_in_transaction_mode_every_endpoint_works_and_changes_propagate() {
-    if !using_postgres() {
-        eprintln!("pgbouncer: PostgreSQL case, skipped (KEYWARD_TEST_DATABASE_URL unset)");
+    if postgres_or_skip(
+        "faults_behind_pgbouncer_in_transaction_mode_every_endpoint_works_and_changes_propagate",
+    )
+    .is_none()
+    {
         return;
     }
     let pg = PrivatePostgres::start();
@@ -1179,7 +1203,11 @@ fn faults_a_second_sigterm_with_a_request_stuck_on_a_lock_still_exits_within_15s
 /// nothing) does not keep the process alive past 15 s after SIGTERM.
 #[test]
 fn faults_sigterm_while_the_database_hangs_still_exits_within_15s() {
-    let Some((s, Some(relay))) = pg_subject("sigterm-hang", true) else {
+    let Some((s, Some(relay))) = pg_subject(
+        "faults_sigterm_while_the_database_hangs_still_exits_within_15s",
+        "sigterm-hang",
+        true,
+    ) else {
         return;
     };
     let mut server = s.subject.server;

@@ -1,31 +1,9 @@
 //! `keyward keys remove`: a key leaves the JWKS, and every token it signed is
 //! inactive at once, cached or not. Key changes made with the CLI are audited.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{spawn_app, Auth, TestApp};
-
-fn cli(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(args)
-        .env("KEYWARD_DATABASE_URL", app.settings.database_url())
-        .env("KEYWARD_DATA_DIR", &app.settings.data_dir)
-        .env("KEYWARD_KEYS_DIR", &app.settings.keys_dir)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run keyward")
-}
-
-fn cli_ok(app: &TestApp, args: &[&str]) -> serde_json::Value {
-    let output = cli(app, args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
-}
+use crate::helpers::{spawn_app, Auth, CliRunner, TestApp};
 
 fn audited(app: &TestApp, action: &str) -> Vec<(String, Option<String>, String)> {
     use diesel::prelude::*;
@@ -56,7 +34,7 @@ fn a_token_whose_key_was_removed_is_inactive_at_once() {
         .as_str()
         .unwrap()
         .to_string();
-    let rotated = cli_ok(&app, &["keys", "rotate", "--json"]);
+    let rotated = CliRunner::for_app(&app).json(&["keys", "rotate", "--json"]);
     let new_kid = rotated["signing_kid"].as_str().unwrap().to_string();
     assert_ne!(new_kid, old_kid);
     // Still published: the token works, and is now in the verified cache.
@@ -65,7 +43,7 @@ fn a_token_whose_key_was_removed_is_inactive_at_once() {
         app.admin("GET", "/admin/v1/clients", &token, None).status,
         200
     );
-    let removed = cli(&app, &["keys", "remove", &old_kid]);
+    let removed = CliRunner::for_app(&app).run(&["keys", "remove", &old_kid]);
     assert!(
         removed.status.success(),
         "{}",
@@ -104,14 +82,14 @@ fn removing_the_signing_key_or_an_unknown_kid_fails_with_the_reason_on_stderr() 
         .as_str()
         .unwrap()
         .to_string();
-    let refused = cli(&app, &["keys", "remove", &signing]);
+    let refused = CliRunner::for_app(&app).run(&["keys", "remove", &signing]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("signing key") && stderr.contains("rotate"),
         "{stderr}"
     );
-    let unknown = cli(&app, &["keys", "remove", "no-such-kid"]);
+    let unknown = CliRunner::for_app(&app).run(&["keys", "remove", "no-such-kid"]);
     assert!(!unknown.status.success());
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("no-such-kid"), "{stderr}");
@@ -127,7 +105,7 @@ fn generating_a_key_with_the_cli_is_audited() {
     for file in std::fs::read_dir(app.keys_dir()).unwrap() {
         std::fs::remove_file(file.unwrap().path()).unwrap();
     }
-    let generated = cli_ok(&app, &["keys", "generate", "--json"]);
+    let generated = CliRunner::for_app(&app).json(&["keys", "generate", "--json"]);
     assert_eq!(generated["created"], true);
     let events = audited(&app, "key.generate");
     assert_eq!(events.len(), 1);

@@ -6,7 +6,7 @@ use std::io::{Read as _, Write as _};
 
 use base64::Engine as _;
 
-use crate::helpers::{spawn_app, TestResponse};
+use crate::helpers::spawn_app;
 
 const GRANT: (&str, &str) = ("grant_type", "client_credentials");
 
@@ -41,7 +41,11 @@ fn an_unreadable_forwarded_address_from_a_trusted_proxy_matches_no_allowlist() {
     });
     let id = client.client_id.as_str();
     // The control: a readable address inside the allowlist passes.
-    let ok = TestResponse::from_post_form(&app, "/oauth/token", &[GRANT], id, &secret, "127.0.0.1");
+    let ok = app
+        .request("POST", "/oauth/token")
+        .basic(id, &secret)
+        .forwarded_for("127.0.0.1")
+        .send_form(&[GRANT]);
     assert_eq!(ok.status, 200, "{}", ok.body);
     for forwarded in [
         "203.0.113.9:1",
@@ -52,8 +56,11 @@ fn an_unreadable_forwarded_address_from_a_trusted_proxy_matches_no_allowlist() {
         "127.0.0.1,,",
         "not an address",
     ] {
-        let response =
-            TestResponse::from_post_form(&app, "/oauth/token", &[GRANT], id, &secret, forwarded);
+        let response = app
+            .request("POST", "/oauth/token")
+            .basic(id, &secret)
+            .forwarded_for(forwarded)
+            .send_form(&[GRANT]);
         response.assert_error(401, "invalid_client");
         assert!(
             response
@@ -84,13 +91,10 @@ fn without_trusted_proxies_forwarded_for_is_ignored() {
     let (client, secret) = app.new_client("reader", |c| {
         c.allowed_ips = Some(vec!["127.0.0.1/32".into()]);
     });
-    let response = TestResponse::from_post_form(
-        &app,
-        "/oauth/token",
-        &[GRANT],
-        &client.client_id,
-        &secret,
-        "unknown",
-    );
+    let response = app
+        .request("POST", "/oauth/token")
+        .basic(&client.client_id, &secret)
+        .forwarded_for("unknown")
+        .send_form(&[GRANT]);
     assert_eq!(response.status, 200, "{}", response.body);
 }

@@ -145,7 +145,10 @@ fn renewals_are_audited_and_checked_against_allowed_ips() {
         c.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
     });
     let renew_from = |ip: &str| {
-        crate::helpers::TestResponse::from_get(&app, "/api/v1/token/renew", &api_token, ip)
+        app.request("GET", "/api/v1/token/renew")
+            .bearer(&api_token)
+            .forwarded_for(ip)
+            .send()
     };
     renew_from("192.0.2.1").assert_error(401, "invalid_token");
     assert_eq!(renew_from("10.9.9.9").status, 200);
@@ -166,22 +169,25 @@ fn renewing_an_access_token_from_an_address_outside_allowed_ips_is_refused() {
         c.can_renew = Some(true);
         c.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
     });
-    let token = crate::helpers::TestResponse::from_post_form(
-        &app,
-        "/oauth/token",
-        &[("grant_type", "client_credentials")],
-        &client.client_id,
-        &secret,
-        "10.1.1.1",
-    )
-    .json()["access_token"]
+    let token = app
+        .request("POST", "/oauth/token")
+        .basic(&client.client_id, &secret)
+        .forwarded_for("10.1.1.1")
+        .send_form(&[("grant_type", "client_credentials")])
+        .json()["access_token"]
         .as_str()
         .unwrap()
         .to_string();
-    crate::helpers::TestResponse::from_get(&app, "/api/v1/token/renew", &token, "192.0.2.9")
+    app.request("GET", "/api/v1/token/renew")
+        .bearer(&token)
+        .forwarded_for("192.0.2.9")
+        .send()
         .assert_error(401, "invalid_token");
     assert_eq!(
-        crate::helpers::TestResponse::from_get(&app, "/api/v1/token/renew", &token, "10.2.2.2")
+        app.request("GET", "/api/v1/token/renew")
+            .bearer(&token)
+            .forwarded_for("10.2.2.2")
+            .send()
             .status,
         200
     );

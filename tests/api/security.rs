@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, Auth, TestApp, TestResponse};
+use crate::helpers::{spawn_app, spawn_app_with, Auth, TestApp};
 
 /// A custom role at the root tenant, made through the admin API.
 fn custom_role(app: &TestApp, admin: &str, name: &str, scopes: &[&str]) {
@@ -344,32 +344,42 @@ fn allowed_ips_apply_at_introspection_revocation_and_the_admin_api() {
     let inside = "10.1.2.3";
     let outside = "192.0.2.7";
     let token = {
-        let r = TestResponse::from_post_form(
-            &app,
-            "/oauth/token",
-            &[("grant_type", "client_credentials")],
-            &id,
-            &secret,
-            inside,
-        );
+        let r = app
+            .request("POST", "/oauth/token")
+            .basic(&id, &secret)
+            .forwarded_for(inside)
+            .send_form(&[("grant_type", "client_credentials")]);
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()["access_token"].as_str().unwrap().to_string()
     };
     let subject = app.admin_token();
     // Introspection by secret and by bearer, revocation by secret.
     for path in ["/oauth/introspect", "/oauth/revoke"] {
-        let r =
-            TestResponse::from_post_form(&app, path, &[("token", &subject)], &id, &secret, outside);
+        let r = app
+            .request("POST", path)
+            .basic(&id, &secret)
+            .forwarded_for(outside)
+            .send_form(&[("token", &subject)]);
         r.assert_error(401, "invalid_client");
         assert!(r.header("www-authenticate").is_some());
-        let ok =
-            TestResponse::from_post_form(&app, path, &[("token", &subject)], &id, &secret, inside);
+        let ok = app
+            .request("POST", path)
+            .basic(&id, &secret)
+            .forwarded_for(inside)
+            .send_form(&[("token", &subject)]);
         assert_eq!(ok.status, 200, "{path}: {}", ok.body);
     }
-    TestResponse::from_get(&app, "/admin/v1/clients", &token, outside)
+    app.request("GET", "/admin/v1/clients")
+        .bearer(&token)
+        .forwarded_for(outside)
+        .send()
         .assert_error(401, "invalid_token");
     assert_eq!(
-        TestResponse::from_get(&app, "/admin/v1/clients", &token, inside).status,
+        app.request("GET", "/admin/v1/clients")
+            .bearer(&token)
+            .forwarded_for(inside)
+            .send()
+            .status,
         200
     );
     // An API token of an IP-restricted client, the same.
@@ -377,16 +387,17 @@ fn allowed_ips_apply_at_introspection_revocation_and_the_admin_api() {
         c.kind = Some("api_token".into());
         c.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
     });
-    TestResponse::from_get(&app, "/admin/v1/clients", &api_token, outside)
+    app.request("GET", "/admin/v1/clients")
+        .bearer(&api_token)
+        .forwarded_for(outside)
+        .send()
         .assert_error(401, "invalid_token");
     assert_eq!(
-        TestResponse::from_get(
-            &app,
-            &format!("/admin/v1/clients/{}", api.client_id),
-            &api_token,
-            inside
-        )
-        .status,
+        app.request("GET", &format!("/admin/v1/clients/{}", api.client_id))
+            .bearer(&api_token)
+            .forwarded_for(inside)
+            .send()
+            .status,
         200
     );
 }
@@ -679,14 +690,10 @@ fn failed_authentications_are_throttled_per_address_with_retry_after() {
         s.auth_failure_window = 60;
     });
     let from = |ip: &str, secret: &str| {
-        TestResponse::from_post_form(
-            &app,
-            "/oauth/token",
-            &[("grant_type", "client_credentials")],
-            &app.admin_id,
-            secret,
-            ip,
-        )
+        app.request("POST", "/oauth/token")
+            .basic(&app.admin_id, secret)
+            .forwarded_for(ip)
+            .send_form(&[("grant_type", "client_credentials")])
     };
     for _ in 0..5 {
         from("192.0.2.1", "kws_wrong").assert_error(401, "invalid_client");
@@ -698,12 +705,19 @@ fn failed_authentications_are_throttled_per_address_with_retry_after() {
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     // Every endpoint that authenticates answers that address the same.
     let admin = app.admin_token();
-    TestResponse::from_get(&app, "/admin/v1/clients", &admin, "192.0.2.1")
+    app.request("GET", "/admin/v1/clients")
+        .bearer(&admin)
+        .forwarded_for("192.0.2.1")
+        .send()
         .assert_error(429, "slow_down");
     // Other addresses are not slowed by those failures.
     assert_eq!(from("192.0.2.2", &app.admin_secret).status, 200);
     assert_eq!(
-        TestResponse::from_get(&app, "/admin/v1/clients", &admin, "192.0.2.2").status,
+        app.request("GET", "/admin/v1/clients")
+            .bearer(&admin)
+            .forwarded_for("192.0.2.2")
+            .send()
+            .status,
         200
     );
     // The failures were counted by reason (the registry is per process, and

@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, using_postgres, TestApp};
+use crate::helpers::{postgres_or_skip, spawn_app, TestApp};
 
 fn audit_targets(app: &TestApp, token: &str) -> Vec<String> {
     let page = app.admin("GET", "/admin/v1/audit?limit=500", token, None);
@@ -87,8 +87,8 @@ fn assert_tree_is_sound(app: &TestApp) {
 
 #[test]
 fn two_concurrent_opposite_moves_never_make_a_cycle() {
-    if !using_postgres() {
-        // SQLite serialises writers (BEGIN IMMEDIATE); the race needs PostgreSQL.
+    // SQLite serialises writers (BEGIN IMMEDIATE); the race needs PostgreSQL.
+    if postgres_or_skip("two_concurrent_opposite_moves_never_make_a_cycle").is_none() {
         return;
     }
     let app = spawn_app();

@@ -1,10 +1,7 @@
-//! Test harness: each test spawns the real application on port 0 with its own
-//! keys, data directory and store, and talks HTTP to it.
-//!
-//! Store: SQLite in a temporary directory, or, when KEYWARD_TEST_DATABASE_URL
-//! is set (postgres://...), a fresh PostgreSQL schema per test, dropped at the end.
+//! `TestApp`: the real application on port 0 with its own keys, data
+//! directory and store, and shortcuts that set up its state through the
+//! service layer or the store.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -12,73 +9,11 @@ use std::time::Duration;
 use keyward::service::clients::{self, ClientView, IssuedCredential, NewClient};
 use keyward::service::scopes::ScopeSet;
 use keyward::service::{tenants, Actor};
-use keyward::store::{AnyConnection, ConnectionManager};
+use keyward::store::AnyConnection;
 use keyward::tokens::keys::SigningAlg;
 use keyward::{Application, Settings};
 
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// The PostgreSQL server tests use: KEYWARD_TEST_DATABASE_URL, or this
-/// machine's default. Tests that need PostgreSQL fail loudly without it.
-pub fn postgres_base_url() -> String {
-    std::env::var("KEYWARD_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string())
-}
-
-pub fn using_postgres() -> bool {
-    std::env::var("KEYWARD_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"))
-}
-
-/// A PostgreSQL schema of its own, dropped on drop.
-pub struct PgSchema {
-    base_url: String,
-    pub name: String,
-}
-
-impl PgSchema {
-    pub fn create() -> PgSchema {
-        let base_url = postgres_base_url();
-        let name = format!("kw_test_{}", &keyward::tokens::opaque::random_id("")[..16]);
-        let mut conn = connect(&base_url).unwrap_or_else(|e| {
-            panic!("PostgreSQL at {base_url} is needed by this test and is unreachable: {e}")
-        });
-        diesel::connection::SimpleConnection::batch_execute(
-            &mut conn,
-            &format!("CREATE SCHEMA {name}"),
-        )
-        .expect("create schema");
-        PgSchema { base_url, name }
-    }
-
-    /// A URL whose connections use only this schema.
-    pub fn url(&self) -> String {
-        with_search_path(&self.base_url, &self.name)
-    }
-}
-
-pub fn with_search_path(base: &str, schema: &str) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = connect(&self.base_url) {
-            let _ = diesel::connection::SimpleConnection::batch_execute(
-                &mut conn,
-                &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-            );
-        }
-    }
-}
-
-pub fn connect(url: &str) -> Result<AnyConnection, String> {
-    ConnectionManager::new(url)?
-        .establish()
-        .map_err(|e| e.to_string())
-}
+use super::{connect, new_store, Auth, PgSchema};
 
 pub struct TestApp {
     pub address: String,
@@ -109,19 +44,6 @@ pub fn test_settings(dir: &std::path::Path, database_url: String) -> Settings {
     settings.db_pool_size = 4;
     settings.workers = Some(1);
     settings
-}
-
-/// A store URL for a new test: a new SQLite file in `dir`, or a new schema.
-pub fn new_store(dir: &std::path::Path) -> (String, Option<PgSchema>) {
-    if using_postgres() {
-        let schema = PgSchema::create();
-        (schema.url(), Some(schema))
-    } else {
-        (
-            format!("sqlite://{}", dir.join("data").join("keyward.db").display()),
-            None,
-        )
-    }
 }
 
 pub fn spawn_app() -> TestApp {
@@ -205,131 +127,7 @@ impl Drop for TestApp {
     }
 }
 
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: u16,
-    pub headers: HashMap<String, String>,
-    pub body: String,
-}
-
-impl TestResponse {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?} (status {})", self.body, self.status))
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-
-    /// Asserts an error in the contract's shape and returns it.
-    pub fn assert_error(&self, status: u16, error: &str) -> serde_json::Value {
-        assert_eq!(self.status, status, "body: {}", self.body);
-        let body = self.json();
-        assert_eq!(body["error"], error, "body: {}", self.body);
-        assert!(body["error_description"].is_string(), "body: {}", self.body);
-        body
-    }
-}
-
-fn into_response(result: Result<ureq::Response, ureq::Error>) -> TestResponse {
-    let response = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("request failed: {e}"),
-    };
-    let status = response.status();
-    let mut headers = HashMap::new();
-    for name in response.headers_names() {
-        let values: Vec<&str> = response.all(&name);
-        headers.insert(name.to_ascii_lowercase(), values.join(", "));
-    }
-    let body = response.into_string().unwrap_or_default();
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-pub enum Auth<'a> {
-    None,
-    Basic(&'a str, &'a str),
-    Bearer(&'a str),
-    Header(&'a str),
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build()
-}
-
-fn authorize(request: ureq::Request, auth: &Auth) -> ureq::Request {
-    use base64::Engine as _;
-    match auth {
-        Auth::None => request,
-        Auth::Basic(id, secret) => {
-            let enc = |s: &str| -> String {
-                serde_urlencoded::to_string([("v", s)]).unwrap()[2..].to_string()
-            };
-            let pair = format!("{}:{}", enc(id), enc(secret));
-            request.set(
-                "Authorization",
-                &format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ),
-            )
-        }
-        Auth::Bearer(token) => request.set("Authorization", &format!("Bearer {token}")),
-        Auth::Header(value) => request.set("Authorization", value),
-    }
-}
-
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    pub fn get(&self, path: &str, auth: Auth) -> TestResponse {
-        into_response(authorize(agent().get(&self.url(path)), &auth).call())
-    }
-
-    pub fn post_form(&self, path: &str, form: &[(&str, &str)], auth: Auth) -> TestResponse {
-        into_response(authorize(agent().post(&self.url(path)), &auth).send_form(form))
-    }
-
-    pub fn post_form_with_headers(
-        &self,
-        path: &str,
-        form: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        auth: Auth,
-    ) -> TestResponse {
-        let mut request = authorize(agent().post(&self.url(path)), &auth);
-        for (name, value) in headers {
-            request = request.set(name, value);
-        }
-        into_response(request.send_form(form))
-    }
-
-    pub fn post_raw(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: &[u8],
-        auth: Auth,
-    ) -> TestResponse {
-        into_response(
-            authorize(agent().post(&self.url(path)), &auth)
-                .set("Content-Type", content_type)
-                .send_bytes(body),
-        )
-    }
-
     /// A token for `id`/`secret` by client_secret_basic; panics unless 200.
     pub fn token_for(&self, id: &str, secret: &str, extra: &[(&str, &str)]) -> String {
         let mut form = vec![("grant_type", "client_credentials")];
@@ -431,22 +229,6 @@ pub fn with_alg(alg: SigningAlg) -> impl FnOnce(&mut Settings) {
     move |s| s.signing_alg = alg
 }
 
-/// Decodes a JWT's header and claims without verifying (for asserting shape).
-pub fn jwt_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
-    use base64::Engine as _;
-    let parts: Vec<&str> = token.split('.').collect();
-    assert_eq!(parts.len(), 3, "a JWT has three parts");
-    let decode = |p: &str| -> serde_json::Value {
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p)
-                .unwrap(),
-        )
-        .unwrap()
-    };
-    (decode(parts[0]), decode(parts[1]))
-}
-
 /// Verifies a JWT offline against the app's published JWKS, as a resource
 /// server would.
 pub fn verify_with_jwks(app: &TestApp, token: &str) -> serde_json::Value {
@@ -504,37 +286,7 @@ pub fn insert_device_group(app: &TestApp, tenant_id: &str, name: &str) -> String
     group.id
 }
 
-impl TestResponse {
-    /// GET with a bearer token as if from `ip` (through a trusted proxy).
-    pub fn from_get(app: &TestApp, path: &str, token: &str, ip: &str) -> TestResponse {
-        into_response(
-            agent()
-                .get(&app.url(path))
-                .set("Authorization", &format!("Bearer {token}"))
-                .set("X-Forwarded-For", ip)
-                .call(),
-        )
-    }
-}
-
 impl TestApp {
-    /// A JSON request to the admin API with a bearer token.
-    pub fn admin(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<serde_json::Value>,
-    ) -> TestResponse {
-        let request = agent()
-            .request(method, &self.url(path))
-            .set("Authorization", &format!("Bearer {token}"));
-        into_response(match body {
-            Some(json) => request.send_json(json),
-            None => request.call(),
-        })
-    }
-
     /// A token of a new admin client of `tenant_id`, holding `scopes` (or all
     /// admin scopes).
     pub fn tenant_admin(&self, tenant_id: &str, scopes: Option<&[&str]>) -> String {
@@ -543,21 +295,5 @@ impl TestApp {
             c.scopes = scopes.map(|s| s.iter().map(|x| x.to_string()).collect());
         });
         self.token_for(&client.client_id, &secret, &[])
-    }
-}
-
-impl TestResponse {
-    /// A form POST with Basic credentials as if from `ip` (through a trusted proxy).
-    pub fn from_post_form(
-        app: &TestApp,
-        path: &str,
-        form: &[(&str, &str)],
-        id: &str,
-        secret: &str,
-        ip: &str,
-    ) -> TestResponse {
-        let request = authorize(agent().post(&app.url(path)), &Auth::Basic(id, secret))
-            .set("X-Forwarded-For", ip);
-        into_response(request.send_form(form))
     }
 }
