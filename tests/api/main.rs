@@ -6,6 +6,7 @@ mod helpers;
 
 mod admin_clients;
 mod admin_tenants;
+mod api_reference;
 mod bounds;
 mod cli;
 mod cluster;
