@@ -119,6 +119,12 @@ pub struct Settings {
         global = true
     )]
     pub auth_failure_window: u64,
+
+    /// Not a setting: the clock the credential directory checks expiry and
+    /// graces against. None is the system's; tests give a `ManualClock` to
+    /// move time instead of sleeping.
+    #[arg(skip)]
+    pub clock: Option<std::sync::Arc<dyn crate::clock::Clock>>,
 }
 
 /// A CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address (`192.0.2.7`).
@@ -181,6 +187,7 @@ impl Settings {
             workers: None,
             auth_failure_limit: 100,
             auth_failure_window: 60,
+            clock: None,
         }
     }
 }

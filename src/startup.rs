@@ -157,7 +157,8 @@ impl Application {
                 derived
             }
         };
-        let directory = crate::directory::Directory::new(keys.clone());
+        let clock = settings.clock.clone().unwrap_or_else(crate::clock::system);
+        let directory = crate::directory::Directory::with_clock(keys.clone(), clock);
         let changes = directory.start(&db, settings.listen_database_url.as_deref());
         let throttle = Arc::new(FailureThrottle::from_settings(&settings));
         let auth = crate::oauth::authenticate::Authenticator {

@@ -31,8 +31,8 @@ use crate::directory::{ClientEntry, Directory};
 use crate::service::clients::{is_usable, status_of, KIND_API_TOKEN, STATUS_ACTIVE};
 use crate::service::credentials::{self, ApiTokenRecord, ClientRecord};
 use crate::service::scopes::ScopeSet;
-use crate::service::{now, Actor};
-use crate::store::Db;
+use crate::service::Actor;
+use crate::store::{Db, StoreError};
 use crate::tokens::{jwt, opaque};
 
 /// Where the credential is presented: each endpoint takes some forms of it.
@@ -159,6 +159,13 @@ impl From<OAuthError> for Failure {
     }
 }
 
+/// The directory's store failures, answered as any other (503 or 500).
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
 pub struct Authenticator {
     pub directory: Arc<Directory>,
     pub db: Db,
@@ -270,7 +277,8 @@ impl Authenticator {
             return Err(failed(FailureReason::UnknownClient));
         };
         let client = &entry.record.client;
-        let now = now();
+        // The directory's clock, so that tests can move it past a grace.
+        let now = self.directory.now();
         if client.kind == KIND_API_TOKEN {
             // RFC 6749 5.2 unauthorized_client: an api_token client that
             // presents its own token as a secret is known, but may not use
@@ -396,7 +404,9 @@ impl Authenticator {
         let directory = &self.directory;
         if token.starts_with(opaque::API_TOKEN_PREFIX) {
             let found = directory.api_token(&self.db, token).await?;
-            return Ok(found.filter(|r| r.is_active(now())).map(TokenLookup::Api));
+            return Ok(found
+                .filter(|r| r.is_active(directory.now()))
+                .map(TokenLookup::Api));
         }
         let Some(claims) = directory.verify_jwt(token, &self.issuer) else {
             return Ok(None);
@@ -404,7 +414,7 @@ impl Authenticator {
         let Some(entry) = directory.client(&self.db, &claims.client_id).await? else {
             return Ok(None);
         };
-        if !is_usable(&entry.record.client, now())
+        if !is_usable(&entry.record.client, directory.now())
             || directory.jti_revoked(&self.db, &claims.jti).await?
         {
             return Ok(None);

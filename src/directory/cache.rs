@@ -1,0 +1,782 @@
+//! The directory's memory: what it knows about clients, API tokens, tenant
+//! paths, revoked jtis, verified JWTs and unknown client ids, and whether
+//! that knowledge may be trusted. Pure: no database, no HTTP, no threads;
+//! time comes from a `Clock`, so tests move it instead of sleeping.
+//!
+//! Rules it keeps:
+//! - Trusted only while live: after `go_live` and the first `beat`, and only
+//!   until `HEARTBEAT_GRACE_MS` after the last one. While untrusted nothing is
+//!   served from it and no fill is stored.
+//! - A fill that raced with an invalidation is not stored: every invalidation
+//!   bumps `generation`, a filler takes a `Generation` before it reads the
+//!   database, and its fill is stored only if the generation did not move.
+//! - Time-based state (expiry of clients, tokens, secrets in their grace) is
+//!   kept as the stored timestamps and checked at use, never cached as a
+//!   verdict; `now` tells the time to check it against.
+//! - Every map is bounded; a bound reached drops entries, which only costs
+//!   a query later. Revoked jtis are the exception: forgetting one would make
+//!   a revoked token active again.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::clock::Clock;
+use crate::service::credentials::{ApiTokenRecord, ClientRecord};
+use crate::service::scopes::ScopeSet;
+use crate::store::changes::Change;
+use crate::store::models::ClientSecret;
+use crate::tokens::jwt::AccessClaims;
+
+/// How long the cache stays trusted after the last heartbeat heard. The
+/// channel heartbeats every 500 ms (see `listener`); three seconds without
+/// one (a connection that hangs rather than fails) and the cache is
+/// bypassed. The grace is generous because a false alarm under full load
+/// sends every request to the database at once; measured at 1 s, a
+/// saturated 2-core machine tripped it.
+pub const HEARTBEAT_GRACE_MS: i64 = 3_000;
+
+/// How many verified JWTs to remember (signature checks are the most costly
+/// part of introspection; repeated tokens skip them).
+pub const VERIFIED_CAPACITY: usize = 20_000;
+
+/// How long an unknown client id is remembered. A client created meanwhile
+/// is announced (`Change::Client`), which drops the entry on every node that
+/// follows the channel; ids are random, so nobody asks for one before it
+/// exists except by guessing.
+pub const UNKNOWN_TTL_MS: i64 = 5_000;
+pub const UNKNOWN_CAPACITY: usize = 50_000;
+
+/// Clients, API tokens and tenant paths are bounded by the rows in the store,
+/// but a store can hold more than memory should: past these, arbitrary
+/// entries are dropped. Generous, so a deployment of 100,000 clients (the
+/// size `ClientEntry` is trimmed for) stays wholly cached.
+pub const CLIENT_CAPACITY: usize = 250_000;
+pub const API_TOKEN_CAPACITY: usize = 250_000;
+pub const TENANT_PATH_CAPACITY: usize = 100_000;
+
+/// Ids longer than any this server issues are not worth remembering.
+const UNKNOWN_MAX_ID_LEN: usize = 64;
+
+/// `last_beat_ms` before the first heartbeat of a channel: never trusted.
+const NO_BEAT: i64 = i64::MIN;
+
+/// A client as authentication needs it.
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub record: Arc<ClientRecord>,
+    pub secrets: Vec<ClientSecret>,
+    /// The client's scopes, allowed networks and audiences, parsed once.
+    pub scopes: Arc<ScopeSet>,
+    /// None when the stored list cannot be read: then nobody is allowed.
+    pub allowed_ips: Option<Vec<ipnet::IpNet>>,
+    pub audience: Vec<String>,
+}
+
+impl ClientEntry {
+    /// Builds the entry, keeping only what the hot paths read: with 100,000
+    /// clients in memory every byte counts. Names, owners and metadata stay
+    /// in the store (the admin API reads them there); scope sets that are
+    /// alike are shared.
+    pub fn new(
+        mut record: ClientRecord,
+        secrets: Vec<ClientSecret>,
+        scopes: Arc<ScopeSet>,
+    ) -> ClientEntry {
+        let client = &mut record.client;
+        // Fail closed: a list (or an entry) that cannot be read allows nobody.
+        let networks: Option<Vec<ipnet::IpNet>> =
+            serde_json::from_str::<Vec<String>>(&client.allowed_ips)
+                .ok()
+                .and_then(|list| {
+                    list.iter()
+                        .map(|n| crate::config::parse_cidr(n).ok())
+                        .collect()
+                });
+        let audience = serde_json::from_str(&client.audience).unwrap_or_default();
+        for unused in [
+            &mut client.name,
+            &mut client.metadata,
+            &mut client.allowed_ips,
+            &mut client.audience,
+        ] {
+            *unused = String::new();
+        }
+        client.description = None;
+        client.owner = None;
+        client.owner_email = None;
+        let secrets = secrets
+            .into_iter()
+            .map(|s| ClientSecret {
+                id: String::new(),
+                client_id: String::new(),
+                ..s
+            })
+            .collect();
+        ClientEntry {
+            scopes,
+            allowed_ips: networks,
+            audience,
+            record: Arc::new(record),
+            secrets,
+        }
+    }
+
+    /// Whether `ip` may use this client (no networks: any address).
+    pub fn allows(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(networks) = &self.allowed_ips else {
+            return false;
+        };
+        if networks.is_empty() {
+            return true;
+        }
+        ip.is_some_and(|ip| networks.iter().any(|net| net.contains(&ip)))
+    }
+}
+
+/// The key of a verified token: its SHA-256, a tenth of the memory of the
+/// token itself, and no collision can hand one token another's claims.
+pub fn token_key(token: &str) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
+/// The generation seen before a fill's database read; see `Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a fill is stored only with the generation seen before its read"]
+pub struct Generation(u64);
+
+/// What the cache remembers of a JWT's signature check.
+#[derive(Debug)]
+pub enum Remembered {
+    /// Never checked (or forgotten): verify it.
+    Unknown,
+    /// Checked once, but expired since or its key is no longer published.
+    Refused,
+    Valid(Arc<AccessClaims>),
+}
+
+#[derive(Default)]
+struct Maps {
+    clients: HashMap<String, Arc<ClientEntry>>,
+    api_tokens: HashMap<String, Arc<ApiTokenRecord>>,
+    tenant_paths: HashMap<String, String>,
+    revoked_jtis: HashSet<String>,
+}
+
+/// A verified token's claims and the kid of the key that verified it: a hit
+/// counts only while that key is still in the key set.
+struct VerifiedJwt {
+    kid: String,
+    claims: Arc<AccessClaims>,
+}
+
+pub struct Cache {
+    clock: Arc<dyn Clock>,
+    live: AtomicBool,
+    /// When the channel last proved alive (clock ms), `NO_BEAT` before the
+    /// first heartbeat of a channel.
+    last_beat_ms: AtomicI64,
+    generation: AtomicU64,
+    maps: RwLock<Maps>,
+    verified: RwLock<HashMap<[u8; 32], VerifiedJwt>>,
+    /// Client ids recently looked up and not found, with when that stops
+    /// counting (clock ms): a flood of made-up ids then costs one query per
+    /// id and `UNKNOWN_TTL_MS`, not one per request. Used live or not (the
+    /// TTL bounds how stale it can be).
+    unknown_clients: Mutex<HashMap<String, i64>>,
+}
+
+/// Makes room for one more entry in a map at `capacity` by dropping an
+/// arbitrary sixteenth of it: one pass per `capacity / 16` inserts, rather
+/// than a scan per insert.
+fn make_room<K: Eq + Hash, V>(map: &mut HashMap<K, V>, capacity: usize) {
+    if map.len() < capacity {
+        return;
+    }
+    let mut drop = capacity / 16 + 1;
+    map.retain(|_, _| {
+        if drop == 0 {
+            return true;
+        }
+        drop -= 1;
+        false
+    });
+}
+
+impl Cache {
+    pub fn new(clock: Arc<dyn Clock>) -> Cache {
+        Cache {
+            clock,
+            live: AtomicBool::new(false),
+            last_beat_ms: AtomicI64::new(NO_BEAT),
+            generation: AtomicU64::new(0),
+            maps: RwLock::new(Maps::default()),
+            verified: RwLock::new(HashMap::new()),
+            unknown_clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Unix seconds by the cache's clock: what expiry is checked against.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Whether what the cache holds may be served (and fills stored).
+    pub fn is_trusted(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+            && self
+                .clock
+                .now_ms()
+                .saturating_sub(self.last_beat_ms.load(Ordering::Acquire))
+                < HEARTBEAT_GRACE_MS
+    }
+
+    /// The channel proved alive: one of its own heartbeats was heard.
+    pub fn beat(&self) {
+        self.last_beat_ms
+            .store(self.clock.now_ms(), Ordering::Release);
+    }
+
+    /// The channel is up: start from an empty cache and the full set of
+    /// revoked, unexpired jtis. Not trusted until the first `beat`.
+    pub fn go_live(&self, revoked: Vec<String>) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut maps = self.write();
+            *maps = Maps::default();
+            maps.revoked_jtis = revoked.into_iter().collect();
+        }
+        self.last_beat_ms.store(NO_BEAT, Ordering::Release);
+        self.live.store(true, Ordering::Release);
+    }
+
+    /// The channel is down (events may be lost from now on): forget
+    /// everything it kept fresh. Answers whether it was live.
+    pub fn go_dark(&self) -> bool {
+        let was_live = self.live.swap(false, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *self.write() = Maps::default();
+        was_live
+    }
+
+    /// Applies one change (from this process or from the channel). Keys
+    /// are the key ring's business: the directory reloads them.
+    pub fn apply(&self, change: &Change) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match change {
+            Change::Client(id) => {
+                self.unknown().remove(id);
+                let mut maps = self.write();
+                maps.clients.remove(id);
+                maps.api_tokens
+                    .retain(|_, t| &t.owner.client.client_id != id);
+            }
+            Change::ApiToken(hash) => {
+                self.write().api_tokens.remove(hash);
+            }
+            Change::Jti(jti) => {
+                self.write().revoked_jtis.insert(jti.clone());
+            }
+            Change::Tenants => {
+                let mut maps = self.write();
+                maps.clients.clear();
+                maps.api_tokens.clear();
+                maps.tenant_paths.clear();
+            }
+            Change::Keys => {}
+        }
+    }
+
+    /// Taken before a fill's database read.
+    pub fn generation(&self) -> Generation {
+        Generation(self.generation.load(Ordering::Acquire))
+    }
+
+    /// Stores a fill read at generation `seen`, unless an invalidation
+    /// happened meanwhile. The check is made under the write lock, and
+    /// `apply` bumps the generation before it takes that lock: either the
+    /// fill sees the bump, or the invalidation comes after it and drops it.
+    fn store(&self, seen: Generation, put: impl FnOnce(&mut Maps)) {
+        if !self.is_trusted() {
+            return;
+        }
+        let mut maps = self.write();
+        if self.generation.load(Ordering::Acquire) == seen.0 {
+            put(&mut maps);
+        }
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<Arc<ClientEntry>> {
+        if !self.is_trusted() {
+            return None;
+        }
+        self.read().clients.get(client_id).cloned()
+    }
+
+    pub fn fill_client(&self, seen: Generation, client_id: &str, entry: Arc<ClientEntry>) {
+        self.store(seen, |maps| {
+            make_room(&mut maps.clients, CLIENT_CAPACITY);
+            maps.clients.insert(client_id.to_string(), entry);
+        });
+    }
+
+    /// By the SHA-256 (hex) of the token.
+    pub fn api_token(&self, hash: &str) -> Option<Arc<ApiTokenRecord>> {
+        if !self.is_trusted() {
+            return None;
+        }
+        self.read().api_tokens.get(hash).cloned()
+    }
+
+    pub fn fill_api_token(&self, seen: Generation, hash: String, record: Arc<ApiTokenRecord>) {
+        self.store(seen, |maps| {
+            make_room(&mut maps.api_tokens, API_TOKEN_CAPACITY);
+            maps.api_tokens.insert(hash, record);
+        });
+    }
+
+    /// Whether the jti is revoked; None when the cache cannot say (not
+    /// trusted: ask the database).
+    pub fn jti_revoked(&self, jti: &str) -> Option<bool> {
+        if !self.is_trusted() {
+            return None;
+        }
+        Some(self.read().revoked_jtis.contains(jti))
+    }
+
+    pub fn tenant_path(&self, tenant_id: &str) -> Option<String> {
+        if !self.is_trusted() {
+            return None;
+        }
+        self.read().tenant_paths.get(tenant_id).cloned()
+    }
+
+    pub fn fill_tenant_path(&self, seen: Generation, tenant_id: &str, path: String) {
+        self.store(seen, |maps| {
+            make_room(&mut maps.tenant_paths, TENANT_PATH_CAPACITY);
+            maps.tenant_paths.insert(tenant_id.to_string(), path);
+        });
+    }
+
+    fn unknown(&self) -> MutexGuard<'_, HashMap<String, i64>> {
+        self.unknown_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `client_id` was looked up and not found within the TTL.
+    pub fn is_known_unknown(&self, client_id: &str) -> bool {
+        let now = self.clock.now_ms();
+        let mut unknown = self.unknown();
+        match unknown.get(client_id) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                unknown.remove(client_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn remember_unknown(&self, client_id: &str) {
+        if client_id.len() > UNKNOWN_MAX_ID_LEN {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let mut unknown = self.unknown();
+        if unknown.len() >= UNKNOWN_CAPACITY {
+            unknown.retain(|_, until| *until > now);
+            if unknown.len() >= UNKNOWN_CAPACITY {
+                // Full of live entries: a flood. Start over rather than grow.
+                unknown.clear();
+            }
+        }
+        unknown.insert(client_id.to_string(), now.saturating_add(UNKNOWN_TTL_MS));
+    }
+
+    /// What a past signature check of the token keyed `key` says now:
+    /// valid while unexpired and while `published(kid)` holds for the key
+    /// that verified it.
+    pub fn verified(&self, key: &[u8; 32], published: impl Fn(&str) -> bool) -> Remembered {
+        let now = self.clock.now();
+        let Ok(cache) = self.verified.read() else {
+            return Remembered::Unknown;
+        };
+        match cache.get(key) {
+            None => Remembered::Unknown,
+            Some(hit) if hit.claims.exp > now && published(&hit.kid) => {
+                Remembered::Valid(hit.claims.clone())
+            }
+            Some(_) => Remembered::Refused,
+        }
+    }
+
+    /// Remembers a good signature check (until the token's `exp`).
+    pub fn remember_verified(&self, key: [u8; 32], kid: String, claims: Arc<AccessClaims>) {
+        let now = self.clock.now();
+        if let Ok(mut cache) = self.verified.write() {
+            if cache.len() >= VERIFIED_CAPACITY {
+                cache.retain(|_, c| c.claims.exp > now);
+                if cache.len() >= VERIFIED_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, VerifiedJwt { kid, claims });
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Maps> {
+        self.maps.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Maps> {
+        self.maps.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    #[cfg(test)]
+    fn sizes(&self) -> (usize, usize, usize, usize, usize) {
+        let maps = self.read();
+        (
+            maps.clients.len(),
+            maps.api_tokens.len(),
+            maps.tenant_paths.len(),
+            self.verified.read().map(|v| v.len()).unwrap_or(0),
+            self.unknown().len(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::service::clients::is_usable;
+    use crate::store::models::{ApiTokenRow, Client};
+    use crate::tokens::jwt::Audience;
+
+    const START_MS: i64 = 1_800_000_000_000;
+
+    fn client_record(id: &str, expires_at: Option<i64>) -> ClientRecord {
+        ClientRecord {
+            client: Client {
+                client_id: id.into(),
+                kind: "client_credentials".into(),
+                name: "n".into(),
+                description: None,
+                tenant_id: "t".into(),
+                role: "reader".into(),
+                scopes: String::new(),
+                device_group_id: None,
+                owner: None,
+                owner_email: None,
+                status: "active".into(),
+                expires_at,
+                can_renew: false,
+                allowed_ips: "[]".into(),
+                access_token_ttl: 300,
+                token_lifetime: 3600,
+                audience: "[]".into(),
+                metadata: "{}".into(),
+                created_at: 0,
+                updated_at: 0,
+                revoked_at: None,
+                last_used_at: None,
+                version: 1,
+            },
+            tenant_path: "/t/".into(),
+        }
+    }
+
+    fn entry(id: &str, expires_at: Option<i64>) -> Arc<ClientEntry> {
+        Arc::new(ClientEntry::new(
+            client_record(id, expires_at),
+            Vec::new(),
+            Arc::new(ScopeSet::default()),
+        ))
+    }
+
+    fn api_token(owner: &str) -> Arc<ApiTokenRecord> {
+        Arc::new(ApiTokenRecord {
+            token: ApiTokenRow {
+                id: format!("tok-{owner}"),
+                client_id: owner.into(),
+                token_hash: String::new(),
+                prefix: String::new(),
+                scope: String::new(),
+                audience: "[]".into(),
+                tenant_id: "t".into(),
+                issued_at: 0,
+                expires_at: i64::MAX,
+                revoked_at: None,
+            },
+            owner: Arc::new(client_record(owner, None)),
+        })
+    }
+
+    fn claims(exp: i64) -> Arc<AccessClaims> {
+        Arc::new(AccessClaims {
+            iss: "https://kw.test".into(),
+            sub: "c".into(),
+            client_id: "c".into(),
+            aud: Audience::One("https://kw.test".into()),
+            iat: 0,
+            exp,
+            jti: "j".into(),
+            scope: String::new(),
+            role: "reader".into(),
+            tenant: "t".into(),
+            device_group: None,
+        })
+    }
+
+    /// A cache whose channel is up and has been heard, at START_MS.
+    fn live_cache() -> (Cache, Arc<ManualClock>) {
+        let clock = ManualClock::at_ms(START_MS);
+        let cache = Cache::new(clock.clone());
+        cache.go_live(Vec::new());
+        cache.beat();
+        (cache, clock)
+    }
+
+    #[test]
+    fn a_fill_stores_what_the_database_said() {
+        let (cache, _) = live_cache();
+        let seen = cache.generation();
+        cache.fill_client(seen, "c1", entry("c1", None));
+        assert!(cache.client("c1").is_some());
+        assert!(cache.client("c2").is_none());
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_not_stored() {
+        let (cache, _) = live_cache();
+        for change in [
+            Change::Client("c1".into()),
+            Change::Client("someone-else".into()),
+            Change::ApiToken("h".into()),
+            Change::Jti("j".into()),
+            Change::Tenants,
+            Change::Keys,
+        ] {
+            // The fill read the database, then the change was applied,
+            // then the fill came back with what it read before the change.
+            let seen = cache.generation();
+            cache.apply(&change);
+            cache.fill_client(seen, "c1", entry("c1", None));
+            cache.fill_api_token(seen, "h".into(), api_token("c1"));
+            cache.fill_tenant_path(seen, "t", "/t/".into());
+            assert!(cache.client("c1").is_none(), "{change:?}");
+            assert!(cache.api_token("h").is_none(), "{change:?}");
+            assert!(cache.tenant_path("t").is_none(), "{change:?}");
+        }
+    }
+
+    #[test]
+    fn a_fill_that_raced_the_channel_going_down_and_up_is_not_stored() {
+        let (cache, _) = live_cache();
+        let seen = cache.generation();
+        assert!(cache.go_dark());
+        cache.go_live(Vec::new());
+        cache.beat();
+        cache.fill_client(seen, "c1", entry("c1", None));
+        assert!(cache.client("c1").is_none());
+    }
+
+    #[test]
+    fn an_invalidation_of_a_client_drops_it_and_its_api_tokens_only() {
+        let (cache, _) = live_cache();
+        let seen = cache.generation();
+        cache.fill_client(seen, "c1", entry("c1", None));
+        cache.fill_client(seen, "c2", entry("c2", None));
+        cache.fill_api_token(seen, "h1".into(), api_token("c1"));
+        cache.fill_api_token(seen, "h2".into(), api_token("c2"));
+        cache.apply(&Change::Client("c1".into()));
+        assert!(cache.client("c1").is_none());
+        assert!(cache.api_token("h1").is_none());
+        assert!(cache.client("c2").is_some());
+        assert!(cache.api_token("h2").is_some());
+    }
+
+    #[test]
+    fn a_tenant_change_drops_clients_tokens_and_paths_but_not_revocations() {
+        let (cache, _) = live_cache();
+        let seen = cache.generation();
+        cache.fill_client(seen, "c1", entry("c1", None));
+        cache.fill_api_token(seen, "h1".into(), api_token("c1"));
+        cache.fill_tenant_path(seen, "t", "/t/".into());
+        cache.apply(&Change::Jti("j1".into()));
+        cache.apply(&Change::Tenants);
+        assert!(cache.client("c1").is_none());
+        assert!(cache.api_token("h1").is_none());
+        assert!(cache.tenant_path("t").is_none());
+        assert_eq!(cache.jti_revoked("j1"), Some(true));
+        assert_eq!(cache.jti_revoked("j2"), Some(false));
+    }
+
+    #[test]
+    fn expiry_is_checked_at_use_from_the_stored_timestamp() {
+        let (cache, clock) = live_cache();
+        let expires_at = START_MS / 1000 + 10;
+        cache.fill_client(cache.generation(), "c1", entry("c1", Some(expires_at)));
+        let cached = cache.client("c1").unwrap();
+        assert!(is_usable(&cached.record.client, cache.now()));
+        clock.advance(Duration::from_secs(10));
+        cache.beat();
+        // Still cached: the entry holds the timestamp, not a verdict.
+        let cached = cache.client("c1").unwrap();
+        assert!(!is_usable(&cached.record.client, cache.now()));
+    }
+
+    #[test]
+    fn the_cache_is_not_trusted_before_the_first_heartbeat_nor_past_the_grace() {
+        let clock = ManualClock::at_ms(START_MS);
+        let cache = Cache::new(clock.clone());
+        assert!(!cache.is_trusted(), "not live yet");
+        cache.beat();
+        assert!(
+            !cache.is_trusted(),
+            "a beat without a channel counts for nothing"
+        );
+        cache.go_live(vec!["j1".into()]);
+        assert!(!cache.is_trusted(), "live, but no heartbeat heard yet");
+        assert_eq!(cache.jti_revoked("j1"), None, "untrusted: ask the database");
+        cache.fill_client(cache.generation(), "c1", entry("c1", None));
+        cache.beat();
+        assert!(cache.is_trusted());
+        assert!(
+            cache.client("c1").is_none(),
+            "nothing was stored while untrusted"
+        );
+        assert_eq!(cache.jti_revoked("j1"), Some(true));
+        cache.fill_client(cache.generation(), "c1", entry("c1", None));
+
+        clock.advance(Duration::from_millis(HEARTBEAT_GRACE_MS as u64 - 1));
+        assert!(cache.is_trusted());
+        assert!(cache.client("c1").is_some());
+        clock.advance(Duration::from_millis(1));
+        assert!(!cache.is_trusted(), "the grace is over");
+        assert!(cache.client("c1").is_none());
+        assert_eq!(cache.jti_revoked("j1"), None);
+        cache.beat();
+        assert!(cache.is_trusted(), "a late heartbeat restores trust");
+        assert!(cache.client("c1").is_some());
+
+        assert!(cache.go_dark());
+        assert!(!cache.is_trusted());
+        assert!(!cache.go_dark(), "already dark");
+        cache.go_live(Vec::new());
+        cache.beat();
+        assert!(cache.client("c1").is_none(), "a channel back starts empty");
+        assert_eq!(cache.jti_revoked("j1"), Some(false));
+    }
+
+    #[test]
+    fn unknown_ids_are_remembered_for_their_ttl_or_until_the_client_changes() {
+        // Not live: the unknown ids count even without a channel.
+        let clock = ManualClock::at_ms(START_MS);
+        let cache = Cache::new(clock.clone());
+        cache.remember_unknown("ghost");
+        assert!(cache.is_known_unknown("ghost"));
+        assert!(!cache.is_known_unknown("other"));
+        clock.advance(Duration::from_millis(UNKNOWN_TTL_MS as u64 - 1));
+        assert!(cache.is_known_unknown("ghost"));
+        clock.advance(Duration::from_millis(1));
+        assert!(!cache.is_known_unknown("ghost"), "the TTL is over");
+
+        cache.remember_unknown("ghost");
+        cache.apply(&Change::Client("ghost".into()));
+        assert!(!cache.is_known_unknown("ghost"), "created meanwhile");
+
+        let long = "x".repeat(UNKNOWN_MAX_ID_LEN + 1);
+        cache.remember_unknown(&long);
+        assert!(!cache.is_known_unknown(&long));
+    }
+
+    #[test]
+    fn a_verified_jwt_counts_until_its_exp_and_while_its_key_is_published() {
+        let (cache, clock) = live_cache();
+        let key = token_key("a.b.c");
+        let now = START_MS / 1000;
+        assert!(matches!(
+            cache.verified(&key, |_| true),
+            Remembered::Unknown
+        ));
+        cache.remember_verified(key, "k1".into(), claims(now + 60));
+        assert!(matches!(
+            cache.verified(&key, |kid| kid == "k1"),
+            Remembered::Valid(_)
+        ));
+        assert!(matches!(
+            cache.verified(&key, |kid| kid == "k2"),
+            Remembered::Refused
+        ));
+        clock.advance(Duration::from_secs(60));
+        assert!(matches!(
+            cache.verified(&key, |_| true),
+            Remembered::Refused
+        ));
+    }
+
+    #[test]
+    fn bounded_maps_stay_bounded_under_a_flood() {
+        let (cache, _) = live_cache();
+        let now = START_MS / 1000;
+        for i in 0..UNKNOWN_CAPACITY + 1_000 {
+            cache.remember_unknown(&format!("ghost-{i}"));
+        }
+        for i in 0..VERIFIED_CAPACITY + 1_000 {
+            cache.remember_verified(token_key(&i.to_string()), "k".into(), claims(now + 60));
+        }
+        let entry = entry("c", None);
+        let token = api_token("c");
+        for i in 0..CLIENT_CAPACITY.max(API_TOKEN_CAPACITY) + 1_000 {
+            let seen = cache.generation();
+            cache.fill_client(seen, &i.to_string(), entry.clone());
+            cache.fill_api_token(seen, i.to_string(), token.clone());
+            if i < TENANT_PATH_CAPACITY + 1_000 {
+                cache.fill_tenant_path(seen, &i.to_string(), String::new());
+            }
+        }
+        let (clients, api_tokens, tenant_paths, verified, unknown) = cache.sizes();
+        assert!(clients <= CLIENT_CAPACITY && clients > CLIENT_CAPACITY / 2);
+        assert!(api_tokens <= API_TOKEN_CAPACITY && api_tokens > API_TOKEN_CAPACITY / 2);
+        assert!(tenant_paths <= TENANT_PATH_CAPACITY && tenant_paths > TENANT_PATH_CAPACITY / 2);
+        assert!(verified <= VERIFIED_CAPACITY, "{verified}");
+        assert!(unknown <= UNKNOWN_CAPACITY, "{unknown}");
+        // The latest entries are kept.
+        let last = CLIENT_CAPACITY.max(API_TOKEN_CAPACITY) + 999;
+        assert!(cache.client(&last.to_string()).is_some());
+        assert!(cache.is_known_unknown(&format!("ghost-{}", UNKNOWN_CAPACITY + 999)));
+    }
+
+    #[test]
+    fn full_maps_of_expired_entries_make_room_without_forgetting_live_ones() {
+        let (cache, clock) = live_cache();
+        let now = START_MS / 1000;
+        for i in 0..UNKNOWN_CAPACITY - 1 {
+            cache.remember_unknown(&format!("old-{i}"));
+        }
+        for i in 0..VERIFIED_CAPACITY - 1 {
+            cache.remember_verified(token_key(&format!("old-{i}")), "k".into(), claims(now + 1));
+        }
+        clock.advance(Duration::from_millis(UNKNOWN_TTL_MS as u64));
+        cache.remember_unknown("fresh");
+        cache.remember_verified(token_key("fresh"), "k".into(), claims(now + 60));
+        // At capacity now: the next insert drops the expired, keeps the live.
+        cache.remember_unknown("newest");
+        cache.remember_verified(token_key("newest"), "k".into(), claims(now + 60));
+        let (_, _, _, verified, unknown) = cache.sizes();
+        assert_eq!((verified, unknown), (2, 2));
+        assert!(cache.is_known_unknown("fresh"));
+        assert!(matches!(
+            cache.verified(&token_key("fresh"), |_| true),
+            Remembered::Valid(_)
+        ));
+    }
+}

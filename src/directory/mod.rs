@@ -1,0 +1,245 @@
+//! The directory: what the hot paths (token, introspection, renewal) need to
+//! know about credentials, kept in memory so that steady-state requests make
+//! no database round trip.
+//!
+//! Three parts:
+//! - `cache`: the memory itself and its rules (pure, unit-tested): what it
+//!   holds, when it may be trusted, why a fill that raced an invalidation is
+//!   not stored, how it stays bounded.
+//! - `listener`: the PostgreSQL LISTEN thread that feeds it changes and
+//!   heartbeats. The cache is used only while this node's channel is up and
+//!   heard ("live"); while it is down every read goes to the database, and
+//!   when it comes back the cache starts empty (events may have been lost).
+//! - this facade: a cache miss becomes one database read, whose result is
+//!   stored unless an invalidation happened meanwhile.
+//!
+//! A node applies its own changes right after commit (see `store::changes`),
+//! before any later request of its own can read. On SQLite (one node, but
+//! the CLI is another process) it never goes live.
+//!
+//! Errors are the store's (`StoreError`): the callers turn them into their
+//! own protocol's answer.
+
+pub mod cache;
+pub mod listener;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use diesel::prelude::*;
+
+pub use cache::ClientEntry;
+use cache::{Cache, Remembered};
+use listener::Listener;
+
+use crate::clock::{self, Clock};
+use crate::service::credentials::{self, ApiTokenRecord};
+use crate::service::scopes::ScopeSet;
+use crate::service::tenants;
+use crate::store::changes::{Change, Subscriber};
+use crate::store::schema::revoked_access_tokens;
+use crate::store::{Backend, Db, StoreError};
+use crate::tokens::jwt::AccessClaims;
+use crate::tokens::keys::KeyRing;
+use crate::tokens::opaque::sha256_hex;
+
+pub struct Directory {
+    cache: Cache,
+    keys: Arc<KeyRing>,
+    listener: Listener,
+    /// One parsed set per distinct scope string.
+    scope_sets: Mutex<HashMap<String, Arc<ScopeSet>>>,
+}
+
+impl Directory {
+    pub fn new(keys: Arc<KeyRing>) -> Arc<Directory> {
+        Directory::with_clock(keys, clock::system())
+    }
+
+    /// A directory that tells the time by `clock` (tests move it).
+    pub fn with_clock(keys: Arc<KeyRing>, clock: Arc<dyn Clock>) -> Arc<Directory> {
+        Arc::new(Directory {
+            cache: Cache::new(clock),
+            keys,
+            listener: Listener::new(),
+            scope_sets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Unix seconds by the directory's clock: what the expiry of the
+    /// credentials it hands out (clients, secrets in their grace, API
+    /// tokens) is checked against.
+    pub fn now(&self) -> i64 {
+        self.cache.now()
+    }
+
+    /// The parsed set for a scope string, shared between equal strings.
+    pub fn scope_set(&self, scopes: &str) -> Arc<ScopeSet> {
+        let parse = || Arc::new(ScopeSet::parse(scopes).unwrap_or_default());
+        match self.scope_sets.lock() {
+            Ok(mut sets) => sets.entry(scopes.to_string()).or_insert_with(parse).clone(),
+            Err(_) => parse(),
+        }
+    }
+
+    pub fn listener_name(&self) -> &str {
+        self.listener.name()
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.cache.is_trusted()
+    }
+
+    /// Applies one change (from this process or from the channel).
+    pub fn apply(&self, change: &Change) {
+        self.cache.apply(change);
+        if *change == Change::Keys {
+            if let Err(e) = self.keys.refresh() {
+                log::warn!("signing keys not reloaded: {e}");
+            }
+        }
+    }
+
+    pub async fn client(
+        &self,
+        db: &Db,
+        client_id: &str,
+    ) -> Result<Option<Arc<ClientEntry>>, StoreError> {
+        if let Some(entry) = self.cache.client(client_id) {
+            return Ok(Some(entry));
+        }
+        if self.cache.is_known_unknown(client_id) {
+            return Ok(None);
+        }
+        let seen = self.cache.generation();
+        let id = client_id.to_string();
+        let loaded = db
+            .run(move |conn| {
+                credentials::load_for_secret_check(conn, &id).map_err(StoreError::from)
+            })
+            .await?;
+        let Some((record, secrets)) = loaded else {
+            self.cache.remember_unknown(client_id);
+            return Ok(None);
+        };
+        let scopes = self.scope_set(&record.client.scopes);
+        let entry = Arc::new(ClientEntry::new(record, secrets, scopes));
+        self.cache.fill_client(seen, client_id, entry.clone());
+        Ok(Some(entry))
+    }
+
+    pub async fn api_token(
+        &self,
+        db: &Db,
+        presented: &str,
+    ) -> Result<Option<Arc<ApiTokenRecord>>, StoreError> {
+        if !crate::tokens::opaque::is_well_formed(
+            presented,
+            crate::tokens::opaque::API_TOKEN_PREFIX,
+        ) {
+            return Ok(None);
+        }
+        let hash = sha256_hex(presented.as_bytes());
+        if let Some(record) = self.cache.api_token(&hash) {
+            return Ok(Some(record));
+        }
+        let seen = self.cache.generation();
+        let token = presented.to_string();
+        let found = db
+            .run(move |conn| credentials::find_api_token(conn, &token).map_err(StoreError::from))
+            .await?;
+        let Some(record) = found else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.cache.fill_api_token(seen, hash, record.clone());
+        Ok(Some(record))
+    }
+
+    pub async fn jti_revoked(&self, db: &Db, jti: &str) -> Result<bool, StoreError> {
+        if let Some(revoked) = self.cache.jti_revoked(jti) {
+            return Ok(revoked);
+        }
+        let jti = jti.to_string();
+        db.run(move |conn| {
+            revoked_access_tokens::table
+                .find(&jti)
+                .select(revoked_access_tokens::jti)
+                .first::<String>(conn)
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    pub async fn tenant_path(
+        &self,
+        db: &Db,
+        tenant_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(path) = self.cache.tenant_path(tenant_id) {
+            return Ok(Some(path));
+        }
+        let seen = self.cache.generation();
+        let id = tenant_id.to_string();
+        let found = db
+            .run(move |conn| tenants::find(conn, &id).map_err(StoreError::from))
+            .await?;
+        let path = found.map(|t| t.path);
+        if let Some(path) = &path {
+            self.cache.fill_tenant_path(seen, tenant_id, path.clone());
+        }
+        Ok(path)
+    }
+
+    /// The claims of a JWT this server signed, remembering good ones so a
+    /// repeated token skips the signature check (until its `exp`).
+    pub fn verify_jwt(&self, token: &str, issuer: &str) -> Option<Arc<AccessClaims>> {
+        // A key removed by another process (the CLI on SQLite, where no
+        // change channel exists) is noticed here, within 100 ms.
+        self.keys.notice_changes();
+        let key = cache::token_key(token);
+        match self
+            .cache
+            .verified(&key, |kid| self.keys.current().find(kid).is_some())
+        {
+            Remembered::Valid(claims) => return Some(claims),
+            Remembered::Refused => return None,
+            Remembered::Unknown => {}
+        }
+        let (kid, claims) = crate::tokens::jwt::verify_keyed(&self.keys, token, issuer)?;
+        let claims = Arc::new(claims);
+        self.cache.remember_verified(key, kid, claims.clone());
+        Some(claims)
+    }
+
+    /// Starts following the change channel (PostgreSQL only) on a thread of
+    /// its own, and subscribes to the changes this node commits through `db`.
+    /// `listen_url` is where the listener connects: the store's URL, or a
+    /// direct one when the pool goes through a transaction-mode pooler
+    /// (LISTEN needs a session of its own).
+    pub fn start(self: &Arc<Self>, db: &Db, listen_url: Option<&str>) -> Arc<Subscriber> {
+        let me = self.clone();
+        let subscriber: Arc<Subscriber> = Arc::new(move |change: &Change| me.apply(change));
+        db.set_subscriber(subscriber.clone());
+        if db.backend() == Backend::Postgres {
+            let url = listen_url.unwrap_or(db.url()).to_string();
+            if let Err(e) = listener::spawn(self.clone(), url, db.background()) {
+                log::error!(
+                    "change listener not started ({e}); credentials are read from the database"
+                );
+            }
+        }
+        subscriber
+    }
+
+    pub fn stop(&self) {
+        self.listener.stop();
+    }
+
+    /// Whether the listener thread has been told to stop.
+    pub fn stopping(&self) -> bool {
+        self.listener.stopping()
+    }
+}
