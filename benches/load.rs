@@ -236,7 +236,8 @@ fn agent() -> Http {
 const FORM: &str = "application/x-www-form-urlencoded";
 
 /// A lean HTTP/1.1 keep-alive client for the load loops: one TCP connection,
-/// requests written in one go, responses read by Content-Length. A general
+/// requests written in one go, responses framed by Content-Length, chunked
+/// transfer coding or the connection's end (RFC 9112 6.3). A general
 /// client's per-request work (URL parsing, header maps, redirects) would eat
 /// a share of the two cores the server is measured on. It talks only to a
 /// keyward server over plain `http://`.
@@ -284,7 +285,7 @@ impl Http {
             let Some((_, reader)) = slot.as_mut() else {
                 return Err("transport: no connection".into());
             };
-            match exchange(reader, request.as_bytes()) {
+            match exchange(reader, request.as_bytes(), method == "HEAD") {
                 Ok((status, body, keep_alive)) => {
                     if !keep_alive {
                         *slot = None;
@@ -301,10 +302,19 @@ impl Http {
     }
 }
 
+/// How a response's body ends (RFC 9112 6.3).
+enum BodyLength {
+    Exactly(usize),
+    Chunked,
+    /// Neither header: the body runs until the server closes the connection.
+    UntilClose,
+}
+
 /// Writes one request and reads its response: (status, body, keep-alive).
 fn exchange(
     reader: &mut BufReader<TcpStream>,
     request: &[u8],
+    head: bool,
 ) -> Result<(u16, String, bool), String> {
     reader
         .get_mut()
@@ -319,8 +329,9 @@ fn exchange(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("bad status line {line:?}"))?;
-    let mut length = 0usize;
-    let mut keep_alive = true;
+    let mut length = None;
+    let mut chunked = false;
+    let mut keep_alive = !line.starts_with("HTTP/1.0");
     loop {
         line.clear();
         if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
@@ -333,22 +344,96 @@ fn exchange(
         if let Some((name, value)) = header.split_once(':') {
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
-                length = value
-                    .parse()
-                    .map_err(|_| format!("bad Content-Length {value:?}"))?;
-            } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close")
-            {
-                keep_alive = false;
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| format!("bad Content-Length {value:?}"))?,
+                );
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                // chunked is always the last coding (RFC 9112 6.1); the
+                // server compresses nothing, so it is the only one.
+                chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+            } else if name.eq_ignore_ascii_case("connection") {
+                if value.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if value.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive = true;
+                }
             }
         }
     }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    // No body after HEAD, 1xx, 204 or 304 whatever the headers say (RFC 9112 6.3).
+    let framing = if head || status < 200 || status == 204 || status == 304 {
+        BodyLength::Exactly(0)
+    } else if chunked {
+        // Transfer-Encoding wins over Content-Length (RFC 9112 6.3, rule 3).
+        BodyLength::Chunked
+    } else {
+        match length {
+            Some(n) => BodyLength::Exactly(n),
+            None => BodyLength::UntilClose,
+        }
+    };
+    let body = match framing {
+        BodyLength::Exactly(n) => {
+            let mut body = vec![0u8; n];
+            reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+            body
+        }
+        BodyLength::Chunked => read_chunked(reader, &mut line)?,
+        BodyLength::UntilClose => {
+            keep_alive = false;
+            let mut body = Vec::new();
+            reader.read_to_end(&mut body).map_err(|e| e.to_string())?;
+            body
+        }
+    };
     Ok((
         status,
         String::from_utf8_lossy(&body).into_owned(),
         keep_alive,
     ))
+}
+
+/// A chunked body (RFC 9112 7.1): size lines in hex, extensions and
+/// trailers read and dropped.
+fn read_chunked(reader: &mut BufReader<TcpStream>, line: &mut String) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(line).map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed in a chunked body".into());
+        }
+        let size_text = line.trim_end().split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        if size == 0 {
+            break;
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader
+            .read_exact(&mut body[start..])
+            .map_err(|e| e.to_string())?;
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf).map_err(|e| e.to_string())?;
+        if crlf != *b"\r\n" {
+            return Err("chunk not followed by CRLF".into());
+        }
+    }
+    // Trailer fields, up to the empty line.
+    loop {
+        line.clear();
+        if reader.read_line(line).map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed in the trailers".into());
+        }
+        if line.trim_end().is_empty() {
+            return Ok(body);
+        }
+    }
 }
 
 /// Ok when the status is `expected`; else an error naming status and body.
