@@ -9,9 +9,10 @@
 //! counter `keyward_db_queries_total` (SQL statements, each a round trip)
 //! over the requests.
 //!
-//! The clients it draws from are created directly in the store named by the
-//! same settings as the server's (`KEYWARD_DATABASE_URL`, `KEYWARD_DATA_DIR`),
-//! in batches, with the name prefix `bench-`. This is a benchmark that prints
+//! The clients it draws from are registered through the service layer
+//! (`clients::register`, as the CLI does) in the store named by the same
+//! settings as the server's (`KEYWARD_DATABASE_URL`, `KEYWARD_DATA_DIR`), in
+//! batches, with the name prefix `bench-`. This is a benchmark that prints
 //! figures, not a test: it asserts nothing about speed.
 
 use std::cell::RefCell;
@@ -27,18 +28,16 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use clap::{Parser, ValueEnum};
-use diesel::prelude::*;
 use keyward::service::clients::{self, IssuedCredential, NewClient, StatusChange};
 use keyward::service::scopes::ScopeSet;
-use keyward::service::{now, tenants, Actor};
-use keyward::store::models::{Client, ClientSecret};
-use keyward::store::schema::{client_secrets, clients as clients_table};
-use keyward::store::{AnyConnection, Backend, Db};
-use keyward::tokens::opaque;
+use keyward::service::{now, tenants, Actor, ServiceError};
+use keyward::store::{write_transaction, AnyConnection, Backend, Db};
 use serde_json::{json, Value};
 
-/// Rows per INSERT (and per transaction) when creating bench clients.
+/// Bench clients registered per write transaction.
 const BATCH: usize = 1_000;
+/// Seeding prints its progress every so many clients.
+const SEED_REPORT_EVERY: usize = 10_000;
 /// Most access tokens minted for `introspect_distinct`.
 const DISTINCT_TOKENS_MAX: usize = 10_000;
 /// Time spent minting them, at most.
@@ -62,7 +61,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
         introspect_distinct  POST /oauth/introspect over up to 10,000 distinct access tokens\n  \
         renew                GET /api/v1/token/renew with the access token as bearer\n  \
         propagation          how long until a disabled client's token is inactive at --url2\n\n\
-        Bench clients are written straight into the store named by the settings below \
+        Bench clients are registered through the service layer (as the CLI registers them) \
+        in the store named by the settings below \
         (the same KEYWARD_* variables as the server's) with names starting bench-; \
         bootstrap-admin.json in the data directory supplies the admin that introspects. \
         db/req is the growth of the server's keyward_db_queries_total (SQL statements) \
@@ -162,7 +162,6 @@ impl Scenario {
 struct Admin {
     client_id: String,
     client_secret: String,
-    tenant_id: String,
 }
 
 impl Admin {
@@ -185,7 +184,6 @@ impl Admin {
         Ok(Admin {
             client_id: field("client_id")?,
             client_secret: field("client_secret")?,
-            tenant_id: field("tenant_id")?,
         })
     }
 
@@ -996,17 +994,7 @@ impl Bench {
     /// how long --url2 keeps saying the token is active.
     fn propagation(&mut self) -> Result<Row, String> {
         let mut conn = self.connection()?;
-        let root = tenants::root(&mut conn)
-            .map_err(|e| format!("propagation: reading the root tenant: {e}"))?
-            .ok_or("propagation: the store has no root tenant")?;
-        let actor = Actor {
-            client_id: None,
-            name: "bench".into(),
-            tenant_id: root.id.clone(),
-            tenant_path: root.path.clone(),
-            scopes: ScopeSet::all_admin(),
-            ip: None,
-        };
+        let actor = bench_actor(&mut conn).map_err(|e| format!("propagation: {e}"))?;
         let agent = agent();
         let url2 = self.url2.as_str();
         let admin = self.admin_basic.as_str();
@@ -1124,84 +1112,75 @@ fn propagation_round(
     }
 }
 
-/// Creates `count` active client_credentials clients (role reader, can_renew)
-/// in batches of `BATCH` rows, one transaction each, and returns their
-/// credentials.
-fn create_clients(
+/// The actor the bench registers and disables clients as: an administrator
+/// of the root tenant with every admin scope, as the CLI is.
+fn bench_actor(conn: &mut AnyConnection) -> Result<Actor, String> {
+    let root = tenants::root(conn)
+        .map_err(|e| format!("reading the root tenant: {e}"))?
+        .ok_or("the store has no root tenant")?;
+    Ok(Actor {
+        client_id: None,
+        name: "bench".into(),
+        tenant_id: root.id,
+        tenant_path: root.path,
+        scopes: ScopeSet::all_admin(),
+        ip: None,
+    })
+}
+
+/// Registers `count` active client_credentials clients (role reader,
+/// can_renew) through `clients::register`, the path the CLI and the admin
+/// API take, so that they are what the server would have made (scopes from
+/// the role, a change announced, an audit event). `BATCH` of them share one
+/// write transaction, in which each `register` is a savepoint: one commit
+/// (and on SQLite one fsync) per batch instead of per client.
+fn seed_clients(
     conn: &mut AnyConnection,
-    tenant_id: &str,
+    actor: &Actor,
     count: usize,
 ) -> Result<Vec<Credentials>, String> {
     let mut created = Vec::with_capacity(count);
     let stamp = now();
-    let mut done = 0;
-    while done < count {
-        let n = BATCH.min(count - done);
-        let ts = now();
-        let mut rows = Vec::with_capacity(n);
-        let mut secrets = Vec::with_capacity(n);
-        for i in done..done + n {
-            let client_id = opaque::random_id("kwc_");
-            let secret = opaque::generate(opaque::CLIENT_SECRET_PREFIX);
-            rows.push(Client {
-                client_id: client_id.clone(),
-                kind: clients::KIND_CLIENT_CREDENTIALS.into(),
-                name: format!("bench-{stamp}-{i}"),
-                description: None,
-                tenant_id: tenant_id.to_string(),
-                role: "reader".into(),
-                scopes: "read".into(),
-                device_group_id: None,
-                owner: None,
-                owner_email: None,
-                status: clients::STATUS_ACTIVE.into(),
-                expires_at: None,
-                can_renew: true,
-                allowed_ips: "[]".into(),
-                access_token_ttl: 3600,
-                token_lifetime: 2_592_000,
-                audience: "[]".into(),
-                metadata: "{}".into(),
-                created_at: ts,
-                updated_at: ts,
-                revoked_at: None,
-                last_used_at: None,
-                version: 1,
-            });
-            secrets.push(ClientSecret {
-                id: opaque::random_id("sec_"),
-                client_id: client_id.clone(),
-                secret_hash: secret.hash(),
-                created_at: ts,
-                expires_at: None,
-            });
-            created.push(Credentials {
-                client_id,
-                secret: secret.expose().to_string(),
-            });
+    let started = Instant::now();
+    let mut next_report = SEED_REPORT_EVERY;
+    while created.len() < count {
+        let from = created.len();
+        let n = BATCH.min(count - from);
+        let batch = write_transaction(conn, |conn| {
+            let mut batch = Vec::with_capacity(n);
+            for i in from..from + n {
+                let (view, credential) = clients::register(
+                    conn,
+                    actor,
+                    NewClient {
+                        name: format!("bench-{stamp}-{i}"),
+                        role: "reader".into(),
+                        can_renew: Some(true),
+                        ..NewClient::default()
+                    },
+                )?;
+                let IssuedCredential::ClientSecret(secret) = credential else {
+                    return Err(ServiceError::Internal(
+                        "register gave no client secret".into(),
+                    ));
+                };
+                batch.push(Credentials {
+                    client_id: view.client_id,
+                    secret: secret.expose().to_string(),
+                });
+            }
+            Ok::<_, ServiceError>(batch)
+        })
+        .map_err(|e| format!("registering bench clients: {e}"))?;
+        created.extend(batch);
+        if created.len() >= next_report && created.len() < count {
+            eprintln!(
+                "  {} of {count} clients in {:.1} s",
+                created.len(),
+                started.elapsed().as_secs_f64()
+            );
+            next_report += SEED_REPORT_EVERY;
         }
-        // diesel's multi-backend connection has no batch insert: each
-        // backend runs its own.
-        let inserted = match conn {
-            AnyConnection::Postgresql(pg) => pg.transaction(|pg| {
-                diesel::insert_into(clients_table::table)
-                    .values(&rows)
-                    .execute(pg)?;
-                diesel::insert_into(client_secrets::table)
-                    .values(&secrets)
-                    .execute(pg)
-            }),
-            AnyConnection::Sqlite(lite) => lite.transaction(|lite| {
-                diesel::insert_into(clients_table::table)
-                    .values(&rows)
-                    .execute(lite)?;
-                diesel::insert_into(client_secrets::table)
-                    .values(&secrets)
-                    .execute(lite)
-            }),
-        };
-        inserted.map_err(|e| format!("inserting bench clients: {e}"))?;
-        done += n;
     }
     Ok(created)
 }
@@ -1269,15 +1248,15 @@ fn setup(args: Args) -> Result<(Bench, Vec<Scenario>), String> {
     }
     if scenarios.iter().any(|s| s.needs_bench_clients()) {
         let count = bench.args.clients as usize;
-        let tenant_id = bench.admin.tenant_id.clone();
         let redacted = keyward::store::redact_url(&bench.db_url);
-        eprintln!("creating {count} bench clients in {redacted} ...");
+        eprintln!("registering {count} bench clients in {redacted} ...");
         let started = Instant::now();
         let mut conn = bench.connection()?;
-        bench.clients = create_clients(&mut conn, &tenant_id, count)?;
+        let actor = bench_actor(&mut conn)?;
+        bench.clients = seed_clients(&mut conn, &actor, count)?;
         let took = started.elapsed().as_secs_f64();
         eprintln!(
-            "created {count} clients in {took:.2} s ({:.0} clients/s)",
+            "registered {count} clients in {took:.2} s ({:.0} clients/s)",
             count as f64 / took.max(1e-9)
         );
         bench.common["clients_created_s"] = round(took, 3).into();
@@ -1325,7 +1304,7 @@ fn main() -> ExitCode {
         bench.args.clients,
     );
     if let Some(took) = bench.common["clients_created_s"].as_f64() {
-        let _ = write!(header, " (created in {took:.2}s)");
+        let _ = write!(header, " (registered in {took:.2}s)");
     }
     println!("{header}");
     eprintln!("{}", table_header());
