@@ -2,12 +2,19 @@
 //!
 //! `cargo bench --bench load -- --help` lists the options. It drives the
 //! server over HTTP with `--connections` keep-alive connections (one thread
-//! and one lean keep-alive HTTP/1.1 connection each) for `--duration` seconds per scenario, after
-//! `--warmup` seconds whose results are thrown away, and prints for each
-//! scenario the request rate, p50 and p99 latency, the error count and the
-//! server's database round trips per request: the growth of its /metrics
-//! counter `keyward_db_queries_total` (SQL statements, each a round trip)
-//! over the requests.
+//! and one lean keep-alive HTTP/1.1 connection each) for `--duration`
+//! seconds per scenario, after `--warmup` seconds whose results are thrown
+//! away, and prints for each scenario the request rate, p50, p99 and p99.9
+//! latency, the error count and the server's database round trips per
+//! request: the growth of its /metrics counter `keyward_db_queries_total`
+//! (SQL statements, each a round trip) over the requests.
+//!
+//! Two ways to send. Closed loop (the default): each connection sends as
+//! soon as its previous answer is in, which finds the most the server can
+//! do but understates latency under saturation, since a request held up
+//! behind a slow one is never counted as waiting (coordinated omission).
+//! Open loop (`--rate N`): N requests/s in all on a fixed schedule, latency
+//! measured from each request's intended send time, so queueing counts.
 //!
 //! The clients it draws from are registered through the service layer
 //! (`clients::register`, as the CLI does) in the store named by the same
@@ -61,6 +68,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
         introspect_distinct  POST /oauth/introspect over up to 10,000 distinct access tokens\n  \
         renew                GET /api/v1/token/renew with the access token as bearer\n  \
         propagation          how long until a disabled client's token is inactive at --url2\n\n\
+        Closed loop by default (each connection sends when its previous answer is in: \
+        maximum throughput); with --rate, open loop at that many requests/s, latency from \
+        each request's intended send time so that queueing counts, and 'unsent' the \
+        requests due that a connection never got to send. \
         Bench clients are registered through the service layer (as the CLI registers them) \
         in the store named by the settings below \
         (the same KEYWARD_* variables as the server's) with names starting bench-; \
@@ -82,6 +93,13 @@ struct Args {
     /// Concurrent keep-alive connections: one thread with its own HTTP agent each.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     connections: u32,
+
+    /// Open loop: send this many requests/s in all, spread evenly over the
+    /// connections, each at its intended time, and measure latency from that
+    /// time, so that queueing counts (no coordinated omission). Without it,
+    /// closed loop: each connection sends as soon as its previous answer is in.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
 
     /// Seconds measured per scenario.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -535,28 +553,122 @@ fn db_operations(agent: &Http, url: &str) -> Result<u64, String> {
 
 /// What one scenario's load produced.
 struct LoadResult {
+    /// Answered requests (errors included).
     requests: usize,
     errors: usize,
+    /// Open loop: requests due before the end that were never sent, because
+    /// the connection was still waiting for earlier answers.
+    unsent: usize,
     elapsed: Duration,
-    /// Sorted, microseconds.
+    /// Sorted, microseconds. Open loop: from each request's intended send
+    /// time, unsent requests included with the time they had waited by the end.
     latencies: Vec<u32>,
     db_ops: Option<u64>,
     first_error: Option<String>,
 }
 
+#[derive(Default)]
 struct ThreadResult {
     latencies: Vec<u32>,
+    requests: usize,
     errors: usize,
+    unsent: usize,
     first_error: Option<String>,
 }
 
-/// Runs `op` in a loop on `connections` threads: `warmup` of it discarded,
-/// then `duration` measured, the connections staying open between the two.
-/// `init` makes each thread's state (given the thread's index), before any
-/// timing starts.
+/// How the connections send.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Each connection sends its next request as soon as the previous answer
+    /// is in: the most the server can do, but a slow answer delays the
+    /// requests behind it, whose wait no latency then shows (coordinated
+    /// omission).
+    Closed,
+    /// This many requests/s over all connections, each request at its own
+    /// intended send time; latency runs from that time, so a request that
+    /// waited for an earlier one counts its wait.
+    Open(f64),
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// Runs `op` on one connection for `length`, closed or open loop. In open
+/// loop, connection `index` of `connections` sends every `connections / rate`
+/// seconds, offset by `index / rate` so that the connections interleave.
+fn drive<S, F>(
+    agent: &Http,
+    state: &mut S,
+    op: &F,
+    pace: Pace,
+    (index, connections): (usize, usize),
+    length: Duration,
+) -> ThreadResult
+where
+    F: Fn(&Http, &mut S) -> Result<(), String>,
+{
+    let mut result = ThreadResult {
+        latencies: Vec::with_capacity(4096),
+        ..ThreadResult::default()
+    };
+    let start = Instant::now();
+    let until = start + length;
+    let record = |result: &mut ThreadResult, outcome: Result<(), String>, latency| {
+        result.requests += 1;
+        result.latencies.push(micros(latency));
+        if let Err(e) = outcome {
+            result.errors += 1;
+            result.first_error.get_or_insert(e);
+        }
+    };
+    match pace {
+        Pace::Closed => loop {
+            let sent = Instant::now();
+            if sent >= until {
+                break;
+            }
+            let outcome = op(agent, state);
+            record(&mut result, outcome, sent.elapsed());
+        },
+        Pace::Open(rate) => {
+            let interval = Duration::from_secs_f64(connections as f64 / rate);
+            let mut intended = start + Duration::from_secs_f64(index as f64 / rate);
+            while intended < until {
+                let now = Instant::now();
+                if now >= until {
+                    // Still behind at the end: what was due and never sent
+                    // counts, with the wait so far as a lower bound; dropping
+                    // it would hide the worst latencies again.
+                    while intended < until {
+                        result.unsent += 1;
+                        result.latencies.push(micros(now - intended));
+                        intended += interval;
+                    }
+                    break;
+                }
+                if intended > now {
+                    std::thread::sleep(intended - now);
+                }
+                let outcome = op(agent, state);
+                record(&mut result, outcome, intended.elapsed());
+                intended += interval;
+            }
+        }
+    }
+    result
+}
+
+/// Runs `op` on `connections` threads, paced by `pace`: `warmup` of it
+/// discarded, then `duration` measured, the connections staying open
+/// between the two (an open loop's schedule starts afresh for the
+/// measurement). `init` makes each thread's state (given the thread's
+/// index), before any timing starts.
+#[allow(clippy::too_many_arguments)]
 fn run_load<S, I, F>(
     url: &str,
     connections: usize,
+    pace: Pace,
     warmup: Duration,
     duration: Duration,
     init: I,
@@ -578,35 +690,12 @@ where
                 scope.spawn(move || {
                     let agent = agent();
                     let mut state = init(index, &agent);
+                    let slot = (index, connections);
                     ready.wait();
-                    let until = Instant::now() + warmup;
-                    while Instant::now() < until {
-                        let _ = op(&agent, &mut state);
-                    }
+                    drive(&agent, &mut state, op, pace, slot, warmup);
                     warm.wait();
                     go.wait();
-                    let mut result = ThreadResult {
-                        latencies: Vec::with_capacity(4096),
-                        errors: 0,
-                        first_error: None,
-                    };
-                    let until = Instant::now() + duration;
-                    loop {
-                        let start = Instant::now();
-                        if start >= until {
-                            break;
-                        }
-                        let outcome = op(&agent, &mut state);
-                        let micros = start.elapsed().as_micros();
-                        result
-                            .latencies
-                            .push(u32::try_from(micros).unwrap_or(u32::MAX));
-                        if let Err(e) = outcome {
-                            result.errors += 1;
-                            result.first_error.get_or_insert(e);
-                        }
-                    }
-                    result
+                    drive(&agent, &mut state, op, pace, slot, duration)
                 })
             })
             .collect();
@@ -619,9 +708,9 @@ where
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| ThreadResult {
-                    latencies: Vec::new(),
                     errors: 1,
                     first_error: Some("load thread panicked".into()),
+                    ..ThreadResult::default()
                 })
             })
             .collect();
@@ -638,19 +727,22 @@ where
     });
     let mut latencies: Vec<u32> =
         Vec::with_capacity(results.iter().map(|r| r.latencies.len()).sum());
-    let mut errors = 0;
+    let (mut requests, mut errors, mut unsent) = (0, 0, 0);
     let mut first_error = None;
     for r in results {
         latencies.extend_from_slice(&r.latencies);
+        requests += r.requests;
         errors += r.errors;
+        unsent += r.unsent;
         if first_error.is_none() {
             first_error = r.first_error;
         }
     }
     latencies.sort_unstable();
     LoadResult {
-        requests: latencies.len(),
+        requests,
         errors,
+        unsent,
         elapsed,
         latencies,
         db_ops,
@@ -677,7 +769,10 @@ struct Row {
     rps: Option<f64>,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    p999_ms: Option<f64>,
     errors: usize,
+    /// Open loop only.
+    unsent: Option<usize>,
     db_per_req: Option<f64>,
     json: Value,
 }
@@ -691,17 +786,19 @@ fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
 
 fn table_header() -> String {
     format!(
-        "{:<20} {:>10} {:>9} {:>9} {:>8} {:>8}",
-        "scenario", "req/s", "p50_ms", "p99_ms", "errors", "db/req"
+        "{:<20} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "scenario", "req/s", "p50_ms", "p99_ms", "p99.9_ms", "errors", "unsent", "db/req"
     )
 }
 
 impl Row {
-    fn from_load(scenario: Scenario, load: &LoadResult, common: &Value) -> Row {
+    fn from_load(scenario: Scenario, load: &LoadResult, pace: Pace, common: &Value) -> Row {
         let seconds = load.elapsed.as_secs_f64();
         let rps = (seconds > 0.0).then(|| load.requests as f64 / seconds);
         let p50_ms = micros_to_ms(percentile(&load.latencies, 0.50));
         let p99_ms = micros_to_ms(percentile(&load.latencies, 0.99));
+        let p999_ms = micros_to_ms(percentile(&load.latencies, 0.999));
+        let unsent = matches!(pace, Pace::Open(_)).then_some(load.unsent);
         let max_ms = micros_to_ms(load.latencies.last().copied());
         let db_per_req = match (load.db_ops, load.requests) {
             (Some(ops), n) if n > 0 => Some(ops as f64 / n as f64),
@@ -714,8 +811,10 @@ impl Row {
         json["rps"] = rps.map(|v| round(v, 1)).into();
         json["p50_ms"] = p50_ms.map(|v| round(v, 2)).into();
         json["p99_ms"] = p99_ms.map(|v| round(v, 2)).into();
+        json["p999_ms"] = p999_ms.map(|v| round(v, 2)).into();
         json["max_ms"] = max_ms.map(|v| round(v, 2)).into();
         json["errors"] = load.errors.into();
+        json["unsent"] = unsent.into();
         json["db_ops"] = load.db_ops.into();
         json["db_per_req"] = db_per_req.map(|v| round(v, 3)).into();
         Row {
@@ -723,7 +822,9 @@ impl Row {
             rps,
             p50_ms,
             p99_ms,
+            p999_ms,
             errors: load.errors,
+            unsent,
             db_per_req,
             json,
         }
@@ -731,12 +832,15 @@ impl Row {
 
     fn line(&self) -> String {
         format!(
-            "{:<20} {:>10} {:>9} {:>9} {:>8} {:>8}",
+            "{:<20} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
             self.scenario,
             fmt_opt(self.rps, 1),
             fmt_opt(self.p50_ms, 2),
             fmt_opt(self.p99_ms, 2),
+            fmt_opt(self.p999_ms, 2),
             self.errors,
+            self.unsent
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
             fmt_opt(self.db_per_req, 3),
         )
     }
@@ -773,6 +877,13 @@ impl Bench {
         Duration::from_secs(self.args.duration)
     }
 
+    fn pace(&self) -> Pace {
+        match self.args.rate {
+            Some(rate) => Pace::Open(f64::from(rate)),
+            None => Pace::Closed,
+        }
+    }
+
     fn db(&mut self) -> Result<&Db, String> {
         if self.db.is_none() {
             self.db = Some(Db::connect(&self.db_url, 4)?);
@@ -795,6 +906,7 @@ impl Bench {
         let load = run_load(
             &self.url,
             self.connections(),
+            self.pace(),
             self.warmup(),
             self.duration(),
             init,
@@ -803,7 +915,15 @@ impl Bench {
         if let Some(e) = &load.first_error {
             eprintln!("  {}: first error: {e}", scenario.name());
         }
-        Row::from_load(scenario, &load, &self.common)
+        if load.unsent > 0 {
+            eprintln!(
+                "  {}: {} requests due were never sent: the server (or this machine) \
+                 cannot keep up with --rate",
+                scenario.name(),
+                load.unsent
+            );
+        }
+        Row::from_load(scenario, &load, self.pace(), &self.common)
     }
 
     fn run(&mut self, scenario: Scenario) -> Result<Row, String> {
@@ -1026,6 +1146,7 @@ impl Bench {
         let ms = |v: Option<u64>| v.map(|us| us as f64 / 1000.0);
         let p50_ms = ms(percentile(&delays_us, 0.50));
         let p99_ms = ms(percentile(&delays_us, 0.99));
+        let p999_ms = ms(percentile(&delays_us, 0.999));
         let max_ms = ms(delays_us.last().copied());
         let mut json = self.common.clone();
         json["scenario"] = "propagation".into();
@@ -1053,7 +1174,9 @@ impl Bench {
             rps: None,
             p50_ms,
             p99_ms,
+            p999_ms,
             errors,
+            unsent: None,
             db_per_req: None,
             json,
         })
@@ -1218,6 +1341,8 @@ fn setup(args: Args) -> Result<(Bench, Vec<Scenario>), String> {
         "url": url,
         "store": backend,
         "connections": args.connections,
+        "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "offered_rps": args.rate,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "clients": args.clients,
@@ -1305,6 +1430,12 @@ fn main() -> ExitCode {
     );
     if let Some(took) = bench.common["clients_created_s"].as_f64() {
         let _ = write!(header, " (registered in {took:.2}s)");
+    }
+    match bench.args.rate {
+        Some(rate) => {
+            let _ = write!(header, "  open loop at {rate} req/s");
+        }
+        None => header.push_str("  closed loop"),
     }
     println!("{header}");
     eprintln!("{}", table_header());
