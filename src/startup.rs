@@ -49,9 +49,10 @@ impl From<ServiceError> for StartupError {
 pub fn open_store(
     settings: &Settings,
     pool_size: u32,
+    checkout: Duration,
 ) -> Result<(Db, Option<PathBuf>), StartupError> {
     let url = settings.database_url();
-    let db = Db::connect_with(&url, pool_size, settings.db_statement_cache)
+    let db = Db::connect_waiting(&url, pool_size, settings.db_statement_cache, checkout)
         .map_err(StartupError::Database)?;
     if db.backend() == Backend::Sqlite {
         std::fs::create_dir_all(&settings.data_dir)
@@ -81,6 +82,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// on a database that does not answer.
 const FINAL_FLUSH_LIMIT: Duration = Duration::from_secs(3);
 
+/// How long a request waits for a pooled connection: past it, 503 rather
+/// than a hang.
+pub const SERVER_CHECKOUT: Duration = Duration::from_secs(2);
+/// The CLI is one-shot and may run on a busy host: it waits longer.
+pub const CLI_CHECKOUT: Duration = Duration::from_secs(10);
+
 /// Opens a store that must already exist (every CLI command but `migrate`):
 /// only `serve` and `migrate` create one, so a command run in the wrong
 /// directory says which store it looked for instead of making a new one with
@@ -102,7 +109,7 @@ pub fn open_existing_store(settings: &Settings) -> Result<Db, StartupError> {
             }
         }
         Backend::Postgres => {
-            let probe = Db::connect_with(&url, 1, settings.db_statement_cache)
+            let probe = Db::connect_waiting(&url, 1, settings.db_statement_cache, CLI_CHECKOUT)
                 .map_err(StartupError::Database)?;
             let mut conn = probe.get().map_err(|e| {
                 StartupError::Database(format!("{} is unreachable: {e}", store::redact_url(&url)))
@@ -113,7 +120,7 @@ pub fn open_existing_store(settings: &Settings) -> Result<Db, StartupError> {
             }
         }
     }
-    Ok(open_store(settings, 1)?.0)
+    Ok(open_store(settings, 1, CLI_CHECKOUT)?.0)
 }
 
 pub struct Application {
@@ -129,7 +136,7 @@ impl Application {
             &settings.keys_dir,
             Some(settings.signing_alg),
         )?);
-        let (db, created) = open_store(&settings, settings.db_pool_size)?;
+        let (db, created) = open_store(&settings, settings.db_pool_size, SERVER_CHECKOUT)?;
         if let Some(path) = created {
             log::info!(
                 "first start: root tenant and bootstrap admin created; credentials written to {}",

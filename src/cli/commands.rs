@@ -13,7 +13,7 @@ use crate::service::durations::DurationSpec;
 use crate::service::roles::{self, NewRole};
 use crate::service::scopes::ScopeSet;
 use crate::service::{tenants, Actor, ServiceError};
-use crate::startup::{open_existing_store, open_store};
+use crate::startup::{open_existing_store, open_store, CLI_CHECKOUT};
 use crate::store::changes::{self, Change};
 use crate::store::write_transaction;
 use crate::store::AnyConnection;
@@ -397,7 +397,7 @@ pub fn run(settings: &Settings, command: Command) -> Result<(), CliError> {
         Command::Serve => Err(CliError::Failed("serve is not a one-shot command".into())),
         Command::Keys { action } => keys(settings, action),
         Command::Migrate => {
-            let (_, created) = open_store(settings, 1)?;
+            let (_, created) = open_store(settings, 1, CLI_CHECKOUT)?;
             match created {
                 Some(path) => println!(
                     "store migrated; bootstrap admin credentials written to {}",

@@ -300,6 +300,19 @@ impl Db {
 
     /// `statement_cache: false` for a transaction-mode pooler.
     pub fn connect_with(url: &str, max_size: u32, statement_cache: bool) -> Result<Db, String> {
+        // Fail fast: the token endpoint answers 503 rather than hang.
+        Db::connect_waiting(url, max_size, statement_cache, Duration::from_secs(2))
+    }
+
+    /// As `connect_with`, waiting up to `checkout` for a connection: the
+    /// CLI, a one-shot process on a possibly busy host, waits longer than a
+    /// request should.
+    pub fn connect_waiting(
+        url: &str,
+        max_size: u32,
+        statement_cache: bool,
+        checkout: Duration,
+    ) -> Result<Db, String> {
         let mut manager = ConnectionManager::new(url)?;
         manager.statement_cache = statement_cache;
         let backend = manager.backend;
@@ -307,8 +320,7 @@ impl Db {
         let pool = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(0))
-            // Fail fast: the token endpoint answers 503 rather than hang.
-            .connection_timeout(Duration::from_secs(2))
+            .connection_timeout(checkout)
             // Cheap: a real test only after the store was seen to fail.
             .test_on_check_out(true)
             .error_handler(Box::new(PoolErrorLog))
