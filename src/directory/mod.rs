@@ -51,6 +51,9 @@ pub struct Directory {
     scope_sets: Mutex<HashMap<String, Arc<ScopeSet>>>,
 }
 
+/// Distinct scope strings remembered at most.
+const SCOPE_SETS_CAPACITY: usize = 10_000;
+
 impl Directory {
     pub fn new(keys: Arc<KeyRing>) -> Arc<Directory> {
         Directory::with_clock(keys, clock::system())
@@ -76,10 +79,20 @@ impl Directory {
     /// The parsed set for a scope string, shared between equal strings.
     pub fn scope_set(&self, scopes: &str) -> Arc<ScopeSet> {
         let parse = || Arc::new(ScopeSet::parse(scopes).unwrap_or_default());
-        match self.scope_sets.lock() {
-            Ok(mut sets) => sets.entry(scopes.to_string()).or_insert_with(parse).clone(),
-            Err(_) => parse(),
+        let Ok(mut sets) = self.scope_sets.lock() else {
+            return parse();
+        };
+        // Every bearer request comes here: a hit allocates nothing.
+        if let Some(set) = sets.get(scopes) {
+            return set.clone();
         }
+        let set = parse();
+        // Narrowed tokens can carry many distinct subsets: past the cap a
+        // new one is parsed each time rather than remembered.
+        if sets.len() < SCOPE_SETS_CAPACITY {
+            sets.insert(scopes.to_string(), set.clone());
+        }
+        set
     }
 
     pub fn listener_name(&self) -> &str {
