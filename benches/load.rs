@@ -38,7 +38,7 @@ use clap::{Parser, ValueEnum};
 use keyward::service::clients::{self, IssuedCredential, NewClient, StatusChange};
 use keyward::service::scopes::ScopeSet;
 use keyward::service::{now, tenants, Actor, ServiceError};
-use keyward::store::{write_transaction, AnyConnection, Backend, Db};
+use keyward::store::{AnyConnection, Backend, Conn, Db};
 use serde_json::{json, Value};
 
 /// Bench clients registered per write transaction.
@@ -1113,7 +1113,8 @@ impl Bench {
     /// Registers a client, gets its token from --url2, disables it, and times
     /// how long --url2 keeps saying the token is active.
     fn propagation(&mut self) -> Result<Row, String> {
-        let mut conn = self.connection()?;
+        let mut pooled = self.connection()?;
+        let mut conn = Conn::detached(&mut pooled);
         let actor = bench_actor(&mut conn).map_err(|e| format!("propagation: {e}"))?;
         let agent = agent();
         let url2 = self.url2.as_str();
@@ -1187,7 +1188,7 @@ impl Bench {
 /// a fresh client and `url2` reporting its token inactive, and the number of
 /// introspections it took.
 fn propagation_round(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     name: &str,
     agent: &Http,
@@ -1255,10 +1256,10 @@ fn bench_actor(conn: &mut AnyConnection) -> Result<Actor, String> {
 /// can_renew) through `clients::register`, the path the CLI and the admin
 /// API take, so that they are what the server would have made (scopes from
 /// the role, a change announced, an audit event). `BATCH` of them share one
-/// write transaction, in which each `register` is a savepoint: one commit
+/// write transaction (`register_in`): one commit
 /// (and on SQLite one fsync) per batch instead of per client.
 fn seed_clients(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     count: usize,
 ) -> Result<Vec<Credentials>, String> {
@@ -1269,32 +1270,33 @@ fn seed_clients(
     while created.len() < count {
         let from = created.len();
         let n = BATCH.min(count - from);
-        let batch = write_transaction(conn, |conn| {
-            let mut batch = Vec::with_capacity(n);
-            for i in from..from + n {
-                let (view, credential) = clients::register(
-                    conn,
-                    actor,
-                    NewClient {
-                        name: format!("bench-{stamp}-{i}"),
-                        role: "reader".into(),
-                        can_renew: Some(true),
-                        ..NewClient::default()
-                    },
-                )?;
-                let IssuedCredential::ClientSecret(secret) = credential else {
-                    return Err(ServiceError::Internal(
-                        "register gave no client secret".into(),
-                    ));
-                };
-                batch.push(Credentials {
-                    client_id: view.client_id,
-                    secret: secret.expose().to_string(),
-                });
-            }
-            Ok::<_, ServiceError>(batch)
-        })
-        .map_err(|e| format!("registering bench clients: {e}"))?;
+        let batch = conn
+            .write(|tx| {
+                let mut batch = Vec::with_capacity(n);
+                for i in from..from + n {
+                    let (view, credential) = clients::register_in(
+                        tx,
+                        actor,
+                        NewClient {
+                            name: format!("bench-{stamp}-{i}"),
+                            role: "reader".into(),
+                            can_renew: Some(true),
+                            ..NewClient::default()
+                        },
+                    )?;
+                    let IssuedCredential::ClientSecret(secret) = credential else {
+                        return Err(ServiceError::Internal(
+                            "register gave no client secret".into(),
+                        ));
+                    };
+                    batch.push(Credentials {
+                        client_id: view.client_id,
+                        secret: secret.expose().to_string(),
+                    });
+                }
+                Ok::<_, ServiceError>(batch)
+            })
+            .map_err(|e| format!("registering bench clients: {e}"))?;
         created.extend(batch);
         if created.len() >= next_report && created.len() < count {
             eprintln!(
@@ -1376,7 +1378,8 @@ fn setup(args: Args) -> Result<(Bench, Vec<Scenario>), String> {
         let redacted = keyward::store::redact_url(&bench.db_url);
         eprintln!("registering {count} bench clients in {redacted} ...");
         let started = Instant::now();
-        let mut conn = bench.connection()?;
+        let mut pooled = bench.connection()?;
+        let mut conn = Conn::detached(&mut pooled);
         let actor = bench_actor(&mut conn)?;
         bench.clients = seed_clients(&mut conn, &actor, count)?;
         let took = started.elapsed().as_secs_f64();

@@ -69,7 +69,8 @@ pub fn open_store(
         StartupError::Database(format!("{} is unreachable: {e}", store::redact_url(&url)))
     })?;
     let created = store::migrate_and(&mut conn, |conn| {
-        bootstrap::ensure_root_and_admin(conn, &settings.data_dir)
+        // Before any server runs: no node's cache to tell.
+        bootstrap::ensure_root_and_admin(&mut store::Conn::detached(conn), &settings.data_dir)
             .map_err(|e| StoreError::Migration(e.to_string()))
     })?;
     Ok((db, created))
@@ -111,11 +112,10 @@ pub fn open_existing_store(settings: &Settings) -> Result<Db, StartupError> {
         Backend::Postgres => {
             let probe = Db::connect_waiting(&url, 1, settings.db_statement_cache, CLI_CHECKOUT)
                 .map_err(StartupError::Database)?;
-            let mut conn = probe.get().map_err(|e| {
+            probe.get().map_err(|e| {
                 StartupError::Database(format!("{} is unreachable: {e}", store::redact_url(&url)))
             })?;
-            use diesel::connection::SimpleConnection as _;
-            if conn.batch_execute("SELECT 1 FROM tenants LIMIT 1").is_err() {
+            if probe.ping().is_err() {
                 return Err(missing("the database has no keyward schema"));
             }
         }

@@ -14,9 +14,8 @@ use crate::service::roles::{self, NewRole};
 use crate::service::scopes::ScopeSet;
 use crate::service::{tenants, Actor, ServiceError};
 use crate::startup::{open_existing_store, open_store, CLI_CHECKOUT};
-use crate::store::changes::{self, Change};
-use crate::store::write_transaction;
-use crate::store::AnyConnection;
+use crate::store::changes::Change;
+use crate::store::{AnyConnection, Conn};
 use crate::tokens::keys::{generate_key_file, remove_key_file, KeyRing};
 
 #[derive(Debug, Parser)]
@@ -337,8 +336,7 @@ pub enum RoleCommand {
 
 /// The CLI acts as an administrator of the root tenant.
 fn cli_actor(conn: &mut AnyConnection) -> Result<Actor, CliError> {
-    let root = tenants::root(conn)
-        .map_err(ServiceError::from)?
+    let root = tenants::root(conn)?
         .ok_or_else(|| CliError::Failed("the store has no root tenant".into()))?;
     Ok(Actor {
         name: "cli".into(),
@@ -409,7 +407,9 @@ pub fn run(settings: &Settings, command: Command) -> Result<(), CliError> {
         }
         other => {
             let db = open_existing_store(settings)?;
-            let mut conn = db.get().map_err(ServiceError::from)?;
+            let mut pooled = db.get().map_err(ServiceError::from)?;
+            // A one-shot process: no cache here to tell; servers hear NOTIFY.
+            let mut conn = Conn::detached(&mut pooled);
             let actor = cli_actor(&mut conn)?;
             store_command(&mut conn, &actor, other)
         }
@@ -487,20 +487,21 @@ fn keys(settings: &Settings, action: KeysCommand) -> Result<(), CliError> {
             // The store first: a removal that running servers would not hear
             // of, or that the audit log would miss, is not made at all.
             let db = open_existing_store(settings)?;
-            let mut conn = db.get().map_err(ServiceError::from)?;
+            let mut pooled = db.get().map_err(ServiceError::from)?;
+            let mut conn = Conn::detached(&mut pooled);
             let actor = cli_actor(&mut conn)?;
             // The file goes last: a refusal (the signing key, an unknown kid)
             // or a failed removal rolls the audit record back.
-            let removed = write_transaction(&mut conn, |conn| {
+            let removed = conn.write(|tx| {
                 audit::record(
-                    conn,
+                    tx,
                     &actor,
                     "key.remove",
                     Some(&kid),
                     None,
                     json!({"kid": kid}),
                 )?;
-                changes::announce(conn, Change::Keys).map_err(ServiceError::from)?;
+                tx.announce(Change::Keys).map_err(ServiceError::from)?;
                 remove_key_file(&settings.keys_dir, &kid).map_err(CliError::from)
             })?;
             println!("removed key {kid} ({})", removed.display());
@@ -520,11 +521,12 @@ fn record_key_change(settings: &Settings, action: &str, kid: &str) -> Result<(),
             return Ok(());
         }
     };
-    let mut conn = db.get().map_err(ServiceError::from)?;
+    let mut pooled = db.get().map_err(ServiceError::from)?;
+    let mut conn = Conn::detached(&mut pooled);
     let actor = cli_actor(&mut conn)?;
-    write_transaction(&mut conn, |conn| {
-        audit::record(conn, &actor, action, Some(kid), None, json!({"kid": kid}))?;
-        changes::announce(conn, Change::Keys).map_err(ServiceError::from)?;
+    conn.write(|tx| {
+        audit::record(tx, &actor, action, Some(kid), None, json!({"kid": kid}))?;
+        tx.announce(Change::Keys).map_err(ServiceError::from)?;
         Ok(())
     })
 }
@@ -601,11 +603,7 @@ fn settings_patch(
     changes
 }
 
-fn store_command(
-    conn: &mut AnyConnection,
-    actor: &Actor,
-    command: Command,
-) -> Result<(), CliError> {
+fn store_command(conn: &mut Conn<'_>, actor: &Actor, command: Command) -> Result<(), CliError> {
     match command {
         Command::Client { action } => client(conn, actor, action),
         Command::Tenant { action } => tenant(conn, actor, action),
@@ -688,7 +686,7 @@ fn store_command(
     }
 }
 
-fn client(conn: &mut AnyConnection, actor: &Actor, action: ClientCommand) -> Result<(), CliError> {
+fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(), CliError> {
     match action {
         ClientCommand::Create {
             name,
@@ -845,7 +843,7 @@ fn client(conn: &mut AnyConnection, actor: &Actor, action: ClientCommand) -> Res
     }
 }
 
-fn tenant(conn: &mut AnyConnection, actor: &Actor, action: TenantCommand) -> Result<(), CliError> {
+fn tenant(conn: &mut Conn<'_>, actor: &Actor, action: TenantCommand) -> Result<(), CliError> {
     match action {
         TenantCommand::Create {
             name,

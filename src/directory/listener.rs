@@ -13,11 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
-
 use super::Directory;
-use crate::store::changes::{self, Change};
-use crate::store::schema::revoked_access_tokens;
+use crate::store::changes::{self, Change, Listening};
 use crate::store::{Db, StoreError};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
@@ -105,29 +102,19 @@ fn send_beat(db: &Db, name: &str, seq: u64) -> Result<(), String> {
 }
 
 fn follow_once(directory: &Directory, url: &str, db: &Db) -> Result<(), String> {
-    use diesel::connection::SimpleConnection;
     let listener = &directory.listener;
     let cache = &directory.cache;
     // Named, so operators (and tests) can tell the listener apart.
     let sep = if url.contains('?') { '&' } else { '?' };
     let named = format!("{url}{sep}application_name={}", listener.name);
-    let mut conn = diesel::PgConnection::establish(&named).map_err(|e| e.to_string())?;
-    conn.batch_execute(&format!("LISTEN {}", changes::CHANNEL))
-        .map_err(|e| e.to_string())?;
-    let revoked: Vec<String> = revoked_access_tokens::table
-        .filter(revoked_access_tokens::expires_at.gt(cache.now()))
-        .select(revoked_access_tokens::jti)
-        .load(&mut conn)
-        .map_err(|e| e.to_string())?;
+    let (mut session, revoked) = Listening::open(&named, cache.now())?;
     cache.go_live(revoked);
     let own_beat = format!("beat:{}:", listener.name);
     let mut seq: u64 = 0;
     let mut announced = false;
     let mut last_sent: Option<Instant> = None;
     while !listener.stopping() {
-        for notification in conn.notifications_iter() {
-            let notification = notification.map_err(|e| e.to_string())?;
-            let payload = &notification.payload;
+        session.drain(|payload| {
             // Any beat of ours heard on this session was sent after its
             // LISTEN: delivery works.
             if payload.starts_with(&own_beat) {
@@ -139,7 +126,7 @@ fn follow_once(directory: &Directory, url: &str, db: &Db) -> Result<(), String> 
             } else if let Some(change) = Change::parse(payload) {
                 directory.apply(&change);
             }
-        }
+        })?;
         if last_sent.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
             seq += 1;
             if let Err(e) = send_beat(db, &listener.name, seq) {

@@ -26,8 +26,6 @@ pub mod listener;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use diesel::prelude::*;
-
 pub use cache::ClientEntry;
 use cache::{Cache, Remembered};
 use listener::Listener;
@@ -35,10 +33,8 @@ use listener::Listener;
 use crate::clock::{self, Clock};
 use crate::service::credentials::{self, ApiTokenRecord};
 use crate::service::scopes::ScopeSet;
-use crate::service::tenants;
 use crate::store::changes::{Change, Subscriber};
-use crate::store::schema::revoked_access_tokens;
-use crate::store::{Backend, Db, StoreError};
+use crate::store::{revoked, tenants as store_tenants, Backend, Db, StoreError};
 use crate::tokens::jwt::AccessClaims;
 use crate::tokens::keys::KeyRing;
 use crate::tokens::opaque::sha256_hex;
@@ -174,16 +170,8 @@ impl Directory {
             return Ok(revoked);
         }
         let jti = jti.to_string();
-        db.run(move |conn| {
-            revoked_access_tokens::table
-                .find(&jti)
-                .select(revoked_access_tokens::jti)
-                .first::<String>(conn)
-                .optional()
-                .map(|found| found.is_some())
-                .map_err(StoreError::from)
-        })
-        .await
+        db.run(move |conn| revoked::is_revoked(conn, &jti).map_err(StoreError::from))
+            .await
     }
 
     pub async fn tenant_path(
@@ -196,10 +184,9 @@ impl Directory {
         }
         let seen = self.cache.generation();
         let id = tenant_id.to_string();
-        let found = db
-            .run(move |conn| tenants::find(conn, &id).map_err(StoreError::from))
+        let path = db
+            .run(move |conn| store_tenants::path_of(conn, &id).map_err(StoreError::from))
             .await?;
-        let path = found.map(|t| t.path);
         if let Some(path) = &path {
             self.cache.fill_tenant_path(seen, tenant_id, path.clone());
         }

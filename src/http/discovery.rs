@@ -4,11 +4,9 @@ use std::collections::BTreeSet;
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use diesel::prelude::*;
 
 use super::AppState;
 use crate::oauth::OAuthError;
-use crate::store::schema::roles;
 
 /// The roles' scopes last read, for when the store is out of reach:
 /// discovery keeps answering through a store outage (clients fetch it to
@@ -21,12 +19,7 @@ static LAST_ROLE_SCOPES: std::sync::RwLock<Option<Vec<String>>> = std::sync::RwL
 pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let loaded = state
         .db
-        .run(|conn| {
-            roles::table
-                .select(roles::scopes)
-                .load::<String>(conn)
-                .map_err(OAuthError::from)
-        })
+        .run(|conn| crate::store::roles::all_scopes(conn).map_err(OAuthError::from))
         .await;
     let role_scopes: Option<Vec<String>> = match loaded {
         Ok(scopes) => {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::clients::{self, IssuedCredential, NewClient};
 use super::scopes::ScopeSet;
 use super::{tenants, Actor, ServiceError, ServiceResult};
-use crate::store::{write_transaction, AnyConnection};
+use crate::store::Conn;
 
 pub const BOOTSTRAP_FILE: &str = "bootstrap-admin.json";
 pub const ROOT_TENANT_NAME: &str = "root";
@@ -17,7 +17,7 @@ pub const ROOT_TENANT_NAME: &str = "root";
 /// (mode 0600). Returns the file's path when it created them. Run under the
 /// migration lock, so concurrent first starts create one admin.
 pub fn ensure_root_and_admin(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     data_dir: &Path,
 ) -> ServiceResult<Option<PathBuf>> {
     if tenants::root(conn)?.is_some() {
@@ -32,8 +32,8 @@ pub fn ensure_root_and_admin(
     }
     fs::create_dir_all(data_dir)
         .map_err(|e| ServiceError::Internal(format!("{}: {e}", data_dir.display())))?;
-    write_transaction(conn, |conn| {
-        let root = tenants::insert(conn, ROOT_TENANT_NAME, None, &[])?;
+    conn.write(|tx| {
+        let root = tenants::insert(tx, ROOT_TENANT_NAME, None, &[])?;
         let system = Actor {
             name: "bootstrap".into(),
             client_id: None,
@@ -42,8 +42,8 @@ pub fn ensure_root_and_admin(
             scopes: ScopeSet::all_admin(),
             ip: None,
         };
-        let (view, credential) = clients::register(
-            conn,
+        let (view, credential) = clients::register_in(
+            tx,
             &system,
             NewClient {
                 name: "bootstrap admin".into(),

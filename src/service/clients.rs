@@ -2,27 +2,23 @@
 //! revoke. The row (`store::models::Client`) is never serialised; callers get
 //! `ClientView`, which has no secret and no hash in it.
 
-use diesel::expression_methods::EscapeExpressionMethods;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::durations::{self, DurationSpec};
 use super::policy::{self, ClientAction};
 use super::scopes::ScopeSet;
 use super::{audit, now, rfc3339, tenants, Actor, ServiceError, ServiceResult};
+use crate::store::changes::Change;
+use crate::store::clients::{self as store, ListFilter, StatusFilter};
 use crate::store::models::{ApiTokenRow, Client, ClientSecret};
-use crate::store::schema::{
-    api_tokens, client_secrets, clients, device_groups, tenants as tenants_table,
-};
-use crate::store::{write_transaction, AnyConnection};
+use crate::store::{api_tokens as store_api_tokens, device_groups as store_device_groups};
+use crate::store::{AnyConnection, Conn, Tx};
 use crate::tokens::opaque::{self, display_prefix, random_id, Secret};
 
 pub const KIND_CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const KIND_API_TOKEN: &str = "api_token";
 
-pub const STATUS_ACTIVE: &str = "active";
-pub const STATUS_DISABLED: &str = "disabled";
-pub const STATUS_REVOKED: &str = "revoked";
+pub use crate::store::clients::{STATUS_ACTIVE, STATUS_DISABLED, STATUS_REVOKED};
 pub const STATUS_EXPIRED: &str = "expired";
 
 /// The status a caller sees: `expired` is derived from `expires_at`.
@@ -158,13 +154,8 @@ pub enum IssuedCredential {
 pub fn find_with_path(
     conn: &mut AnyConnection,
     client_id: &str,
-) -> QueryResult<Option<(Client, String)>> {
-    clients::table
-        .inner_join(tenants_table::table)
-        .filter(clients::client_id.eq(client_id))
-        .select((Client::as_select(), tenants_table::path))
-        .first(conn)
-        .optional()
+) -> ServiceResult<Option<(Client, String)>> {
+    Ok(store::find_with_path(conn, client_id)?)
 }
 
 /// The client, if it exists and is in the actor's reach; NotFound otherwise.
@@ -286,9 +277,7 @@ pub fn insert_secret(conn: &mut AnyConnection, client_id: &str, ts: i64) -> Serv
         created_at: ts,
         expires_at: None,
     };
-    diesel::insert_into(client_secrets::table)
-        .values(&row)
-        .execute(conn)?;
+    store::insert_secret(conn, &row)?;
     Ok(secret)
 }
 
@@ -323,14 +312,22 @@ pub fn insert_api_token(
         expires_at,
         revoked_at: None,
     };
-    diesel::insert_into(api_tokens::table)
-        .values(&row)
-        .execute(conn)?;
+    store_api_tokens::insert(conn, &row)?;
     Ok((row, token))
 }
 
 pub fn register(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
+    actor: &Actor,
+    req: NewClient,
+) -> ServiceResult<(ClientView, IssuedCredential)> {
+    conn.write(|tx| register_in(tx, actor, req))
+}
+
+/// `register` inside a transaction the caller holds (the bootstrap makes the
+/// root tenant and its admin in one).
+pub fn register_in(
+    tx: &mut Tx<'_>,
     actor: &Actor,
     req: NewClient,
 ) -> ServiceResult<(ClientView, IssuedCredential)> {
@@ -370,13 +367,13 @@ pub fn register(
         None => None,
     };
 
-    write_transaction(conn, |conn| {
+    {
         let tenant_id = req
             .tenant_id
             .clone()
             .unwrap_or_else(|| actor.tenant_id.clone());
-        let tenant = tenants::find_reachable(conn, actor, &tenant_id)?;
-        let role = policy::assignable_role(conn, actor, &req.role, &tenant.path)?;
+        let tenant = tenants::find_reachable(tx, actor, &tenant_id)?;
+        let role = policy::assignable_role(tx, actor, &req.role, &tenant.path)?;
         let role_scopes = ScopeSet::parse(&role.scopes).map_err(ServiceError::Internal)?;
         let scopes = match &requested_scopes {
             Some(asked) => {
@@ -397,11 +394,7 @@ pub fn register(
         let rights = policy::rights(&scopes, &role)?;
         policy::require_within(actor, &rights, "the new client")?;
         if let Some(group_id) = &req.device_group_id {
-            let group_tenant: Option<String> = device_groups::table
-                .find(group_id)
-                .select(device_groups::tenant_id)
-                .first(conn)
-                .optional()?;
+            let group_tenant = store_device_groups::tenant_of(tx, group_id)?;
             if group_tenant.as_deref() != Some(tenant.id.as_str()) {
                 return Err(ServiceError::NotFound("device group"));
             }
@@ -433,17 +426,12 @@ pub fn register(
             last_used_at: None,
             version: 1,
         };
-        diesel::insert_into(clients::table)
-            .values(&client)
-            .execute(conn)?;
+        store::insert(tx, &client)?;
         // Nodes that remembered this id as unknown must forget that.
-        crate::store::changes::announce(
-            conn,
-            crate::store::changes::Change::Client(client.client_id.clone()),
-        )?;
+        tx.announce(Change::Client(client.client_id.clone()))?;
         let credential = if kind == KIND_API_TOKEN {
             let (row, token) = insert_api_token(
-                conn,
+                tx,
                 &client,
                 &client.scopes,
                 &audience,
@@ -455,10 +443,10 @@ pub fn register(
                 expires_at: row.expires_at,
             }
         } else {
-            IssuedCredential::ClientSecret(insert_secret(conn, &client.client_id, ts)?)
+            IssuedCredential::ClientSecret(insert_secret(tx, &client.client_id, ts)?)
         };
         audit::record(
-            conn,
+            tx,
             actor,
             "client.create",
             Some(&client.client_id),
@@ -466,7 +454,7 @@ pub fn register(
             serde_json::json!({"name": client.name, "kind": client.kind, "role": client.role, "scopes": client.scopes}),
         )?;
         Ok((ClientView::new(&client, ts), credential))
-    })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -511,45 +499,26 @@ pub fn list(
             )));
         }
     }
-    let mut query = clients::table
-        .inner_join(tenants_table::table)
-        .filter(
-            tenants_table::path
-                .like(crate::service::tenants::subtree_pattern(&actor.tenant_path))
-                .escape('\\'),
-        )
-        .order(clients::client_id.asc())
-        .select(Client::as_select())
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(clients::client_id.gt(after.to_string()));
-    }
-    if let Some(kind) = &filter.kind {
-        query = query.filter(clients::kind.eq(kind.clone()));
-    }
-    if let Some(role) = &filter.role {
-        query = query.filter(clients::role.eq(role.clone()));
-    }
-    if let Some(tenant_id) = &filter.tenant_id {
-        query = query.filter(clients::tenant_id.eq(tenant_id.clone()));
-    }
-    query = match status {
-        Some("all") => query,
-        Some(STATUS_REVOKED) => query.filter(clients::status.eq(STATUS_REVOKED)),
-        Some(STATUS_EXPIRED) => query
-            .filter(clients::status.ne(STATUS_REVOKED))
-            .filter(clients::expires_at.le(ts)),
-        Some(s) => query
-            .filter(clients::status.eq(s.to_string()))
-            .filter(clients::expires_at.is_null().or(clients::expires_at.gt(ts))),
-        None => query.filter(clients::status.ne(STATUS_REVOKED)),
+    let status = match status {
+        None => StatusFilter::NotRevoked,
+        Some("all") => StatusFilter::All,
+        Some(STATUS_ACTIVE) => StatusFilter::Active,
+        Some(STATUS_DISABLED) => StatusFilter::Disabled,
+        Some(STATUS_REVOKED) => StatusFilter::Revoked,
+        Some(_) => StatusFilter::Expired,
     };
-    Ok(query
-        .limit(limit)
-        .load(conn)?
-        .iter()
-        .map(|c| ClientView::new(c, ts))
-        .collect())
+    let stored = ListFilter {
+        status,
+        kind: filter.kind.clone(),
+        tenant_id: filter.tenant_id.clone(),
+        role: filter.role.clone(),
+    };
+    Ok(
+        store::list_under(conn, &actor.tenant_path, &stored, ts, limit, after)?
+            .iter()
+            .map(|c| ClientView::new(c, ts))
+            .collect(),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -562,7 +531,7 @@ pub enum StatusChange {
 /// Disable, enable or revoke. A revoked client is final: any change is a
 /// conflict. Each change bumps `version` and is audited in its transaction.
 pub fn change_status(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     client_id: &str,
     change: StatusChange,
@@ -572,8 +541,8 @@ pub fn change_status(
         StatusChange::Enable => ClientAction::Enable,
         StatusChange::Revoke => ClientAction::Revoke,
     };
-    write_transaction(conn, |conn| {
-        let mut client = policy::client_for(conn, actor, client_id, action)?;
+    conn.write(|tx| {
+        let mut client = policy::client_for(tx, actor, client_id, action)?;
         if client.status == STATUS_REVOKED {
             return Err(ServiceError::Conflict(
                 "the client is revoked; revocation is final".into(),
@@ -589,19 +558,11 @@ pub fn change_status(
         if change == StatusChange::Revoke {
             client.revoked_at = Some(ts);
         }
-        bump_version(conn, &mut client, ts)?;
-        diesel::update(clients::table.find(&client.client_id))
-            .set((
-                clients::status.eq(&client.status),
-                clients::revoked_at.eq(client.revoked_at),
-            ))
-            .execute(conn)?;
-        crate::store::changes::announce(
-            conn,
-            crate::store::changes::Change::Client(client.client_id.clone()),
-        )?;
+        bump_version(tx, &mut client, ts)?;
+        store::set_status(tx, &client)?;
+        tx.announce(Change::Client(client.client_id.clone()))?;
         audit::record(
-            conn,
+            tx,
             actor,
             action,
             Some(&client.client_id),
@@ -633,17 +594,7 @@ pub fn with_credential(view: &ClientView, credential: &IssuedCredential) -> serd
 /// else changed the client since it was read. Two concurrent changes thus
 /// either apply one after the other or the second gets a 409; none is lost.
 fn bump_version(conn: &mut AnyConnection, client: &mut Client, ts: i64) -> ServiceResult<()> {
-    let claimed = diesel::update(
-        clients::table
-            .find(&client.client_id)
-            .filter(clients::version.eq(client.version)),
-    )
-    .set((
-        clients::version.eq(client.version + 1),
-        clients::updated_at.eq(ts),
-    ))
-    .execute(conn)?;
-    if claimed == 0 {
+    if !store::claim_version(conn, &client.client_id, client.version, ts)? {
         return Err(ServiceError::Conflict(
             "the client was changed by another request at the same time; read it again and retry"
                 .into(),
@@ -700,7 +651,7 @@ fn nullable_text(
 
 /// PATCH: changes only the fields given; `null` clears a nullable one.
 pub fn update(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     client_id: &str,
     changes: &serde_json::Map<String, serde_json::Value>,
@@ -720,8 +671,8 @@ pub fn update(
             "give expires_at or expires_in, not both".into(),
         ));
     }
-    write_transaction(conn, |conn| {
-        let mut client = policy::client_for(conn, actor, client_id, ClientAction::Change)?;
+    conn.write(|tx| {
+        let mut client = policy::client_for(tx, actor, client_id, ClientAction::Change)?;
         reject_if_revoked(&client)?;
         let ts = now();
         for (field, value) in changes {
@@ -796,16 +747,11 @@ pub fn update(
                 _ => {}
             }
         }
-        bump_version(conn, &mut client, ts)?;
-        diesel::update(clients::table.find(&client.client_id))
-            .set(&client)
-            .execute(conn)?;
-        crate::store::changes::announce(
-            conn,
-            crate::store::changes::Change::Client(client.client_id.clone()),
-        )?;
+        bump_version(tx, &mut client, ts)?;
+        store::save(tx, &client)?;
+        tx.announce(Change::Client(client.client_id.clone()))?;
         audit::record(
-            conn,
+            tx,
             actor,
             "client.update",
             Some(&client.client_id),
@@ -819,9 +765,9 @@ pub fn update(
 /// Deletes a client that is not active (Qualytics: "You can only delete
 /// revoked tokens"). Its secrets and API tokens go with it; the audit log
 /// keeps that it existed.
-pub fn delete(conn: &mut AnyConnection, actor: &Actor, client_id: &str) -> ServiceResult<()> {
-    write_transaction(conn, |conn| {
-        let client = policy::client_for(conn, actor, client_id, ClientAction::Delete)?;
+pub fn delete(conn: &mut Conn<'_>, actor: &Actor, client_id: &str) -> ServiceResult<()> {
+    conn.write(|tx| {
+        let client = policy::client_for(tx, actor, client_id, ClientAction::Delete)?;
         if status_of(&client, now()) == STATUS_ACTIVE {
             return Err(ServiceError::Conflict(
                 "an active client cannot be deleted; disable or revoke it first".into(),
@@ -832,25 +778,16 @@ pub fn delete(conn: &mut AnyConnection, actor: &Actor, client_id: &str) -> Servi
                 "a client cannot delete itself".into(),
             ));
         }
-        crate::store::changes::announce(
-            conn,
-            crate::store::changes::Change::Client(client.client_id.clone()),
-        )?;
+        tx.announce(Change::Client(client.client_id.clone()))?;
         audit::record(
-            conn,
+            tx,
             actor,
             "client.delete",
             Some(&client.client_id),
             Some(&client.tenant_id),
             serde_json::json!({"name": client.name, "kind": client.kind}),
         )?;
-        diesel::delete(
-            client_secrets::table.filter(client_secrets::client_id.eq(&client.client_id)),
-        )
-        .execute(conn)?;
-        diesel::delete(api_tokens::table.filter(api_tokens::client_id.eq(&client.client_id)))
-            .execute(conn)?;
-        diesel::delete(clients::table.find(&client.client_id)).execute(conn)?;
+        store::delete(tx, &client.client_id)?;
         Ok(())
     })
 }
@@ -860,7 +797,7 @@ pub const MAX_GRACE_SECONDS: i64 = 604_800;
 /// A new secret (AirVantage's "regenerate"). The old ones stop at once, or
 /// after `grace_seconds` for a rotation without downtime.
 pub fn rotate_secret(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     client_id: &str,
     grace_seconds: i64,
@@ -870,8 +807,8 @@ pub fn rotate_secret(
             "grace_seconds must be between 0 and {MAX_GRACE_SECONDS}"
         )));
     }
-    write_transaction(conn, |conn| {
-        let mut client = policy::client_for(conn, actor, client_id, ClientAction::NewSecret)?;
+    conn.write(|tx| {
+        let mut client = policy::client_for(tx, actor, client_id, ClientAction::NewSecret)?;
         reject_if_revoked(&client)?;
         if client.kind != KIND_CLIENT_CREDENTIALS {
             return Err(ServiceError::Invalid(
@@ -879,40 +816,16 @@ pub fn rotate_secret(
             ));
         }
         let ts = now();
-        bump_version(conn, &mut client, ts)?;
+        bump_version(tx, &mut client, ts)?;
         if grace_seconds == 0 {
-            diesel::delete(
-                client_secrets::table.filter(client_secrets::client_id.eq(&client.client_id)),
-            )
-            .execute(conn)?;
+            store::drop_secrets(tx, &client.client_id)?;
         } else {
-            let until = ts + grace_seconds;
-            // Expired ones go; live ones get at most the new grace.
-            diesel::delete(
-                client_secrets::table
-                    .filter(client_secrets::client_id.eq(&client.client_id))
-                    .filter(client_secrets::expires_at.le(ts)),
-            )
-            .execute(conn)?;
-            diesel::update(
-                client_secrets::table
-                    .filter(client_secrets::client_id.eq(&client.client_id))
-                    .filter(
-                        client_secrets::expires_at
-                            .is_null()
-                            .or(client_secrets::expires_at.gt(until)),
-                    ),
-            )
-            .set(client_secrets::expires_at.eq(Some(until)))
-            .execute(conn)?;
+            store::start_grace(tx, &client.client_id, ts, ts + grace_seconds)?;
         }
-        let secret = insert_secret(conn, &client.client_id, ts)?;
-        crate::store::changes::announce(
-            conn,
-            crate::store::changes::Change::Client(client.client_id.clone()),
-        )?;
+        let secret = insert_secret(tx, &client.client_id, ts)?;
+        tx.announce(Change::Client(client.client_id.clone()))?;
         audit::record(
-            conn,
+            tx,
             actor,
             "client.secret.rotate",
             Some(&client.client_id),
@@ -926,12 +839,12 @@ pub fn rotate_secret(
 /// Ardexa's "reissue": a new token string with a new expiry and the client's
 /// current settings. Earlier strings keep working until their own expiry.
 pub fn reissue_token(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     client_id: &str,
 ) -> ServiceResult<(ClientView, Secret, i64)> {
-    write_transaction(conn, |conn| {
-        let mut client = policy::client_for(conn, actor, client_id, ClientAction::Reissue)?;
+    conn.write(|tx| {
+        let mut client = policy::client_for(tx, actor, client_id, ClientAction::Reissue)?;
         reject_if_revoked(&client)?;
         if client.kind != KIND_API_TOKEN {
             return Err(ServiceError::Invalid(
@@ -944,10 +857,10 @@ pub fn reissue_token(
                 "the client has expired; move its expires_at first".into(),
             ));
         }
-        bump_version(conn, &mut client, ts)?;
+        bump_version(tx, &mut client, ts)?;
         let audience: Vec<String> = serde_json::from_str(&client.audience).unwrap_or_default();
         let (row, token) = insert_api_token(
-            conn,
+            tx,
             &client,
             &client.scopes,
             &audience,
@@ -955,7 +868,7 @@ pub fn reissue_token(
             ts,
         )?;
         audit::record(
-            conn,
+            tx,
             actor,
             "client.token.reissue",
             Some(&client.client_id),
@@ -984,24 +897,16 @@ pub fn list_tokens(
     after: Option<&str>,
 ) -> ServiceResult<Vec<ApiTokenView>> {
     let client = find_reachable(conn, actor, client_id)?;
-    let mut query = api_tokens::table
-        .filter(api_tokens::client_id.eq(&client.client_id))
-        .order(api_tokens::id.asc())
-        .limit(limit)
-        .select(ApiTokenRow::as_select())
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(api_tokens::id.gt(after.to_string()));
-    }
-    Ok(query
-        .load(conn)?
-        .into_iter()
-        .map(|t| ApiTokenView {
-            id: t.id,
-            prefix: t.prefix,
-            issued_at: rfc3339(t.issued_at),
-            expires_at: rfc3339(t.expires_at),
-            revoked_at: t.revoked_at.map(rfc3339),
-        })
-        .collect())
+    Ok(
+        store_api_tokens::list_for(conn, &client.client_id, limit, after)?
+            .into_iter()
+            .map(|t| ApiTokenView {
+                id: t.id,
+                prefix: t.prefix,
+                issued_at: rfc3339(t.issued_at),
+                expires_at: rfc3339(t.expires_at),
+                revoked_at: t.revoked_at.map(rfc3339),
+            })
+            .collect(),
+    )
 }

@@ -4,17 +4,15 @@
 
 use std::sync::Arc;
 
-use diesel::prelude::*;
+use diesel::QueryResult;
 
 use super::clients::{self, is_usable, KIND_API_TOKEN};
 use super::{audit, now, Actor, ServiceError, ServiceResult};
-use crate::store::changes::{self, Change};
+use crate::store::changes::Change;
 use crate::store::families::{self, Member, KIND_ACCESS_TOKEN};
 use crate::store::models::{ApiTokenRow, Client, ClientSecret, RevokedAccessToken};
-use crate::store::schema::{
-    api_tokens, client_secrets, clients as clients_table, revoked_access_tokens, tenants,
-};
-use crate::store::{write_transaction, AnyConnection};
+use crate::store::{api_tokens, clients as store_clients, revoked};
+use crate::store::{AnyConnection, Conn, Tx};
 use crate::tokens::jwt::AccessClaims;
 use crate::tokens::opaque::{self, hashes_equal, sha256_hex, Secret};
 
@@ -30,13 +28,10 @@ pub fn load_for_secret_check(
     conn: &mut AnyConnection,
     client_id: &str,
 ) -> QueryResult<Option<(ClientRecord, Vec<ClientSecret>)>> {
-    let Some((client, tenant_path)) = clients::find_with_path(conn, client_id)? else {
+    let Some((client, tenant_path)) = store_clients::find_with_path(conn, client_id)? else {
         return Ok(None);
     };
-    let secrets = client_secrets::table
-        .filter(client_secrets::client_id.eq(client_id))
-        .select(ClientSecret::as_select())
-        .load(conn)?;
+    let secrets = store_clients::secrets_of(conn, client_id)?;
     Ok(Some((
         ClientRecord {
             client,
@@ -83,12 +78,7 @@ pub fn find_api_token(
         return Ok(None);
     }
     let hash = sha256_hex(presented.as_bytes());
-    let found = api_tokens::table
-        .inner_join(clients_table::table.inner_join(tenants::table))
-        .filter(api_tokens::token_hash.eq(&hash))
-        .select((ApiTokenRow::as_select(), Client::as_select(), tenants::path))
-        .first::<(ApiTokenRow, Client, String)>(conn)
-        .optional()?;
+    let found = api_tokens::find_by_hash(conn, &hash)?;
     // The lookup is by hash; compare again in constant time all the same.
     Ok(found
         .filter(|(row, _, _)| hashes_equal(&row.token_hash, &hash))
@@ -107,15 +97,11 @@ pub fn access_token_state(
     conn: &mut AnyConnection,
     claims: &AccessClaims,
 ) -> QueryResult<Option<(ClientRecord, bool)>> {
-    let Some((client, tenant_path)) = clients::find_with_path(conn, &claims.client_id)? else {
+    let Some((client, tenant_path)) = store_clients::find_with_path(conn, &claims.client_id)?
+    else {
         return Ok(None);
     };
-    let revoked = revoked_access_tokens::table
-        .find(&claims.jti)
-        .select(revoked_access_tokens::jti)
-        .first::<String>(conn)
-        .optional()?
-        .is_some();
+    let revoked = revoked::is_revoked(conn, &claims.jti)?;
     Ok(Some((
         ClientRecord {
             client,
@@ -141,18 +127,18 @@ pub fn access_token_is_active(
 /// Records the jti as revoked (idempotent), with every token renewed from
 /// it, audited.
 pub fn revoke_access_token(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     claims: &AccessClaims,
     tenant_id: &str,
 ) -> ServiceResult<()> {
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         let ts = now();
         // First, so that a renewal of this token racing this transaction
         // either finishes before (and its successor is revoked below) or
         // sees this token revoked.
         families::mark_revoked(
-            conn,
+            tx,
             Member {
                 token_id: &claims.jti,
                 kind: KIND_ACCESS_TOKEN,
@@ -161,26 +147,22 @@ pub fn revoke_access_token(
             },
             ts,
         )?;
-        let already = revoked_access_tokens::table
-            .find(&claims.jti)
-            .select(revoked_access_tokens::jti)
-            .first::<String>(conn)
-            .optional()?;
-        if already.is_some() {
+        if revoked::is_revoked(tx, &claims.jti)? {
             return Ok(());
         }
-        changes::announce(conn, Change::Jti(claims.jti.clone()))?;
-        diesel::insert_into(revoked_access_tokens::table)
-            .values(&RevokedAccessToken {
+        tx.announce(Change::Jti(claims.jti.clone()))?;
+        revoked::insert(
+            tx,
+            &RevokedAccessToken {
                 jti: claims.jti.clone(),
                 client_id: claims.client_id.clone(),
                 expires_at: claims.exp,
                 revoked_at: ts,
-            })
-            .execute(conn)?;
-        let renewed = revoke_renewed_from(conn, &claims.jti, ts)?;
+            },
+        )?;
+        let renewed = revoke_renewed_from(tx, &claims.jti, ts)?;
         audit::record(
-            conn,
+            tx,
             actor,
             "token.revoke",
             Some(&claims.client_id),
@@ -197,15 +179,15 @@ pub fn revoke_access_token(
 /// Marks the API token revoked (idempotent), with every token renewed from
 /// it, audited.
 pub fn revoke_api_token(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     record: &ApiTokenRecord,
 ) -> ServiceResult<()> {
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         let ts = now();
         // First: see `revoke_access_token`.
         families::mark_revoked(
-            conn,
+            tx,
             Member {
                 token_id: &record.token.id,
                 kind: families::KIND_API_TOKEN,
@@ -214,20 +196,13 @@ pub fn revoke_api_token(
             },
             ts,
         )?;
-        let changed = diesel::update(
-            api_tokens::table
-                .find(&record.token.id)
-                .filter(api_tokens::revoked_at.is_null()),
-        )
-        .set(api_tokens::revoked_at.eq(Some(ts)))
-        .execute(conn)?;
-        if changed == 0 {
+        if !api_tokens::revoke(tx, &record.token.id, ts)? {
             return Ok(());
         }
-        changes::announce(conn, Change::ApiToken(record.token.token_hash.clone()))?;
-        let renewed = revoke_renewed_from(conn, &record.token.id, ts)?;
+        tx.announce(Change::ApiToken(record.token.token_hash.clone()))?;
+        let renewed = revoke_renewed_from(tx, &record.token.id, ts)?;
         audit::record(
-            conn,
+            tx,
             actor,
             "token.revoke",
             Some(&record.owner.client.client_id),
@@ -245,21 +220,17 @@ pub fn revoke_api_token(
 /// Revokes every token renewed from `token_id`, directly or through a chain,
 /// and announces each so that every node's cache drops it. Their ids (jtis
 /// and api_tokens ids, never a token) for the audit entry.
-fn revoke_renewed_from(
-    conn: &mut AnyConnection,
-    token_id: &str,
-    ts: i64,
-) -> ServiceResult<Vec<String>> {
+fn revoke_renewed_from(tx: &mut Tx<'_>, token_id: &str, ts: i64) -> ServiceResult<Vec<String>> {
     let mut revoked = Vec::new();
-    for member in families::revoke_descendants(conn, token_id, ts)? {
+    for member in families::revoke_descendants(tx, token_id, ts)? {
         match member.kind.as_str() {
             KIND_ACCESS_TOKEN => {
-                families::record_revoked_jti(conn, &member, ts)?;
-                changes::announce(conn, Change::Jti(member.token_id.clone()))?;
+                families::record_revoked_jti(tx, &member, ts)?;
+                tx.announce(Change::Jti(member.token_id.clone()))?;
             }
             families::KIND_API_TOKEN => {
-                if let Some(hash) = families::revoke_api_token(conn, &member.token_id, ts)? {
-                    changes::announce(conn, Change::ApiToken(hash))?;
+                if let Some(hash) = families::revoke_api_token(tx, &member.token_id, ts)? {
+                    tx.announce(Change::ApiToken(hash))?;
                 }
             }
             other => {
@@ -338,16 +309,16 @@ fn json_list(text: &str, what: &str) -> Result<Vec<String>, RenewalError> {
 /// expiry from the client's current `token_lifetime`, recorded as renewed
 /// from it. The old one stays valid.
 pub fn renew_api_token(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     issuer: &str,
     record: &ApiTokenRecord,
 ) -> Result<(ApiTokenRow, Secret), RenewalError> {
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         // Re-read the client inside the transaction: a change that landed
         // since the check must win.
         let Some((client, tenant_path)) =
-            clients::find_with_path(conn, &record.owner.client.client_id)?
+            clients::find_with_path(tx, &record.owner.client.client_id)?
         else {
             return Err(RenewalError::Inactive);
         };
@@ -367,7 +338,7 @@ pub fn renew_api_token(
         };
         let client_audience = json_list(&current.client.audience, "client audience")?;
         check_grant_still_allowed(
-            conn,
+            tx,
             issuer,
             &current,
             &client_audience,
@@ -376,7 +347,7 @@ pub fn renew_api_token(
         )?;
         let client = current.client;
         let (row, token) = clients::insert_api_token(
-            conn,
+            tx,
             &client,
             &record.token.scope,
             &audience,
@@ -389,11 +360,11 @@ pub fn renew_api_token(
             client_id: &client.client_id,
             expires_at: record.token.expires_at,
         };
-        if !families::record_renewal(conn, parent, &row.id, row.expires_at, ts)? {
+        if !families::record_renewal(tx, parent, &row.id, row.expires_at, ts)? {
             return Err(RenewalError::Inactive);
         }
         audit::record(
-            conn,
+            tx,
             actor,
             "token.renew",
             Some(&client.client_id),
@@ -408,7 +379,7 @@ pub fn renew_api_token(
 /// JWT: nothing else to store), audited. `client` and `client_audience` are
 /// the client's current settings (the directory's entry).
 pub fn renew_access_token(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     issuer: &str,
     client: &ClientRecord,
@@ -416,9 +387,9 @@ pub fn renew_access_token(
     old: &AccessClaims,
     renewed: &AccessClaims,
 ) -> Result<(), RenewalError> {
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         check_grant_still_allowed(
-            conn,
+            tx,
             issuer,
             client,
             client_audience,
@@ -432,11 +403,11 @@ pub fn renew_access_token(
             client_id: &old.client_id,
             expires_at: old.exp,
         };
-        if !families::record_renewal(conn, parent, &renewed.jti, renewed.exp, ts)? {
+        if !families::record_renewal(tx, parent, &renewed.jti, renewed.exp, ts)? {
             return Err(RenewalError::Inactive);
         }
         audit::record(
-            conn,
+            tx,
             actor,
             "token.renew",
             Some(&client.client.client_id),
@@ -447,39 +418,7 @@ pub fn renew_access_token(
     })
 }
 
-/// Writes the batched `last_used_at` times; an older time never overwrites a
-/// newer one. PostgreSQL takes each batch in one statement (arrays unnested);
-/// SQLite, local and single-node, a statement per client in one transaction.
+/// Writes the batched `last_used_at` times (see `store::clients`).
 pub fn touch_last_used(conn: &mut AnyConnection, seen: &[(String, i64)]) -> QueryResult<()> {
-    if let AnyConnection::Postgresql(pg) = conn {
-        use diesel::sql_types::{Array, BigInt, Text};
-        for chunk in seen.chunks(5_000) {
-            let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
-            let ats: Vec<i64> = chunk.iter().map(|(_, at)| *at).collect();
-            diesel::sql_query(
-                "UPDATE clients SET last_used_at = v.at \
-                 FROM (SELECT unnest($1::text[]) AS id, unnest($2::bigint[]) AS at) AS v \
-                 WHERE clients.client_id = v.id \
-                 AND (clients.last_used_at IS NULL OR clients.last_used_at < v.at)",
-            )
-            .bind::<Array<Text>, _>(ids)
-            .bind::<Array<BigInt>, _>(ats)
-            .execute(pg)?;
-        }
-        return Ok(());
-    }
-    conn.transaction(|conn| {
-        for (client_id, at) in seen {
-            diesel::update(
-                clients_table::table.find(client_id).filter(
-                    clients_table::last_used_at
-                        .is_null()
-                        .or(clients_table::last_used_at.lt(*at)),
-                ),
-            )
-            .set(clients_table::last_used_at.eq(Some(*at)))
-            .execute(conn)?;
-        }
-        Ok(())
-    })
+    store_clients::touch_last_used(conn, seen)
 }

@@ -1,14 +1,12 @@
 //! Device groups: named subsets of a tenant's devices. A client bound to one
 //! carries its id in every token.
 
-use diesel::expression_methods::EscapeExpressionMethods;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{audit, now, rfc3339, tenants, Actor, ServiceError, ServiceResult};
+use crate::store::device_groups as store;
 use crate::store::models::DeviceGroup;
-use crate::store::schema::{clients, device_groups, tenants as tenants_table};
-use crate::store::{write_transaction, AnyConnection};
+use crate::store::{AnyConnection, Conn};
 use crate::tokens::opaque::random_id;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -46,7 +44,7 @@ pub struct NewDeviceGroup {
 }
 
 pub fn create(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     req: NewDeviceGroup,
 ) -> ServiceResult<DeviceGroupView> {
@@ -60,18 +58,13 @@ pub fn create(
         }
         Some(d) => Some(d.to_string()),
     };
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         let tenant_id = req
             .tenant_id
             .clone()
             .unwrap_or_else(|| actor.tenant_id.clone());
-        let tenant = tenants::find_reachable(conn, actor, &tenant_id)?;
-        let taken = device_groups::table
-            .filter(device_groups::tenant_id.eq(&tenant.id))
-            .filter(device_groups::name.eq(&name))
-            .count()
-            .get_result::<i64>(conn)?;
-        if taken > 0 {
+        let tenant = tenants::find_reachable(tx, actor, &tenant_id)?;
+        if store::name_taken(tx, &tenant.id, &name)? {
             return Err(ServiceError::Conflict(format!(
                 "tenant already has a device group named {name:?}"
             )));
@@ -83,11 +76,9 @@ pub fn create(
             description: description.clone(),
             created_at: now(),
         };
-        diesel::insert_into(device_groups::table)
-            .values(&group)
-            .execute(conn)?;
+        store::insert(tx, &group)?;
         audit::record(
-            conn,
+            tx,
             actor,
             "device_group.create",
             Some(&group.id),
@@ -104,13 +95,7 @@ pub fn find_reachable(
     actor: &Actor,
     id: &str,
 ) -> ServiceResult<DeviceGroup> {
-    let found = device_groups::table
-        .inner_join(tenants_table::table)
-        .filter(device_groups::id.eq(id))
-        .select((DeviceGroup::as_select(), tenants_table::path))
-        .first::<(DeviceGroup, String)>(conn)
-        .optional()?;
-    match found {
+    match store::find_with_path(conn, id)? {
         Some((group, path)) if actor.can_reach(&path) => Ok(group),
         _ => Err(ServiceError::NotFound("device group")),
     }
@@ -123,45 +108,26 @@ pub fn list(
     limit: i64,
     after: Option<&str>,
 ) -> ServiceResult<Vec<DeviceGroupView>> {
-    let mut query = device_groups::table
-        .inner_join(tenants_table::table)
-        .filter(
-            tenants_table::path
-                .like(crate::service::tenants::subtree_pattern(&actor.tenant_path))
-                .escape('\\'),
-        )
-        .order(device_groups::id.asc())
-        .limit(limit)
-        .select(DeviceGroup::as_select())
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(device_groups::id.gt(after.to_string()));
-    }
-    if let Some(tenant_id) = tenant_id {
-        query = query.filter(device_groups::tenant_id.eq(tenant_id.to_string()));
-    }
-    Ok(query
-        .load(conn)?
-        .iter()
-        .map(DeviceGroupView::from)
-        .collect())
+    Ok(
+        store::list_under(conn, &actor.tenant_path, tenant_id, limit, after)?
+            .iter()
+            .map(DeviceGroupView::from)
+            .collect(),
+    )
 }
 
-pub fn delete(conn: &mut AnyConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
-    write_transaction(conn, |conn| {
-        let group = find_reachable(conn, actor, id)?;
-        let users = clients::table
-            .filter(clients::device_group_id.eq(&group.id))
-            .count()
-            .get_result::<i64>(conn)?;
+pub fn delete(conn: &mut Conn<'_>, actor: &Actor, id: &str) -> ServiceResult<()> {
+    conn.write(|tx| {
+        let group = find_reachable(tx, actor, id)?;
+        let users = store::members(tx, &group.id)?;
         if users > 0 {
             return Err(ServiceError::Conflict(format!(
                 "{users} client(s) use this device group"
             )));
         }
-        diesel::delete(device_groups::table.find(&group.id)).execute(conn)?;
+        store::delete(tx, &group.id)?;
         audit::record(
-            conn,
+            tx,
             actor,
             "device_group.delete",
             Some(&group.id),

@@ -14,13 +14,10 @@
 //!   may give itself a new secret, reissue its own API token and revoke
 //!   itself whatever its token was narrowed to.
 
-use diesel::prelude::*;
-
 use super::scopes::{ScopeSet, ADMIN_SCOPES};
 use super::{clients, Actor, ServiceError, ServiceResult};
 use crate::store::models::{Client, Role};
-use crate::store::schema::{roles, tenants};
-use crate::store::AnyConnection;
+use crate::store::{roles as store_roles, tenants as store_tenants, AnyConnection};
 
 /// What a caller wants to do to an existing client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +79,7 @@ pub fn require_within(actor: &Actor, rights: &ScopeSet, what: &str) -> ServiceRe
 }
 
 fn role_of(conn: &mut AnyConnection, client: &Client) -> ServiceResult<Role> {
-    roles::table
-        .find(&client.role)
-        .select(Role::as_select())
-        .first(conn)
-        .optional()?
+    store_roles::find(conn, &client.role)?
         .ok_or_else(|| ServiceError::Internal(format!("client {} has no role", client.client_id)))
 }
 
@@ -140,21 +133,11 @@ pub fn assignable_role(
     tenant_path: &str,
 ) -> ServiceResult<Role> {
     let unknown = || ServiceError::Invalid(format!("role {name:?} does not exist"));
-    let role = roles::table
-        .find(name)
-        .select(Role::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(unknown)?;
+    let role = store_roles::find(conn, name)?.ok_or_else(unknown)?;
     let Some(owner) = &role.tenant_id else {
         return Ok(role);
     };
-    let owner_path: String = tenants::table
-        .find(owner)
-        .select(tenants::path)
-        .first(conn)
-        .optional()?
-        .ok_or_else(unknown)?;
+    let owner_path = store_tenants::path_of(conn, owner)?.ok_or_else(unknown)?;
     let visible = actor.can_reach(&owner_path) || actor.tenant_path.starts_with(&owner_path);
     if !visible {
         return Err(unknown());

@@ -3,22 +3,16 @@
 //! travel in tokens, where resource servers trust them, so a name means one
 //! thing server-wide, whatever its case.
 
-use diesel::expression_methods::EscapeExpressionMethods;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::policy;
 use super::scopes::ScopeSet;
 use super::{audit, now, tenants, Actor, ServiceError, ServiceResult};
-use crate::store::changes::{announce, Change};
-use crate::store::models::{Client, Role};
-use crate::store::schema::{clients, roles, tenants as tenants_table};
-use crate::store::{write_transaction, AnyConnection};
-
-diesel::define_sql_function! {
-    /// SQL `lower()`, the same on both backends for ASCII names.
-    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
+use crate::store::changes::Change;
+use crate::store::models::Role;
+use crate::store::roles as store;
+use crate::store::{clients as store_clients, tenants as store_tenants};
+use crate::store::{AnyConnection, Conn};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RoleView {
@@ -59,14 +53,6 @@ pub struct RolePatch {
     pub scopes: Vec<String>,
 }
 
-/// The ids of the tenants on the path `/a/b/c/`: the tenant and those above it.
-fn ids_on_path(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// The built-ins, and the custom roles of the actor's tenant, of the tenants
 /// above it and of those below it.
 pub fn list(
@@ -75,28 +61,10 @@ pub fn list(
     limit: i64,
     after: Option<&str>,
 ) -> ServiceResult<Vec<RoleView>> {
-    let below = tenants_table::table
-        .filter(
-            tenants_table::path
-                .like(crate::service::tenants::subtree_pattern(&actor.tenant_path))
-                .escape('\\'),
-        )
-        .select(tenants_table::id.nullable());
-    let mut query = roles::table
-        .filter(
-            roles::tenant_id
-                .is_null()
-                .or(roles::tenant_id.eq_any(ids_on_path(&actor.tenant_path)))
-                .or(roles::tenant_id.eq_any(below)),
-        )
-        .order(roles::name.asc())
-        .limit(limit)
-        .select(Role::as_select())
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(roles::name.gt(after.to_string()));
-    }
-    Ok(query.load(conn)?.iter().map(RoleView::from).collect())
+    Ok(store::list_for(conn, &actor.tenant_path, limit, after)?
+        .iter()
+        .map(RoleView::from)
+        .collect())
 }
 
 fn validate_role_name(name: &str) -> ServiceResult<String> {
@@ -123,21 +91,16 @@ fn parse_scopes(list: &[String]) -> ServiceResult<ScopeSet> {
         .map_err(|e| ServiceError::Invalid(format!("scopes: {e}")))
 }
 
-pub fn create(conn: &mut AnyConnection, actor: &Actor, req: NewRole) -> ServiceResult<RoleView> {
+pub fn create(conn: &mut Conn<'_>, actor: &Actor, req: NewRole) -> ServiceResult<RoleView> {
     let name = validate_role_name(&req.name)?;
     let scopes = parse_scopes(&req.scopes)?;
     policy::require_within(actor, &policy::admin_part(&scopes), "the role")?;
-    write_transaction(conn, |conn| {
+    conn.write(|tx| {
         let tenant_id = req.tenant_id.as_deref().unwrap_or(&actor.tenant_id);
-        let tenant = tenants::find_reachable(conn, actor, tenant_id)?;
+        let tenant = tenants::find_reachable(tx, actor, tenant_id)?;
         // The unique index on lower(name) also catches a race between two
         // creations; this check gives the clearer message.
-        let taken: Option<String> = roles::table
-            .filter(lower(roles::name).eq(name.to_ascii_lowercase()))
-            .select(roles::name)
-            .first(conn)
-            .optional()?;
-        if let Some(taken) = taken {
+        if let Some(taken) = store::find_any_case(tx, &name)? {
             return Err(ServiceError::Conflict(format!(
                 "role name {name:?} is taken (by {taken:?}); names are unique regardless of case"
             )));
@@ -149,11 +112,9 @@ pub fn create(conn: &mut AnyConnection, actor: &Actor, req: NewRole) -> ServiceR
             created_at: now(),
             tenant_id: Some(tenant.id.clone()),
         };
-        diesel::insert_into(roles::table)
-            .values(&role)
-            .execute(conn)?;
+        store::insert(tx, &role)?;
         audit::record(
-            conn,
+            tx,
             actor,
             "role.create",
             Some(&role.name),
@@ -167,23 +128,13 @@ pub fn create(conn: &mut AnyConnection, actor: &Actor, req: NewRole) -> ServiceR
 /// A custom role the actor may change or delete: one of its own subtree.
 /// Built-ins are a conflict; roles above the actor are out of its hands.
 fn own_custom_role(conn: &mut AnyConnection, actor: &Actor, name: &str) -> ServiceResult<Role> {
-    let role = roles::table
-        .find(name)
-        .select(Role::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(ServiceError::NotFound("role"))?;
+    let role = store::find(conn, name)?.ok_or(ServiceError::NotFound("role"))?;
     let Some(owner) = &role.tenant_id else {
         return Err(ServiceError::Conflict(format!(
             "{name:?} is a built-in role and cannot change"
         )));
     };
-    let owner_path: String = tenants_table::table
-        .find(owner)
-        .select(tenants_table::path)
-        .first(conn)
-        .optional()?
-        .ok_or(ServiceError::NotFound("role"))?;
+    let owner_path = store_tenants::path_of(conn, owner)?.ok_or(ServiceError::NotFound("role"))?;
     if actor.can_reach(&owner_path) {
         Ok(role)
     } else if actor.tenant_path.starts_with(&owner_path) {
@@ -200,25 +151,20 @@ fn own_custom_role(conn: &mut AnyConnection, actor: &Actor, name: &str) -> Servi
 /// use: those that had the role's whole scope get the new one, narrowed ones
 /// keep what of theirs the role still has.
 pub fn update(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     actor: &Actor,
     name: &str,
     patch: RolePatch,
 ) -> ServiceResult<RoleView> {
     let scopes = parse_scopes(&patch.scopes)?;
-    write_transaction(conn, |conn| {
-        let mut role = own_custom_role(conn, actor, name)?;
+    conn.write(|tx| {
+        let mut role = own_custom_role(tx, actor, name)?;
         let before = ScopeSet::parse(&role.scopes).map_err(ServiceError::Internal)?;
         policy::require_within(actor, &policy::admin_part(&before), "the role")?;
         policy::require_within(actor, &policy::admin_part(&scopes), "the changed role")?;
         role.scopes = scopes.to_string();
-        diesel::update(roles::table.find(&role.name))
-            .set(roles::scopes.eq(&role.scopes))
-            .execute(conn)?;
-        let holders: Vec<Client> = clients::table
-            .filter(clients::role.eq(&role.name))
-            .select(Client::as_select())
-            .load(conn)?;
+        store::set_scopes(tx, &role.name, &role.scopes)?;
+        let holders = store_clients::with_role(tx, &role.name)?;
         let ts = now();
         for client in &holders {
             let had = ScopeSet::parse(&client.scopes).map_err(ServiceError::Internal)?;
@@ -228,17 +174,11 @@ pub fn update(
                 ScopeSet::from_tokens(had.iter().filter(|s| scopes.contains(s)))
                     .map_err(ServiceError::Internal)?
             };
-            diesel::update(clients::table.find(&client.client_id))
-                .set((
-                    clients::scopes.eq(now_has.to_string()),
-                    clients::version.eq(client.version + 1),
-                    clients::updated_at.eq(ts),
-                ))
-                .execute(conn)?;
-            announce(conn, Change::Client(client.client_id.clone()))?;
+            store_clients::set_scopes(tx, client, &now_has.to_string(), ts)?;
+            tx.announce(Change::Client(client.client_id.clone()))?;
         }
         audit::record(
-            conn,
+            tx,
             actor,
             "role.update",
             Some(&role.name),
@@ -250,23 +190,20 @@ pub fn update(
 }
 
 /// Deletes a custom role that nobody has.
-pub fn delete(conn: &mut AnyConnection, actor: &Actor, name: &str) -> ServiceResult<()> {
-    write_transaction(conn, |conn| {
-        let role = own_custom_role(conn, actor, name)?;
+pub fn delete(conn: &mut Conn<'_>, actor: &Actor, name: &str) -> ServiceResult<()> {
+    conn.write(|tx| {
+        let role = own_custom_role(tx, actor, name)?;
         let scopes = ScopeSet::parse(&role.scopes).map_err(ServiceError::Internal)?;
         policy::require_within(actor, &policy::admin_part(&scopes), "the role")?;
-        let holders = clients::table
-            .filter(clients::role.eq(&role.name))
-            .count()
-            .get_result::<i64>(conn)?;
+        let holders = store_clients::count_with_role(tx, &role.name)?;
         if holders > 0 {
             return Err(ServiceError::Conflict(format!(
                 "role {name:?} is still given to {holders} client(s)"
             )));
         }
-        diesel::delete(roles::table.find(&role.name)).execute(conn)?;
+        store::delete(tx, &role.name)?;
         audit::record(
-            conn,
+            tx,
             actor,
             "role.delete",
             Some(&role.name),

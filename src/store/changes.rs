@@ -2,14 +2,11 @@
 //! credential changed, so that a cache never serves a revoked, disabled or
 //! deleted credential beyond a few milliseconds.
 //!
-//! A service announces each change inside its write transaction. On
-//! PostgreSQL that is a `NOTIFY keyward_changes` (delivered to every node at
-//! commit). The node that made the change also applies it to its own cache
-//! right after the commit (the subscriber `Db::run` installs for the work it
-//! runs), so it sees its own changes before its next request.
-
-use std::cell::RefCell;
-use std::sync::Arc;
+//! A service announces each change with `Tx::announce` (src/store/tx.rs),
+//! inside its write transaction. On PostgreSQL that is a
+//! `NOTIFY keyward_changes` (delivered to every node at commit). The node
+//! that made the change also applies it to its own cache right after the
+//! commit, through the subscriber its `Conn` carries.
 
 use diesel::prelude::*;
 use diesel::sql_types::Text;
@@ -56,34 +53,44 @@ impl Change {
     }
 }
 
+/// A session LISTENing on the change channel (PostgreSQL only).
+pub struct Listening {
+    conn: diesel::PgConnection,
+}
+
+impl Listening {
+    /// Opens a session at `url`, LISTENs, and only then reads the revoked
+    /// jtis still live at `now`: a revocation committed in between is both
+    /// read and heard, never neither.
+    pub fn open(url: &str, now: i64) -> Result<(Listening, Vec<String>), String> {
+        use diesel::connection::SimpleConnection as _;
+        let pg = diesel::PgConnection::establish(url).map_err(|e| e.to_string())?;
+        let mut conn = AnyConnection::Postgresql(pg);
+        conn.batch_execute(&format!("LISTEN {CHANNEL}"))
+            .map_err(|e| e.to_string())?;
+        let revoked = super::revoked::live(&mut conn, now).map_err(|e| e.to_string())?;
+        let AnyConnection::Postgresql(conn) = conn else {
+            unreachable!("opened as PostgreSQL")
+        };
+        Ok((Listening { conn }, revoked))
+    }
+
+    /// Hands each notification received so far to `each`, without waiting.
+    /// An error: the session is lost.
+    pub fn drain(&mut self, mut each: impl FnMut(&str)) -> Result<(), String> {
+        for notification in self.conn.notifications_iter() {
+            let notification = notification.map_err(|e| e.to_string())?;
+            each(&notification.payload);
+        }
+        Ok(())
+    }
+}
+
+/// Who is told of the changes a node commits (its own cache).
 pub type Subscriber = dyn Fn(&Change) + Send + Sync;
 
-thread_local! {
-    static PENDING: RefCell<Vec<Change>> = const { RefCell::new(Vec::new()) };
-    static CURRENT: RefCell<Option<Arc<Subscriber>>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with `subscriber` told of the changes it commits.
-pub fn with_subscriber<T>(subscriber: Option<Arc<Subscriber>>, f: impl FnOnce() -> T) -> T {
-    let previous = CURRENT.with(|c| c.replace(subscriber));
-    let result = f();
-    CURRENT.with(|c| *c.borrow_mut() = previous);
-    result
-}
-
-/// Announces a change from inside a write transaction.
-pub fn announce(conn: &mut AnyConnection, change: Change) -> QueryResult<()> {
-    if let AnyConnection::Postgresql(pg) = conn {
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(CHANNEL)
-            .bind::<Text, _>(change.payload())
-            .execute(pg)?;
-    }
-    PENDING.with(|p| p.borrow_mut().push(change));
-    Ok(())
-}
-
-/// A raw NOTIFY on the change channel (the listener's heartbeat).
+/// A raw NOTIFY on the change channel: `Tx::announce` for a change, the
+/// listener for its heartbeat. SQLite has one node: nothing to send.
 pub fn notify(conn: &mut AnyConnection, payload: &str) -> QueryResult<()> {
     if let AnyConnection::Postgresql(pg) = conn {
         diesel::sql_query("SELECT pg_notify($1, $2)")
@@ -92,31 +99,6 @@ pub fn notify(conn: &mut AnyConnection, payload: &str) -> QueryResult<()> {
             .execute(pg)?;
     }
     Ok(())
-}
-
-/// Sends a change outside any transaction (the CLI after a key rotation).
-pub fn announce_now(conn: &mut AnyConnection, change: Change) -> QueryResult<()> {
-    announce(conn, change)?;
-    committed();
-    Ok(())
-}
-
-/// The outermost transaction committed: apply its changes in this process.
-pub(crate) fn committed() {
-    let changes: Vec<Change> = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    if changes.is_empty() {
-        return;
-    }
-    if let Some(subscriber) = CURRENT.with(|c| c.borrow().clone()) {
-        for change in &changes {
-            subscriber(change);
-        }
-    }
-}
-
-/// The outermost transaction rolled back: nothing happened.
-pub(crate) fn discard() {
-    PENDING.with(|p| p.borrow_mut().clear());
 }
 
 #[cfg(test)]

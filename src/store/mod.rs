@@ -1,10 +1,20 @@
 //! The store: one diesel code base over PostgreSQL (production) and SQLite
 //! (zero-setup default). Nothing here knows about HTTP.
 
+pub mod api_tokens;
+pub mod audit;
 pub mod changes;
+pub mod clients;
+pub mod device_groups;
 pub mod families;
 pub mod models;
+pub mod revoked;
+pub mod roles;
 pub mod schema;
+pub mod tenants;
+pub mod tx;
+
+pub use tx::{Conn, Tx};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -350,6 +360,11 @@ impl Db {
         }
     }
 
+    /// This node's cache, to be told of what its transactions commit.
+    pub fn subscriber(&self) -> Option<Arc<changes::Subscriber>> {
+        self.subscriber.read().ok().and_then(|s| s.clone())
+    }
+
     pub fn operations(&self) -> Arc<AtomicU64> {
         self.operations.clone()
     }
@@ -373,15 +388,15 @@ impl Db {
     /// Runs `f` with a pooled connection on the blocking thread pool.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut Conn<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + StoreFailure + Send + 'static,
     {
         let db = self.clone();
-        let subscriber = self.subscriber.read().ok().and_then(|s| s.clone());
+        let subscriber = self.subscriber();
         match actix_web::web::block(move || {
             let mut conn = db.get()?;
-            let result = changes::with_subscriber(subscriber, || f(&mut conn));
+            let result = f(&mut Conn::new(&mut conn, subscriber));
             if matches!(&result, Err(e) if e.is_unavailable()) {
                 conn.broken = true;
                 db.suspect();
@@ -402,12 +417,12 @@ impl Db {
     /// (the CLI and tests).
     pub fn run_here<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+        F: FnOnce(&mut Conn<'_>) -> Result<T, E>,
         E: From<StoreError> + StoreFailure,
     {
-        let subscriber = self.subscriber.read().ok().and_then(|s| s.clone());
+        let subscriber = self.subscriber();
         let mut conn = self.get()?;
-        let result = changes::with_subscriber(subscriber, || f(&mut conn));
+        let result = f(&mut Conn::new(&mut conn, subscriber));
         if matches!(&result, Err(e) if e.is_unavailable()) {
             conn.broken = true;
             self.suspect();
@@ -443,11 +458,12 @@ impl<E: std::fmt::Display> r2d2::HandleError<E> for PoolErrorLog {
     }
 }
 
-/// Runs `f` in one write transaction. On SQLite it begins `IMMEDIATE`, taking
+/// Runs `f` in one write transaction (services use `Conn::write`, which adds
+/// announcements and the audit log to it). On SQLite it begins `IMMEDIATE`, taking
 /// the write lock up front: a deferred transaction that reads and then writes
 /// fails with SQLITE_BUSY when another writer got in between, and busy_timeout
 /// cannot help with that.
-pub fn write_transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+fn write_transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut AnyConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
@@ -461,10 +477,7 @@ where
         }
     };
     let outermost = matches!(depth, Ok(None));
-    if outermost {
-        changes::discard();
-    }
-    let result = match conn {
+    match conn {
         // PostgreSQL, or nested: diesel's own (a savepoint when nested).
         _ if !outermost => conn.transaction(f),
         AnyConnection::Postgresql(_) => conn.transaction(f),
@@ -481,7 +494,6 @@ where
                             log::error!("rollback after a panic failed: {rollback}");
                         }
                     }
-                    changes::discard();
                     std::panic::resume_unwind(panic)
                 }
             };
@@ -503,14 +515,7 @@ where
                 }
             }
         }
-    };
-    if outermost {
-        match &result {
-            Ok(_) => changes::committed(),
-            Err(_) => changes::discard(),
-        }
     }
-    result
 }
 
 /// Runs the pending migrations of the connection's backend. On PostgreSQL

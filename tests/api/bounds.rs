@@ -165,12 +165,9 @@ fn a_panic_inside_a_write_transaction_does_not_keep_the_write_lock() {
     let db = app.db.clone();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         db.run_here(|conn| {
-            keyward::store::write_transaction(
-                conn,
-                |_conn| -> Result<(), keyward::service::ServiceError> {
-                    panic!("a bug inside a write transaction")
-                },
-            )
+            conn.write(|_tx| -> Result<(), keyward::service::ServiceError> {
+                panic!("a bug inside a write transaction")
+            })
         })
     }));
     assert!(outcome.is_err());

@@ -251,9 +251,7 @@ pub fn created(body: &impl Serialize) -> HttpResponse {
 /// Runs a service call on the blocking pool with a pooled connection.
 pub async fn run<T, F>(state: &AppState, f: F) -> Result<T, OAuthError>
 where
-    F: FnOnce(&mut crate::store::AnyConnection) -> crate::service::ServiceResult<T>
-        + Send
-        + 'static,
+    F: FnOnce(&mut crate::store::Conn<'_>) -> crate::service::ServiceResult<T> + Send + 'static,
     T: Send + 'static,
 {
     state

@@ -253,15 +253,16 @@ pub fn expire_client(app: &TestApp, client_id: &str) {
     use keyward::store::schema::clients;
     app.db
         .run_here(|conn| {
-            diesel::update(clients::table.find(client_id))
-                .set(clients::expires_at.eq(Some(keyward::service::now() - 1)))
-                .execute(conn)?;
-            // A direct write: announce it as the services do, so caches drop it.
-            keyward::store::changes::announce_now(
-                conn,
-                keyward::store::changes::Change::Client(client_id.to_string()),
-            )?;
-            Ok::<_, keyward::service::ServiceError>(())
+            conn.write(|tx| {
+                diesel::update(clients::table.find(client_id))
+                    .set(clients::expires_at.eq(Some(keyward::service::now() - 1)))
+                    .execute(&mut **tx)?;
+                // A direct write: announce it as the services do, so caches drop it.
+                tx.announce(keyward::store::changes::Change::Client(
+                    client_id.to_string(),
+                ))?;
+                Ok::<_, keyward::service::ServiceError>(())
+            })
         })
         .unwrap();
 }

@@ -1,0 +1,205 @@
+//! The two ways a service holds the store: `Conn` to read, `Tx` to change.
+//!
+//! A change is made only inside `Conn::write`, which hands out a `Tx`. The
+//! `Tx` is the only way to announce a change to the other nodes
+//! (`tx.announce`) and to write the audit log (`tx.audit`), so neither can
+//! happen outside a transaction, and neither outlives a rollback: the
+//! announcements are NOTIFYs sent inside the transaction (PostgreSQL delivers
+//! them at commit, drops them on rollback), and the same changes are applied
+//! to this node's own cache right after the commit, by the subscriber the
+//! `Conn` carries, so this node sees its own change before its next request.
+//! Nothing is kept in thread-local state: what a transaction announced is a
+//! value of that transaction.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use diesel::prelude::*;
+
+use super::changes::{self, Change, Subscriber};
+use super::{audit, write_transaction, AnyConnection};
+
+/// A pooled connection as services get it from `Db::run`/`Db::run_here`.
+/// Reads go straight to the connection (it dereferences to one); changes go
+/// through `write`.
+pub struct Conn<'c> {
+    db: &'c mut AnyConnection,
+    /// This node's cache, told of what each committed `write` announced.
+    subscriber: Option<Arc<Subscriber>>,
+}
+
+impl<'c> Conn<'c> {
+    pub fn new(db: &'c mut AnyConnection, subscriber: Option<Arc<Subscriber>>) -> Conn<'c> {
+        Conn { db, subscriber }
+    }
+
+    /// A connection whose changes no cache in this process needs to hear of
+    /// (tests, one-shot tools; other nodes still hear through NOTIFY).
+    pub fn detached(db: &'c mut AnyConnection) -> Conn<'c> {
+        Conn::new(db, None)
+    }
+
+    /// Runs `f` in one write transaction (`store::write_transaction`: on
+    /// SQLite `BEGIN IMMEDIATE`). Committed: what it announced is applied to
+    /// this node's cache. Rolled back: nothing happened, nothing is told.
+    pub fn write<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        let mut announced = Vec::new();
+        let result = write_transaction(self.db, |db| {
+            let mut tx = Tx {
+                db,
+                announced: Vec::new(),
+            };
+            let value = f(&mut tx)?;
+            announced = tx.announced;
+            Ok(value)
+        });
+        if result.is_ok() {
+            if let Some(subscriber) = &self.subscriber {
+                for change in &announced {
+                    subscriber(change);
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Deref for Conn<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.db
+    }
+}
+
+impl DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.db
+    }
+}
+
+/// An open write transaction. It dereferences to the connection for the
+/// store's query functions; announcing and auditing are its own methods.
+pub struct Tx<'t> {
+    db: &'t mut AnyConnection,
+    announced: Vec<Change>,
+}
+
+impl Tx<'_> {
+    /// Tells every node of `change` when (and only if) this transaction
+    /// commits.
+    pub fn announce(&mut self, change: Change) -> QueryResult<()> {
+        changes::notify(self.db, &change.payload())?;
+        self.announced.push(change);
+        Ok(())
+    }
+
+    /// Writes `entry` to the audit log in this transaction.
+    pub fn audit(&mut self, entry: audit::Entry) -> QueryResult<()> {
+        audit::insert(self.db, entry)
+    }
+
+    /// What this transaction announced so far.
+    pub fn announced(&self) -> &[Change] {
+        &self.announced
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.db
+    }
+}
+
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+
+    fn sqlite() -> AnyConnection {
+        let mut db = AnyConnection::Sqlite(
+            diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite"),
+        );
+        db.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")
+            .expect("table");
+        db
+    }
+
+    fn rows(db: &mut AnyConnection) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query("SELECT COUNT(*) AS n FROM t")
+            .get_result::<Count>(db)
+            .expect("count")
+            .n
+    }
+
+    fn recorder() -> (Arc<Mutex<Vec<Change>>>, Arc<Subscriber>) {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        let subscriber: Arc<Subscriber> = Arc::new(move |change: &Change| {
+            sink.lock().expect("sink").push(change.clone());
+        });
+        (heard, subscriber)
+    }
+
+    #[test]
+    fn a_committed_write_tells_the_node_what_it_announced_after_the_commit() {
+        let mut db = sqlite();
+        let (heard, subscriber) = recorder();
+        let mut conn = Conn::new(&mut db, Some(subscriber));
+        conn.write(|tx| {
+            diesel::sql_query("INSERT INTO t VALUES (1)").execute(&mut **tx)?;
+            tx.announce(Change::Client("kwc_1".into()))?;
+            tx.announce(Change::Tenants)?;
+            // Nothing is told before the commit.
+            assert!(heard.lock().expect("heard").is_empty());
+            assert_eq!(tx.announced().len(), 2);
+            Ok::<_, diesel::result::Error>(())
+        })
+        .expect("write");
+        assert_eq!(rows(&mut conn), 1);
+        assert_eq!(
+            *heard.lock().expect("heard"),
+            vec![Change::Client("kwc_1".into()), Change::Tenants]
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_write_changes_nothing_and_tells_nobody() {
+        let mut db = sqlite();
+        let (heard, subscriber) = recorder();
+        let mut conn = Conn::new(&mut db, Some(subscriber));
+        let outcome = conn.write(|tx| {
+            diesel::sql_query("INSERT INTO t VALUES (1)").execute(&mut **tx)?;
+            tx.announce(Change::Client("kwc_1".into()))?;
+            Err::<(), _>(diesel::result::Error::RollbackTransaction)
+        });
+        assert!(outcome.is_err());
+        assert_eq!(rows(&mut conn), 0);
+        assert!(heard.lock().expect("heard").is_empty());
+        // The next write starts clean: nothing of the rolled-back one leaks.
+        conn.write(|tx| {
+            tx.announce(Change::Keys)?;
+            Ok::<_, diesel::result::Error>(())
+        })
+        .expect("write");
+        assert_eq!(*heard.lock().expect("heard"), vec![Change::Keys]);
+    }
+}
