@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
