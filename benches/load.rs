@@ -1245,8 +1245,8 @@ fn bench_actor(conn: &mut AnyConnection) -> Result<Actor, String> {
     Ok(Actor {
         client_id: None,
         name: "bench".into(),
-        tenant_id: root.id,
-        tenant_path: root.path,
+        tenant_id: root.id.to_string(),
+        tenant_path: root.path.to_string(),
         scopes: ScopeSet::all_admin(),
         ip: None,
     })

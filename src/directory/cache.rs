@@ -65,13 +65,12 @@ const NO_BEAT: i64 = i64::MIN;
 /// A client as authentication needs it.
 #[derive(Debug)]
 pub struct ClientEntry {
+    /// The client, parsed when it was read: its allowed networks and
+    /// audiences are typed values (a corrupt one failed the read).
     pub record: Arc<ClientRecord>,
     pub secrets: Vec<ClientSecret>,
-    /// The client's scopes, allowed networks and audiences, parsed once.
+    /// The client's scopes, shared with every client that has the same.
     pub scopes: Arc<ScopeSet>,
-    /// None when the stored list cannot be read: then nobody is allowed.
-    pub allowed_ips: Option<Vec<ipnet::IpNet>>,
-    pub audience: Vec<String>,
 }
 
 impl ClientEntry {
@@ -85,24 +84,8 @@ impl ClientEntry {
         scopes: Arc<ScopeSet>,
     ) -> ClientEntry {
         let client = &mut record.client;
-        // Fail closed: a list (or an entry) that cannot be read allows nobody.
-        let networks: Option<Vec<ipnet::IpNet>> =
-            serde_json::from_str::<Vec<String>>(&client.allowed_ips)
-                .ok()
-                .and_then(|list| {
-                    list.iter()
-                        .map(|n| crate::config::parse_cidr(n).ok())
-                        .collect()
-                });
-        let audience = serde_json::from_str(&client.audience).unwrap_or_default();
-        for unused in [
-            &mut client.name,
-            &mut client.metadata,
-            &mut client.allowed_ips,
-            &mut client.audience,
-        ] {
-            *unused = String::new();
-        }
+        client.name = String::new();
+        client.metadata = Default::default();
         client.description = None;
         client.owner = None;
         client.owner_email = None;
@@ -116,8 +99,6 @@ impl ClientEntry {
             .collect();
         ClientEntry {
             scopes,
-            allowed_ips: networks,
-            audience,
             record: Arc::new(record),
             secrets,
         }
@@ -125,13 +106,12 @@ impl ClientEntry {
 
     /// Whether `ip` may use this client (no networks: any address).
     pub fn allows(&self, ip: Option<std::net::IpAddr>) -> bool {
-        let Some(networks) = &self.allowed_ips else {
-            return false;
-        };
-        if networks.is_empty() {
-            return true;
-        }
-        ip.is_some_and(|ip| networks.iter().any(|net| net.contains(&ip)))
+        self.record.client.allowed_ips.allows(ip)
+    }
+
+    /// The audiences the client may ask for besides the issuer.
+    pub fn audience(&self) -> &[String] {
+        self.record.client.audience.as_slice()
     }
 }
 
@@ -273,7 +253,7 @@ impl Cache {
                 let mut maps = self.write();
                 maps.clients.remove(id);
                 maps.api_tokens
-                    .retain(|_, t| &t.owner.client.client_id != id);
+                    .retain(|_, t| t.owner.client.client_id != *id);
             }
             Change::ApiToken(hash) => {
                 self.write().api_tokens.remove(hash);
@@ -456,15 +436,16 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::domain::Client;
     use crate::service::clients::is_usable;
-    use crate::store::models::{ApiTokenRow, Client};
+    use crate::store::models::{self, ApiTokenRow};
     use crate::tokens::jwt::Audience;
 
     const START_MS: i64 = 1_800_000_000_000;
 
     fn client_record(id: &str, expires_at: Option<i64>) -> ClientRecord {
         ClientRecord {
-            client: Client {
+            client: Client::try_from(models::Client {
                 client_id: id.into(),
                 kind: "client_credentials".into(),
                 name: "n".into(),
@@ -488,7 +469,8 @@ mod tests {
                 revoked_at: None,
                 last_used_at: None,
                 version: 1,
-            },
+            })
+            .expect("a well-formed row"),
             tenant_path: "/t/".into(),
         }
     }

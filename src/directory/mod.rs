@@ -131,7 +131,7 @@ impl Directory {
             self.cache.remember_unknown(client_id);
             return Ok(None);
         };
-        let scopes = self.scope_set(&record.client.scopes);
+        let scopes = self.scope_set(&record.client.scopes.to_string());
         let entry = Arc::new(ClientEntry::new(record, secrets, scopes));
         self.cache.fill_client(seen, client_id, entry.clone());
         Ok(Some(entry))

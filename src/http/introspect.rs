@@ -68,8 +68,16 @@ pub async fn introspect(
         }
         Some(TokenLookup::Api(record)) if caller.can_reach(&record.owner.tenant_path) => {
             let client = &record.owner.client;
-            let audience: Vec<String> =
-                serde_json::from_str(&record.token.audience).unwrap_or_default();
+            // Read strictly: an unreadable stored audience is a 500 with its
+            // cause logged, never a token that looks issuer-only.
+            let audience = crate::domain::Audience::from_json(&record.token.audience)
+                .map_err(|e| {
+                    OAuthError::server_error(&format!(
+                        "stored api_tokens.audience of {} is unreadable: {e}",
+                        record.token.id
+                    ))
+                })?
+                .into_vec();
             let audience = if audience.is_empty() {
                 Audience::One(state.issuer.clone())
             } else {

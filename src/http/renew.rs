@@ -89,7 +89,7 @@ pub async fn renew(
                         &actor,
                         &issuer,
                         &entry.record,
-                        &entry.audience,
+                        entry.audience(),
                         &old,
                         &renewed,
                     )

@@ -71,7 +71,7 @@ pub async fn token(
     };
 
     // RFC 8707: `resource` and `audience` each name a target.
-    let allowed_audience = &entry.audience;
+    let allowed_audience = entry.audience();
     let mut audience: Vec<String> = Vec::new();
     for target in form.get_all("audience").chain(form.get_all("resource")) {
         // The issuer is always allowed: a client whose audiences name only
@@ -89,12 +89,12 @@ pub async fn token(
         audience = if allowed_audience.is_empty() {
             vec![state.issuer.clone()]
         } else {
-            allowed_audience.clone()
+            allowed_audience.to_vec()
         };
     }
 
     let tenant_id = match form.get("tenant") {
-        None => client.tenant_id.clone(),
+        None => client.tenant_id.to_string(),
         Some(asked) => match state.directory.tenant_path(&state.db, asked).await? {
             Some(path) if path.starts_with(&record.tenant_path) => asked.to_string(),
             _ => {
@@ -111,8 +111,8 @@ pub async fn token(
     }
     let claims = AccessClaims {
         iss: state.issuer.clone(),
-        sub: client.client_id.clone(),
-        client_id: client.client_id.clone(),
+        sub: client.client_id.to_string(),
+        client_id: client.client_id.to_string(),
         aud: Audience::from_list(audience),
         iat: now,
         exp,

@@ -28,7 +28,8 @@ use super::form::Form;
 use super::throttle::FailureThrottle;
 use super::OAuthError;
 use crate::directory::{ClientEntry, Directory};
-use crate::service::clients::{is_usable, status_of, KIND_API_TOKEN, STATUS_ACTIVE};
+use crate::domain::ClientKind;
+use crate::service::clients::{is_usable, status_of, STATUS_ACTIVE};
 use crate::service::credentials::{self, ApiTokenRecord, ClientRecord};
 use crate::service::scopes::ScopeSet;
 use crate::service::Actor;
@@ -279,7 +280,7 @@ impl Authenticator {
         let client = &entry.record.client;
         // The directory's clock, so that tests can move it past a grace.
         let now = self.directory.now();
-        if client.kind == KIND_API_TOKEN {
+        if client.kind == ClientKind::ApiToken {
             // RFC 6749 5.2 unauthorized_client: an api_token client that
             // presents its own token as a secret is known, but may not use
             // this grant. Anything else is a wrong secret.
@@ -314,7 +315,7 @@ impl Authenticator {
         Ok(Principal {
             client: entry.record.clone(),
             scopes: entry.scopes.clone(),
-            tenant_id: client.tenant_id.clone(),
+            tenant_id: client.tenant_id.to_string(),
             tenant_path: entry.record.tenant_path.clone(),
             ip,
             credential: Credential::Secret(entry.clone()),
@@ -356,7 +357,7 @@ impl Authenticator {
                 record.owner.clone(),
                 self.directory.scope_set(&record.token.scope),
                 record.token.tenant_id.clone(),
-                ip_allowed(&record.owner.client.allowed_ips, ip),
+                record.owner.client.allowed_ips.allows(ip),
                 Credential::ApiToken(record),
             ),
         };
@@ -421,22 +422,4 @@ impl Authenticator {
         }
         Ok(Some(TokenLookup::Access(claims, entry)))
     }
-}
-
-/// Whether `ip` may use a client whose `allowed_ips` is `allowed_json` (a
-/// JSON array of CIDRs; empty: any address). An unknown address matches no
-/// list, and a list that cannot be read allows nobody.
-pub fn ip_allowed(allowed_json: &str, ip: Option<IpAddr>) -> bool {
-    let Ok(nets) = serde_json::from_str::<Vec<String>>(allowed_json) else {
-        return false;
-    };
-    if nets.is_empty() {
-        return true;
-    }
-    let Some(ip) = ip else {
-        return false;
-    };
-    nets.iter()
-        .filter_map(|n| crate::config::parse_cidr(n).ok())
-        .any(|net| net.contains(&ip))
 }

@@ -77,10 +77,16 @@ pub fn list(
         action: filter.action.clone(),
         since,
     };
-    Ok(
-        store_audit::list(conn, &actor.tenant_path, &stored, limit, after)?
-            .into_iter()
-            .map(|e| AuditView {
+    store_audit::list(conn, &actor.tenant_path, &stored, limit, after)?
+        .into_iter()
+        .map(|e| {
+            let details = serde_json::from_str(&e.details).map_err(|err| {
+                ServiceError::Internal(format!(
+                    "stored audit_events.details of {} is unreadable: {err}",
+                    e.id
+                ))
+            })?;
+            Ok(AuditView {
                 id: e.id,
                 at: rfc3339(e.at),
                 actor: e.actor,
@@ -88,8 +94,8 @@ pub fn list(
                 target: e.target,
                 tenant_id: e.tenant_id,
                 ip: e.ip,
-                details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::Null),
+                details,
             })
-            .collect(),
-    )
+        })
+        .collect()
 }

@@ -37,8 +37,8 @@ pub fn ensure_root_and_admin(
         let system = Actor {
             name: "bootstrap".into(),
             client_id: None,
-            tenant_id: root.id.clone(),
-            tenant_path: root.path.clone(),
+            tenant_id: root.id.to_string(),
+            tenant_path: root.path.to_string(),
             scopes: ScopeSet::all_admin(),
             ip: None,
         };

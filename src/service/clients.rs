@@ -8,32 +8,32 @@ use super::durations::{self, DurationSpec};
 use super::policy::{self, ClientAction};
 use super::scopes::ScopeSet;
 use super::{audit, now, rfc3339, tenants, Actor, ServiceError, ServiceResult};
+use crate::domain::{
+    AllowedNetworks, Audience, Client, ClientId, ClientKind, ClientStatus, Metadata, ShownStatus,
+};
 use crate::store::changes::Change;
 use crate::store::clients::{self as store, ListFilter, StatusFilter};
-use crate::store::models::{ApiTokenRow, Client, ClientSecret};
+use crate::store::models::{ApiTokenRow, ClientSecret};
 use crate::store::{api_tokens as store_api_tokens, device_groups as store_device_groups};
 use crate::store::{AnyConnection, Conn, Tx};
 use crate::tokens::opaque::{self, display_prefix, random_id, Secret};
 
-pub const KIND_CLIENT_CREDENTIALS: &str = "client_credentials";
-pub const KIND_API_TOKEN: &str = "api_token";
+pub const KIND_CLIENT_CREDENTIALS: &str = ClientKind::ClientCredentials.as_str();
+pub const KIND_API_TOKEN: &str = ClientKind::ApiToken.as_str();
 
-pub use crate::store::clients::{STATUS_ACTIVE, STATUS_DISABLED, STATUS_REVOKED};
-pub const STATUS_EXPIRED: &str = "expired";
+pub const STATUS_ACTIVE: &str = ShownStatus::Active.as_str();
+pub const STATUS_DISABLED: &str = ShownStatus::Disabled.as_str();
+pub const STATUS_REVOKED: &str = ShownStatus::Revoked.as_str();
+pub const STATUS_EXPIRED: &str = ShownStatus::Expired.as_str();
 
 /// The status a caller sees: `expired` is derived from `expires_at`.
 pub fn status_of(client: &Client, now: i64) -> &'static str {
-    match client.status.as_str() {
-        STATUS_REVOKED => STATUS_REVOKED,
-        _ if client.expires_at.is_some_and(|e| e <= now) => STATUS_EXPIRED,
-        STATUS_DISABLED => STATUS_DISABLED,
-        _ => STATUS_ACTIVE,
-    }
+    client.shown_status(now).as_str()
 }
 
 /// Whether the client's credentials and tokens work right now.
 pub fn is_usable(client: &Client, now: i64) -> bool {
-    status_of(client, now) == STATUS_ACTIVE
+    client.is_usable(now)
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -66,25 +66,24 @@ pub struct ClientView {
 impl ClientView {
     pub fn new(c: &Client, now: i64) -> ClientView {
         ClientView {
-            client_id: c.client_id.clone(),
-            kind: c.kind.clone(),
+            client_id: c.client_id.to_string(),
+            kind: c.kind.as_str().to_string(),
             name: c.name.clone(),
             description: c.description.clone(),
-            tenant_id: c.tenant_id.clone(),
+            tenant_id: c.tenant_id.to_string(),
             role: c.role.clone(),
-            scopes: ScopeSet::parse(&c.scopes).unwrap_or_default().to_vec(),
+            scopes: c.scopes.to_vec(),
             device_group_id: c.device_group_id.clone(),
             owner: c.owner.clone(),
             owner_email: c.owner_email.clone(),
             status: status_of(c, now).to_string(),
             expires_at: c.expires_at.map(rfc3339),
             can_renew: c.can_renew,
-            allowed_ips: serde_json::from_str(&c.allowed_ips).unwrap_or_default(),
+            allowed_ips: c.allowed_ips.as_strings().to_vec(),
             access_token_ttl: c.access_token_ttl,
             token_lifetime: c.token_lifetime,
-            audience: serde_json::from_str(&c.audience).unwrap_or_default(),
-            metadata: serde_json::from_str(&c.metadata)
-                .unwrap_or_else(|_| serde_json::Value::Object(Default::default())),
+            audience: c.audience.as_slice().to_vec(),
+            metadata: serde_json::Value::Object(c.metadata.as_map().clone()),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
             revoked_at: c.revoked_at.map(rfc3339),
@@ -230,17 +229,16 @@ pub fn resolve_expiry(
     }
 }
 
-pub fn validate_allowed_ips(list: &[String]) -> ServiceResult<Vec<String>> {
-    list.iter()
-        .map(|entry| {
-            crate::config::parse_cidr(entry)
-                .map(|net| net.to_string())
-                .map_err(|e| ServiceError::Invalid(format!("allowed_ips: {e}")))
-        })
-        .collect()
+pub fn validate_allowed_ips(list: &[String]) -> ServiceResult<AllowedNetworks> {
+    AllowedNetworks::from_entries(list)
+        .map_err(|e| ServiceError::Invalid(format!("allowed_ips: {e}")))
 }
 
-pub fn validate_audience(list: &[String]) -> ServiceResult<Vec<String>> {
+pub fn validate_audience(list: &[String]) -> ServiceResult<Audience> {
+    validate_audience_list(list).map(Audience::new)
+}
+
+fn validate_audience_list(list: &[String]) -> ServiceResult<Vec<String>> {
     list.iter()
         .map(|a| {
             let a = a.trim();
@@ -301,7 +299,7 @@ pub fn insert_api_token(
             "tok_{}",
             opaque::time_ordered_id(chrono::Utc::now().timestamp_millis())
         ),
-        client_id: client.client_id.clone(),
+        client_id: client.client_id.to_string(),
         token_hash: token.hash(),
         prefix: display_prefix(token.expose()),
         scope: scope.to_string(),
@@ -333,13 +331,13 @@ pub fn register_in(
 ) -> ServiceResult<(ClientView, IssuedCredential)> {
     let ts = now();
     let name = tenants::validate_name(&req.name)?;
-    let kind = match req.kind.as_deref().unwrap_or(KIND_CLIENT_CREDENTIALS) {
-        k @ (KIND_CLIENT_CREDENTIALS | KIND_API_TOKEN) => k.to_string(),
-        other => {
-            return Err(ServiceError::Invalid(format!(
-                "kind {other:?} is not one of client_credentials, api_token"
-            )))
-        }
+    let kind = match req.kind.as_deref() {
+        None => ClientKind::ClientCredentials,
+        Some(text) => text.parse::<ClientKind>().map_err(|_| {
+            ServiceError::Invalid(format!(
+                "kind {text:?} is not one of client_credentials, api_token"
+            ))
+        })?,
     };
     let description = optional_text("description", req.description.as_deref(), 2000)?;
     let owner = optional_text("owner", req.owner.as_deref(), 200)?;
@@ -358,7 +356,7 @@ pub fn register_in(
     };
     let allowed_ips = validate_allowed_ips(req.allowed_ips.as_deref().unwrap_or(&[]))?;
     let audience = validate_audience(req.audience.as_deref().unwrap_or(&[]))?;
-    let metadata = serde_json::Value::Object(req.metadata.clone().unwrap_or_default());
+    let metadata = Metadata::new(req.metadata.clone().unwrap_or_default());
     let requested_scopes = match &req.scopes {
         Some(list) => Some(
             ScopeSet::from_tokens(list.iter().map(String::as_str))
@@ -400,26 +398,24 @@ pub fn register_in(
             }
         }
         let client = Client {
-            client_id: random_id("kwc_"),
-            kind: kind.clone(),
+            client_id: ClientId::from(random_id("kwc_")),
+            kind,
             name: name.clone(),
             description: description.clone(),
             tenant_id: tenant.id.clone(),
             role: role.name.clone(),
-            scopes: scopes.to_string(),
+            scopes,
             device_group_id: req.device_group_id.clone(),
             owner: owner.clone(),
             owner_email: owner_email.clone(),
-            status: STATUS_ACTIVE.to_string(),
+            status: ClientStatus::Active,
             expires_at,
             can_renew: req.can_renew.unwrap_or(false),
-            allowed_ips: serde_json::to_string(&allowed_ips)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            allowed_ips: allowed_ips.clone(),
             access_token_ttl,
             token_lifetime,
-            audience: serde_json::to_string(&audience)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?,
-            metadata: metadata.to_string(),
+            audience: audience.clone(),
+            metadata: metadata.clone(),
             created_at: ts,
             updated_at: ts,
             revoked_at: None,
@@ -428,13 +424,13 @@ pub fn register_in(
         };
         store::insert(tx, &client)?;
         // Nodes that remembered this id as unknown must forget that.
-        tx.announce(Change::Client(client.client_id.clone()))?;
-        let credential = if kind == KIND_API_TOKEN {
+        tx.announce(Change::Client(client.client_id.to_string()))?;
+        let credential = if kind == ClientKind::ApiToken {
             let (row, token) = insert_api_token(
                 tx,
                 &client,
-                &client.scopes,
-                &audience,
+                &client.scopes.to_string(),
+                audience.as_slice(),
                 &client.tenant_id,
                 ts,
             )?;
@@ -451,7 +447,7 @@ pub fn register_in(
             "client.create",
             Some(&client.client_id),
             Some(&client.tenant_id),
-            serde_json::json!({"name": client.name, "kind": client.kind, "role": client.role, "scopes": client.scopes}),
+            serde_json::json!({"name": client.name, "kind": client.kind, "role": client.role, "scopes": client.scopes.to_string()}),
         )?;
         Ok((ClientView::new(&client, ts), credential))
     }
@@ -543,24 +539,20 @@ pub fn change_status(
     };
     conn.write(|tx| {
         let mut client = policy::client_for(tx, actor, client_id, action)?;
-        if client.status == STATUS_REVOKED {
-            return Err(ServiceError::Conflict(
-                "the client is revoked; revocation is final".into(),
-            ));
-        }
+        reject_if_revoked(&client)?;
         let ts = now();
         let (status, action) = match change {
-            StatusChange::Disable => (STATUS_DISABLED, "client.disable"),
-            StatusChange::Enable => (STATUS_ACTIVE, "client.enable"),
-            StatusChange::Revoke => (STATUS_REVOKED, "client.revoke"),
+            StatusChange::Disable => (ClientStatus::Disabled, "client.disable"),
+            StatusChange::Enable => (ClientStatus::Active, "client.enable"),
+            StatusChange::Revoke => (ClientStatus::Revoked, "client.revoke"),
         };
-        client.status = status.to_string();
+        client.status = status;
         if change == StatusChange::Revoke {
             client.revoked_at = Some(ts);
         }
         bump_version(tx, &mut client, ts)?;
         store::set_status(tx, &client)?;
-        tx.announce(Change::Client(client.client_id.clone()))?;
+        tx.announce(Change::Client(client.client_id.to_string()))?;
         audit::record(
             tx,
             actor,
@@ -606,7 +598,7 @@ fn bump_version(conn: &mut AnyConnection, client: &mut Client, ts: i64) -> Servi
 }
 
 fn reject_if_revoked(client: &Client) -> ServiceResult<()> {
-    if client.status == STATUS_REVOKED {
+    if client.status == ClientStatus::Revoked {
         Err(ServiceError::Conflict(
             "the client is revoked; revocation is final".into(),
         ))
@@ -713,8 +705,7 @@ pub fn update(
                 "allowed_ips" => {
                     let list: Vec<String> = serde_json::from_value(value.clone())
                         .map_err(|_| field_error("allowed_ips", "an array of CIDRs"))?;
-                    client.allowed_ips = serde_json::to_string(&validate_allowed_ips(&list)?)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    client.allowed_ips = validate_allowed_ips(&list)?;
                 }
                 "access_token_ttl" => {
                     let ttl = value
@@ -735,21 +726,20 @@ pub fn update(
                 "audience" => {
                     let list: Vec<String> = serde_json::from_value(value.clone())
                         .map_err(|_| field_error("audience", "an array of strings"))?;
-                    client.audience = serde_json::to_string(&validate_audience(&list)?)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    client.audience = validate_audience(&list)?;
                 }
                 "metadata" => {
-                    if !value.is_object() {
+                    let serde_json::Value::Object(map) = value else {
                         return Err(field_error("metadata", "an object"));
-                    }
-                    client.metadata = value.to_string();
+                    };
+                    client.metadata = Metadata::new(map.clone());
                 }
                 _ => {}
             }
         }
         bump_version(tx, &mut client, ts)?;
         store::save(tx, &client)?;
-        tx.announce(Change::Client(client.client_id.clone()))?;
+        tx.announce(Change::Client(client.client_id.to_string()))?;
         audit::record(
             tx,
             actor,
@@ -778,7 +768,7 @@ pub fn delete(conn: &mut Conn<'_>, actor: &Actor, client_id: &str) -> ServiceRes
                 "a client cannot delete itself".into(),
             ));
         }
-        tx.announce(Change::Client(client.client_id.clone()))?;
+        tx.announce(Change::Client(client.client_id.to_string()))?;
         audit::record(
             tx,
             actor,
@@ -810,7 +800,7 @@ pub fn rotate_secret(
     conn.write(|tx| {
         let mut client = policy::client_for(tx, actor, client_id, ClientAction::NewSecret)?;
         reject_if_revoked(&client)?;
-        if client.kind != KIND_CLIENT_CREDENTIALS {
+        if client.kind != ClientKind::ClientCredentials {
             return Err(ServiceError::Invalid(
                 "an api_token client has no secret; reissue its token instead".into(),
             ));
@@ -823,7 +813,7 @@ pub fn rotate_secret(
             store::start_grace(tx, &client.client_id, ts, ts + grace_seconds)?;
         }
         let secret = insert_secret(tx, &client.client_id, ts)?;
-        tx.announce(Change::Client(client.client_id.clone()))?;
+        tx.announce(Change::Client(client.client_id.to_string()))?;
         audit::record(
             tx,
             actor,
@@ -846,7 +836,7 @@ pub fn reissue_token(
     conn.write(|tx| {
         let mut client = policy::client_for(tx, actor, client_id, ClientAction::Reissue)?;
         reject_if_revoked(&client)?;
-        if client.kind != KIND_API_TOKEN {
+        if client.kind != ClientKind::ApiToken {
             return Err(ServiceError::Invalid(
                 "a client_credentials client has no API token; make it a new secret instead".into(),
             ));
@@ -858,12 +848,11 @@ pub fn reissue_token(
             ));
         }
         bump_version(tx, &mut client, ts)?;
-        let audience: Vec<String> = serde_json::from_str(&client.audience).unwrap_or_default();
         let (row, token) = insert_api_token(
             tx,
             &client,
-            &client.scopes,
-            &audience,
+            &client.scopes.to_string(),
+            client.audience.as_slice(),
             &client.tenant_id,
             ts,
         )?;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use diesel::QueryResult;
 
-use super::clients::{self, is_usable, KIND_API_TOKEN};
+use super::clients::{self, is_usable};
 use super::{audit, now, Actor, ServiceError, ServiceResult};
+use crate::domain::{Client, ClientKind};
 use crate::store::changes::Change;
 use crate::store::families::{self, Member, KIND_ACCESS_TOKEN};
-use crate::store::models::{ApiTokenRow, Client, ClientSecret, RevokedAccessToken};
+use crate::store::models::{ApiTokenRow, ClientSecret, RevokedAccessToken};
 use crate::store::{api_tokens, clients as store_clients, revoked};
 use crate::store::{AnyConnection, Conn, Tx};
 use crate::tokens::jwt::AccessClaims;
@@ -64,7 +65,7 @@ impl ApiTokenRecord {
     pub fn is_active(&self, now: i64) -> bool {
         self.token.revoked_at.is_none()
             && self.token.expires_at > now
-            && self.owner.client.kind == KIND_API_TOKEN
+            && self.owner.client.kind == ClientKind::ApiToken
             && is_usable(&self.owner.client, now)
     }
 }
@@ -336,12 +337,12 @@ pub fn renew_api_token(
             client,
             tenant_path,
         };
-        let client_audience = json_list(&current.client.audience, "client audience")?;
+        let client_audience = current.client.audience.clone();
         check_grant_still_allowed(
             tx,
             issuer,
             &current,
-            &client_audience,
+            client_audience.as_slice(),
             &record.token.tenant_id,
             &audience,
         )?;

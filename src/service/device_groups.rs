@@ -71,7 +71,7 @@ pub fn create(
         }
         let group = DeviceGroup {
             id: random_id("dg_"),
-            tenant_id: tenant.id.clone(),
+            tenant_id: tenant.id.to_string(),
             name: name.clone(),
             description: description.clone(),
             created_at: now(),

@@ -16,7 +16,8 @@
 
 use super::scopes::{ScopeSet, ADMIN_SCOPES};
 use super::{clients, Actor, ServiceError, ServiceResult};
-use crate::store::models::{Client, Role};
+use crate::domain::Client;
+use crate::store::models::Role;
 use crate::store::{roles as store_roles, tenants as store_tenants, AnyConnection};
 
 /// What a caller wants to do to an existing client.
@@ -86,8 +87,7 @@ fn role_of(conn: &mut AnyConnection, client: &Client) -> ServiceResult<Role> {
 /// The rights of an existing client, with its role as stored now.
 pub fn client_rights(conn: &mut AnyConnection, client: &Client) -> ServiceResult<ScopeSet> {
     let role = role_of(conn, client)?;
-    let scopes = ScopeSet::parse(&client.scopes).map_err(ServiceError::Internal)?;
-    rights(&scopes, &role)
+    rights(&client.scopes, &role)
 }
 
 /// The client `client_id`, if `actor` may do `action` to it. Not in reach:

@@ -23,14 +23,24 @@ pub struct RoleView {
     pub builtin: bool,
 }
 
-impl From<&Role> for RoleView {
-    fn from(r: &Role) -> Self {
-        RoleView {
+impl TryFrom<&Role> for RoleView {
+    type Error = ServiceError;
+
+    /// A stored scope string that cannot be read is an error, not a role
+    /// that seems to grant nothing.
+    fn try_from(r: &Role) -> ServiceResult<Self> {
+        let scopes = ScopeSet::parse(&r.scopes).map_err(|e| {
+            ServiceError::Internal(format!(
+                "stored roles.scopes of {:?} is unreadable: {e}",
+                r.name
+            ))
+        })?;
+        Ok(RoleView {
             name: r.name.clone(),
-            scopes: ScopeSet::parse(&r.scopes).unwrap_or_default().to_vec(),
+            scopes: scopes.to_vec(),
             tenant_id: r.tenant_id.clone(),
             builtin: r.builtin,
-        }
+        })
     }
 }
 
@@ -61,10 +71,10 @@ pub fn list(
     limit: i64,
     after: Option<&str>,
 ) -> ServiceResult<Vec<RoleView>> {
-    Ok(store::list_for(conn, &actor.tenant_path, limit, after)?
+    store::list_for(conn, &actor.tenant_path, limit, after)?
         .iter()
-        .map(RoleView::from)
-        .collect())
+        .map(RoleView::try_from)
+        .collect()
 }
 
 fn validate_role_name(name: &str) -> ServiceResult<String> {
@@ -110,7 +120,7 @@ pub fn create(conn: &mut Conn<'_>, actor: &Actor, req: NewRole) -> ServiceResult
             scopes: scopes.to_string(),
             builtin: false,
             created_at: now(),
-            tenant_id: Some(tenant.id.clone()),
+            tenant_id: Some(tenant.id.to_string()),
         };
         store::insert(tx, &role)?;
         audit::record(
@@ -121,7 +131,7 @@ pub fn create(conn: &mut Conn<'_>, actor: &Actor, req: NewRole) -> ServiceResult
             Some(&tenant.id),
             serde_json::json!({"scopes": role.scopes}),
         )?;
-        Ok(RoleView::from(&role))
+        RoleView::try_from(&role)
     })
 }
 
@@ -167,7 +177,7 @@ pub fn update(
         let holders = store_clients::with_role(tx, &role.name)?;
         let ts = now();
         for client in &holders {
-            let had = ScopeSet::parse(&client.scopes).map_err(ServiceError::Internal)?;
+            let had = client.scopes.clone();
             let now_has = if had == before {
                 scopes.clone()
             } else {
@@ -175,7 +185,7 @@ pub fn update(
                     .map_err(ServiceError::Internal)?
             };
             store_clients::set_scopes(tx, client, &now_has.to_string(), ts)?;
-            tx.announce(Change::Client(client.client_id.clone()))?;
+            tx.announce(Change::Client(client.client_id.to_string()))?;
         }
         audit::record(
             tx,
@@ -185,7 +195,7 @@ pub fn update(
             role.tenant_id.as_deref(),
             serde_json::json!({"scopes": role.scopes, "clients": holders.len()}),
         )?;
-        Ok(RoleView::from(&role))
+        RoleView::try_from(&role)
     })
 }
 

@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::{audit, now, rfc3339, Actor, ServiceError, ServiceResult};
+use crate::domain::{OwnerEmails, Tenant, TenantId, TenantPath};
 use crate::store::changes::Change;
-use crate::store::models::Tenant;
 use crate::store::tenants as store;
 use crate::store::{AnyConnection, Conn};
 use crate::tokens::opaque::random_id;
@@ -25,10 +25,10 @@ pub struct TenantView {
 impl From<&Tenant> for TenantView {
     fn from(t: &Tenant) -> Self {
         TenantView {
-            id: t.id.clone(),
+            id: t.id.to_string(),
             name: t.name.clone(),
-            parent_id: t.parent_id.clone(),
-            owner_emails: serde_json::from_str(&t.owner_emails).unwrap_or_default(),
+            parent_id: t.parent_id.as_ref().map(TenantId::to_string),
+            owner_emails: t.owner_emails.as_slice().to_vec(),
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
         }
@@ -100,10 +100,10 @@ pub fn insert(
     parent: Option<&Tenant>,
     owner_emails: &[String],
 ) -> ServiceResult<Tenant> {
-    let id = random_id("tn_");
+    let id = TenantId::from(random_id("tn_"));
     let path = match parent {
-        Some(p) => format!("{}{id}/", p.path),
-        None => format!("/{id}/"),
+        Some(p) => p.path.child(&id),
+        None => TenantPath::root(&id),
     };
     let ts = now();
     let tenant = Tenant {
@@ -111,8 +111,7 @@ pub fn insert(
         name: validate_name(name)?,
         parent_id: parent.map(|p| p.id.clone()),
         path,
-        owner_emails: serde_json::to_string(owner_emails)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?,
+        owner_emails: OwnerEmails::new(owner_emails.to_vec()),
         created_at: ts,
         updated_at: ts,
     };
@@ -216,7 +215,7 @@ pub fn update(
                 ));
             }
             let new_parent = find_reachable(tx, actor, parent_id)?;
-            if new_parent.path.starts_with(&tenant.path) {
+            if tenant.path.contains(&new_parent.path) {
                 return Err(ServiceError::Invalid(
                     "parent_id would make a cycle: the new parent is this tenant or below it"
                         .into(),
@@ -224,7 +223,7 @@ pub fn update(
             }
             let old_path = tenant.path.clone();
             roles_stay_in_reach(tx, &old_path, &new_parent.path)?;
-            let new_path = format!("{}{}/", new_parent.path, tenant.id);
+            let new_path = new_parent.path.child(&tenant.id);
             store::move_subtree(tx, &tenant.id, &new_parent.id, &old_path, &new_path)?;
             crate::store::audit::move_paths(tx, &old_path, &new_path)?;
             tenant.parent_id = Some(new_parent.id);
@@ -235,8 +234,7 @@ pub fn update(
             tenant.name = name.clone();
         }
         if let Some(emails) = &emails {
-            tenant.owner_emails =
-                serde_json::to_string(emails).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            tenant.owner_emails = OwnerEmails::new(emails.clone());
         }
         tenant.updated_at = ts;
         store::save_details(tx, &tenant)?;

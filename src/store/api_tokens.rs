@@ -2,9 +2,10 @@
 
 use diesel::prelude::*;
 
-use super::models::{ApiTokenRow, Client};
+use super::models::{self, ApiTokenRow};
 use super::schema::{api_tokens, clients, tenants};
 use super::AnyConnection;
+use crate::domain::Client;
 
 pub fn insert(conn: &mut AnyConnection, row: &ApiTokenRow) -> QueryResult<()> {
     diesel::insert_into(api_tokens::table)
@@ -19,12 +20,19 @@ pub fn find_by_hash(
     conn: &mut AnyConnection,
     hash: &str,
 ) -> QueryResult<Option<(ApiTokenRow, Client, String)>> {
-    api_tokens::table
+    let found: Option<(ApiTokenRow, models::Client, String)> = api_tokens::table
         .inner_join(clients::table.inner_join(tenants::table))
         .filter(api_tokens::token_hash.eq(hash))
-        .select((ApiTokenRow::as_select(), Client::as_select(), tenants::path))
+        .select((
+            ApiTokenRow::as_select(),
+            models::Client::as_select(),
+            tenants::path,
+        ))
         .first(conn)
-        .optional()
+        .optional()?;
+    found
+        .map(|(token, client, path)| Ok((token, super::clients::parse(client)?, path)))
+        .transpose()
 }
 
 /// Marks the token revoked at `now`; false when it already was.

@@ -4,26 +4,33 @@
 use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 
-use super::models::{Client, ClientSecret};
+use super::models::{self, ClientSecret};
 use super::schema::{api_tokens, client_secrets, clients, tenants};
 use super::tenants::subtree_pattern;
 use super::AnyConnection;
+use crate::domain::{Client, ClientStatus};
 
-pub const STATUS_ACTIVE: &str = "active";
-pub const STATUS_DISABLED: &str = "disabled";
-pub const STATUS_REVOKED: &str = "revoked";
+const STATUS_ACTIVE: &str = ClientStatus::Active.as_str();
+const STATUS_DISABLED: &str = ClientStatus::Disabled.as_str();
+const STATUS_REVOKED: &str = ClientStatus::Revoked.as_str();
+
+/// Rows are parsed once, here: a corrupt one fails the read.
+pub(super) fn parse(row: models::Client) -> QueryResult<Client> {
+    Ok(Client::try_from(row)?)
+}
 
 /// The client and its tenant's path.
 pub fn find_with_path(
     conn: &mut AnyConnection,
     client_id: &str,
 ) -> QueryResult<Option<(Client, String)>> {
-    clients::table
+    let found: Option<(models::Client, String)> = clients::table
         .inner_join(tenants::table)
         .filter(clients::client_id.eq(client_id))
-        .select((Client::as_select(), tenants::path))
+        .select((models::Client::as_select(), tenants::path))
         .first(conn)
-        .optional()
+        .optional()?;
+    found.map(|(row, path)| Ok((parse(row)?, path))).transpose()
 }
 
 /// Which clients a list shows, by the status a caller sees (`expired` is
@@ -61,7 +68,7 @@ pub fn list_under(
         .inner_join(tenants::table)
         .filter(tenants::path.like(subtree_pattern(path)).escape('\\'))
         .order(clients::client_id.asc())
-        .select(Client::as_select())
+        .select(models::Client::as_select())
         .into_boxed();
     if let Some(after) = after {
         query = query.filter(clients::client_id.gt(after.to_string()));
@@ -92,12 +99,13 @@ pub fn list_under(
             .filter(clients::status.eq(STATUS_DISABLED))
             .filter(unexpired),
     };
-    query.limit(limit).load(conn)
+    let rows: Vec<models::Client> = query.limit(limit).load(conn)?;
+    rows.into_iter().map(parse).collect()
 }
 
 pub fn insert(conn: &mut AnyConnection, client: &Client) -> QueryResult<()> {
     diesel::insert_into(clients::table)
-        .values(client)
+        .values(&models::Client::from(client))
         .execute(conn)
         .map(|_| ())
 }
@@ -125,16 +133,16 @@ pub fn claim_version(
 
 /// Writes every column of `client` (after `claim_version`).
 pub fn save(conn: &mut AnyConnection, client: &Client) -> QueryResult<()> {
-    diesel::update(clients::table.find(&client.client_id))
-        .set(client)
+    diesel::update(clients::table.find(client.client_id.as_str()))
+        .set(&models::Client::from(client))
         .execute(conn)
         .map(|_| ())
 }
 
 pub fn set_status(conn: &mut AnyConnection, client: &Client) -> QueryResult<()> {
-    diesel::update(clients::table.find(&client.client_id))
+    diesel::update(clients::table.find(client.client_id.as_str()))
         .set((
-            clients::status.eq(&client.status),
+            clients::status.eq(client.status.as_str()),
             clients::revoked_at.eq(client.revoked_at),
         ))
         .execute(conn)
@@ -151,10 +159,11 @@ pub fn delete(conn: &mut AnyConnection, client_id: &str) -> QueryResult<()> {
 }
 
 pub fn with_role(conn: &mut AnyConnection, role: &str) -> QueryResult<Vec<Client>> {
-    clients::table
+    let rows: Vec<models::Client> = clients::table
         .filter(clients::role.eq(role))
-        .select(Client::as_select())
-        .load(conn)
+        .select(models::Client::as_select())
+        .load(conn)?;
+    rows.into_iter().map(parse).collect()
 }
 
 pub fn count_with_role(conn: &mut AnyConnection, role: &str) -> QueryResult<i64> {
@@ -171,7 +180,7 @@ pub fn set_scopes(
     scopes: &str,
     now: i64,
 ) -> QueryResult<()> {
-    diesel::update(clients::table.find(&client.client_id))
+    diesel::update(clients::table.find(client.client_id.as_str()))
         .set((
             clients::scopes.eq(scopes),
             clients::version.eq(client.version + 1),

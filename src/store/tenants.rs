@@ -4,9 +4,15 @@
 use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 
-use super::models::Tenant;
+use super::models;
 use super::schema::{clients, device_groups, roles, tenants};
 use super::AnyConnection;
+use crate::domain::Tenant;
+
+/// Rows are parsed once, here: a corrupt one fails the read.
+fn parse(row: models::Tenant) -> QueryResult<Tenant> {
+    Ok(Tenant::try_from(row)?)
+}
 
 /// The PostgreSQL advisory lock that serialises changes to the tree's shape.
 /// Two moves checked for cycles at once (A under B, B under A) would each pass
@@ -41,9 +47,11 @@ pub fn subtree_pattern(path: &str) -> String {
 pub fn find(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Tenant>> {
     tenants::table
         .find(id)
-        .select(Tenant::as_select())
+        .select(models::Tenant::as_select())
         .first(conn)
-        .optional()
+        .optional()?
+        .map(parse)
+        .transpose()
 }
 
 pub fn path_of(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<String>> {
@@ -59,9 +67,11 @@ pub fn root(conn: &mut AnyConnection) -> QueryResult<Option<Tenant>> {
     tenants::table
         .filter(tenants::parent_id.is_null())
         .order(tenants::created_at.asc())
-        .select(Tenant::as_select())
+        .select(models::Tenant::as_select())
         .first(conn)
-        .optional()
+        .optional()?
+        .map(parse)
+        .transpose()
 }
 
 /// Every tenant's id and path (the directory's tree).
@@ -73,7 +83,7 @@ pub fn all_paths(conn: &mut AnyConnection) -> QueryResult<Vec<(String, String)>>
 
 pub fn insert(conn: &mut AnyConnection, tenant: &Tenant) -> QueryResult<()> {
     diesel::insert_into(tenants::table)
-        .values(tenant)
+        .values(&models::Tenant::from(tenant))
         .execute(conn)
         .map(|_| ())
 }
@@ -89,12 +99,13 @@ pub fn list_under(
         .filter(tenants::path.like(subtree_pattern(path)).escape('\\'))
         .order(tenants::id.asc())
         .limit(limit)
-        .select(Tenant::as_select())
+        .select(models::Tenant::as_select())
         .into_boxed();
     if let Some(after) = after {
         query = query.filter(tenants::id.gt(after.to_string()));
     }
-    query.load(conn)
+    let rows: Vec<models::Tenant> = query.load(conn)?;
+    rows.into_iter().map(parse).collect()
 }
 
 /// Moves the subtree at `old_path` to `new_path` (every path below keeps
@@ -124,10 +135,10 @@ pub fn move_subtree(
 
 /// Writes the fields a PATCH may change (not the tree's shape).
 pub fn save_details(conn: &mut AnyConnection, tenant: &Tenant) -> QueryResult<()> {
-    diesel::update(tenants::table.find(&tenant.id))
+    diesel::update(tenants::table.find(tenant.id.as_str()))
         .set((
             tenants::name.eq(&tenant.name),
-            tenants::owner_emails.eq(&tenant.owner_emails),
+            tenants::owner_emails.eq(tenant.owner_emails.to_json()),
             tenants::updated_at.eq(tenant.updated_at),
         ))
         .execute(conn)

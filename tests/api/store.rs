@@ -403,3 +403,48 @@ fn every_migration_runs_up_down_and_up_again() {
     );
     drop(schema);
 }
+
+/// A stored value that cannot be read is an error wherever it is read,
+/// never a default: an unreadable `allowed_ips` once showed as "any address"
+/// in the admin API while the token endpoint refused every address.
+#[test]
+fn a_corrupt_stored_value_is_a_500_everywhere_it_is_read_never_a_default() {
+    use keyward::store::schema::clients;
+    let app = crate::helpers::spawn_app();
+    let admin = app.admin_token();
+    let (view, secret) = app.new_client("reader", |_| {});
+    for (column, corrupt) in [("allowed_ips", "not json"), ("allowed_ips", r#"["bogus"]"#)] {
+        app.db
+            .run_here(|conn| {
+                conn.write(|tx| {
+                    diesel::update(clients::table.find(&view.client_id))
+                        .set(clients::allowed_ips.eq(corrupt))
+                        .execute(&mut **tx)?;
+                    tx.announce(keyward::store::changes::Change::Client(
+                        view.client_id.clone(),
+                    ))?;
+                    Ok::<_, keyward::service::ServiceError>(())
+                })
+            })
+            .unwrap();
+        let shown = app
+            .request("GET", &format!("/admin/v1/clients/{}", view.client_id))
+            .bearer(&admin)
+            .send();
+        let body = shown.assert_error(500, "server_error");
+        assert!(
+            !body.to_string().contains(column) && !body.to_string().contains("bogus"),
+            "a 500 carries no internal text: {body}"
+        );
+        app.request("GET", "/admin/v1/clients")
+            .bearer(&admin)
+            .send()
+            .assert_error(500, "server_error");
+        let token = app.post_form(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            crate::helpers::Auth::Basic(&view.client_id, &secret),
+        );
+        assert_eq!(token.status, 500, "{column}={corrupt}: {}", token.body);
+    }
+}

@@ -170,8 +170,8 @@ impl TestApp {
         Actor {
             name: "test".into(),
             client_id: None,
-            tenant_id: root.id,
-            tenant_path: root.path,
+            tenant_id: root.id.to_string(),
+            tenant_path: root.path.to_string(),
             scopes: ScopeSet::all_admin(),
             ip: None,
         }
