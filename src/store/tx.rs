@@ -42,6 +42,8 @@ impl<'c> Conn<'c> {
     /// Runs `f` in one write transaction (`store::write_transaction`: on
     /// SQLite `BEGIN IMMEDIATE`). Committed: what it announced is applied to
     /// this node's cache. Rolled back: nothing happened, nothing is told.
+    /// A transaction that announces a change but wrote no audit entry is
+    /// rolled back: every change the other nodes hear of is in the log.
     pub fn write<T, E, F>(&mut self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
@@ -52,8 +54,16 @@ impl<'c> Conn<'c> {
             let mut tx = Tx {
                 db,
                 announced: Vec::new(),
+                audited: false,
             };
             let value = f(&mut tx)?;
+            if !tx.announced.is_empty() && !tx.audited {
+                log::error!(
+                    "rolled back: a transaction announced {:?} without an audit entry",
+                    tx.announced
+                );
+                return Err(diesel::result::Error::RollbackTransaction.into());
+            }
             announced = tx.announced;
             Ok(value)
         });
@@ -86,6 +96,7 @@ impl DerefMut for Conn<'_> {
 pub struct Tx<'t> {
     db: &'t mut AnyConnection,
     announced: Vec<Change>,
+    audited: bool,
 }
 
 impl Tx<'_> {
@@ -99,7 +110,9 @@ impl Tx<'_> {
 
     /// Writes `entry` to the audit log in this transaction.
     pub fn audit(&mut self, entry: audit::Entry) -> QueryResult<()> {
-        audit::insert(self.db, entry)
+        audit::insert(self.db, entry)?;
+        self.audited = true;
+        Ok(())
     }
 
     /// What this transaction announced so far.
@@ -129,25 +142,41 @@ mod tests {
 
     use super::*;
 
+    /// An in-memory store with the schema, and a scratch table `t`.
     fn sqlite() -> AnyConnection {
         let mut db = AnyConnection::Sqlite(
             diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite"),
         );
+        super::super::migrate_and(&mut db, |_| Ok(())).expect("migrations");
         db.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")
             .expect("table");
         db
     }
 
-    fn rows(db: &mut AnyConnection) -> i64 {
+    fn count(db: &mut AnyConnection, table: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        diesel::sql_query("SELECT COUNT(*) AS n FROM t")
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
             .get_result::<Count>(db)
             .expect("count")
             .n
+    }
+
+    fn entry(action: &str) -> audit::Entry {
+        audit::Entry {
+            id: format!("ev_{action}"),
+            at: 0,
+            actor: "test".into(),
+            actor_tenant_path: "/tn_root/".into(),
+            ip: None,
+            action: action.into(),
+            target: None,
+            tenant_id: None,
+            details: "{}".into(),
+        }
     }
 
     fn recorder() -> (Arc<Mutex<Vec<Change>>>, Arc<Subscriber>) {
@@ -168,13 +197,15 @@ mod tests {
             diesel::sql_query("INSERT INTO t VALUES (1)").execute(&mut **tx)?;
             tx.announce(Change::Client("kwc_1".into()))?;
             tx.announce(Change::Tenants)?;
+            tx.audit(entry("one"))?;
             // Nothing is told before the commit.
             assert!(heard.lock().expect("heard").is_empty());
             assert_eq!(tx.announced().len(), 2);
             Ok::<_, diesel::result::Error>(())
         })
         .expect("write");
-        assert_eq!(rows(&mut conn), 1);
+        assert_eq!(count(&mut conn, "t"), 1);
+        assert_eq!(count(&mut conn, "audit_events"), 1);
         assert_eq!(
             *heard.lock().expect("heard"),
             vec![Change::Client("kwc_1".into()), Change::Tenants]
@@ -189,17 +220,35 @@ mod tests {
         let outcome = conn.write(|tx| {
             diesel::sql_query("INSERT INTO t VALUES (1)").execute(&mut **tx)?;
             tx.announce(Change::Client("kwc_1".into()))?;
-            Err::<(), _>(diesel::result::Error::RollbackTransaction)
+            tx.audit(entry("one"))?;
+            Err::<(), _>(diesel::result::Error::NotFound)
         });
         assert!(outcome.is_err());
-        assert_eq!(rows(&mut conn), 0);
+        assert_eq!(count(&mut conn, "t"), 0);
+        assert_eq!(count(&mut conn, "audit_events"), 0);
         assert!(heard.lock().expect("heard").is_empty());
         // The next write starts clean: nothing of the rolled-back one leaks.
         conn.write(|tx| {
             tx.announce(Change::Keys)?;
+            tx.audit(entry("two"))?;
             Ok::<_, diesel::result::Error>(())
         })
         .expect("write");
         assert_eq!(*heard.lock().expect("heard"), vec![Change::Keys]);
+    }
+
+    #[test]
+    fn an_announced_change_without_an_audit_entry_is_not_committed() {
+        let mut db = sqlite();
+        let (heard, subscriber) = recorder();
+        let mut conn = Conn::new(&mut db, Some(subscriber));
+        let outcome = conn.write(|tx| {
+            diesel::sql_query("INSERT INTO t VALUES (1)").execute(&mut **tx)?;
+            tx.announce(Change::Client("kwc_1".into()))?;
+            Ok::<_, diesel::result::Error>(())
+        });
+        assert!(outcome.is_err());
+        assert_eq!(count(&mut conn, "t"), 0);
+        assert!(heard.lock().expect("heard").is_empty());
     }
 }

@@ -413,10 +413,19 @@ fn a_corrupt_stored_value_is_a_500_everywhere_it_is_read_never_a_default() {
     let app = crate::helpers::spawn_app();
     let admin = app.admin_token();
     let (view, secret) = app.new_client("reader", |_| {});
+    let actor = app.root_actor();
     for (column, corrupt) in [("allowed_ips", "not json"), ("allowed_ips", r#"["bogus"]"#)] {
         app.db
             .run_here(|conn| {
                 conn.write(|tx| {
+                    keyward::service::audit::record(
+                        tx,
+                        &actor,
+                        "test.client.corrupt",
+                        Some(&view.client_id),
+                        None,
+                        serde_json::json!({}),
+                    )?;
                     diesel::update(clients::table.find(&view.client_id))
                         .set(clients::allowed_ips.eq(corrupt))
                         .execute(&mut **tx)?;

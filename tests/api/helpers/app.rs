@@ -251,9 +251,18 @@ pub fn verify_with_jwks(app: &TestApp, token: &str) -> serde_json::Value {
 pub fn expire_client(app: &TestApp, client_id: &str) {
     use diesel::prelude::*;
     use keyward::store::schema::clients;
+    let actor = app.root_actor();
     app.db
         .run_here(|conn| {
             conn.write(|tx| {
+                keyward::service::audit::record(
+                    tx,
+                    &actor,
+                    "test.client.expire",
+                    Some(client_id),
+                    None,
+                    serde_json::json!({}),
+                )?;
                 diesel::update(clients::table.find(client_id))
                     .set(clients::expires_at.eq(Some(keyward::service::now() - 1)))
                     .execute(&mut **tx)?;
