@@ -391,71 +391,59 @@ fn string_list(text: &str) -> Result<Vec<String>, String> {
     serde_json::from_str(text).map_err(unreadable_json)
 }
 
-/// The audiences a client's tokens may name (RFC 8707 resources). Empty
-/// means the issuer alone.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Audience(Vec<String>);
+/// A list of strings stored as a JSON array, read strictly: an unreadable
+/// list is an error, never taken as empty.
+macro_rules! string_list {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(Vec<String>);
 
-impl Audience {
-    pub fn new(list: Vec<String>) -> Audience {
-        Audience(list)
-    }
+        impl $name {
+            pub fn new(list: Vec<String>) -> $name {
+                $name(list)
+            }
 
-    /// Reads the stored JSON array. An unreadable list was once taken as
-    /// empty, which silently turned a client's tokens into issuer-only ones.
-    pub fn from_json(text: &str) -> Result<Audience, String> {
-        string_list(text).map(Audience)
-    }
+            pub fn from_json(text: &str) -> Result<$name, String> {
+                string_list(text).map($name)
+            }
 
-    pub fn to_json(&self) -> String {
-        json_array(&self.0)
-    }
+            pub fn to_json(&self) -> String {
+                json_array(&self.0)
+            }
 
-    pub fn contains(&self, audience: &str) -> bool {
-        self.0.iter().any(|a| a == audience)
-    }
+            pub fn contains(&self, item: &str) -> bool {
+                self.0.iter().any(|i| i == item)
+            }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
 
-    pub fn as_slice(&self) -> &[String] {
-        &self.0
-    }
+            pub fn as_slice(&self) -> &[String] {
+                &self.0
+            }
 
-    pub fn into_vec(self) -> Vec<String> {
-        self.0
-    }
+            pub fn into_vec(self) -> Vec<String> {
+                self.0
+            }
+        }
+    };
 }
 
-/// The addresses told about a tenant (kept for people, not checked by any
-/// authorisation).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct OwnerEmails(Vec<String>);
+string_list!(
+    /// The audiences a client's tokens may name (RFC 8707 resources); empty
+    /// means the issuer alone. An unreadable list was once taken as empty,
+    /// which silently turned a client's tokens into issuer-only ones.
+    Audience
+);
 
-impl OwnerEmails {
-    pub fn new(list: Vec<String>) -> OwnerEmails {
-        OwnerEmails(list)
-    }
-
-    pub fn from_json(text: &str) -> Result<OwnerEmails, String> {
-        string_list(text).map(OwnerEmails)
-    }
-
-    pub fn to_json(&self) -> String {
-        json_array(&self.0)
-    }
-
-    pub fn as_slice(&self) -> &[String] {
-        &self.0
-    }
-
-    pub fn into_vec(self) -> Vec<String> {
-        self.0
-    }
-}
+string_list!(
+    /// The addresses told about a tenant (kept for people, not checked by
+    /// any authorisation).
+    OwnerEmails
+);
 
 /// A client's free-form metadata. Always a JSON object: the admin API
 /// promises one, and the service stores nothing else.

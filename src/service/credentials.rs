@@ -133,47 +133,30 @@ pub fn revoke_access_token(
     claims: &AccessClaims,
     tenant_id: &str,
 ) -> ServiceResult<()> {
+    let member = Member {
+        token_id: &claims.jti,
+        kind: KIND_ACCESS_TOKEN,
+        client_id: &claims.client_id,
+        expires_at: claims.exp,
+    };
+    let details = serde_json::json!({"token_kind": "access_token", "jti": claims.jti});
     conn.write(|tx| {
-        let ts = now();
-        // First, so that a renewal of this token racing this transaction
-        // either finishes before (and its successor is revoked below) or
-        // sees this token revoked.
-        families::mark_revoked(
-            tx,
-            Member {
-                token_id: &claims.jti,
-                kind: KIND_ACCESS_TOKEN,
-                client_id: &claims.client_id,
-                expires_at: claims.exp,
-            },
-            ts,
-        )?;
-        if revoked::is_revoked(tx, &claims.jti)? {
-            return Ok(());
-        }
-        tx.announce(Change::Jti(claims.jti.clone()))?;
-        revoked::insert(
-            tx,
-            &RevokedAccessToken {
-                jti: claims.jti.clone(),
-                client_id: claims.client_id.clone(),
-                expires_at: claims.exp,
-                revoked_at: ts,
-            },
-        )?;
-        let renewed = revoke_renewed_from(tx, &claims.jti, ts)?;
-        audit::record(
-            tx,
-            actor,
-            "token.revoke",
-            Some(&claims.client_id),
-            Some(tenant_id),
-            serde_json::json!({
-                "token_kind": "access_token",
-                "jti": claims.jti,
-                "renewed_tokens_revoked": renewed,
-            }),
-        )
+        revoke_with_family(tx, actor, member, tenant_id, details, |tx, ts| {
+            if revoked::is_revoked(tx, &claims.jti)? {
+                return Ok(false);
+            }
+            tx.announce(Change::Jti(claims.jti.clone()))?;
+            revoked::insert(
+                tx,
+                &RevokedAccessToken {
+                    jti: claims.jti.clone(),
+                    client_id: claims.client_id.clone(),
+                    expires_at: claims.exp,
+                    revoked_at: ts,
+                },
+            )?;
+            Ok(true)
+        })
     })
 }
 
@@ -184,38 +167,59 @@ pub fn revoke_api_token(
     actor: &Actor,
     record: &ApiTokenRecord,
 ) -> ServiceResult<()> {
+    let token = &record.token;
+    let member = Member {
+        token_id: &token.id,
+        kind: families::KIND_API_TOKEN,
+        client_id: &token.client_id,
+        expires_at: token.expires_at,
+    };
+    let details = serde_json::json!({
+        "token_kind": "api_token",
+        "token_id": token.id,
+        "prefix": token.prefix,
+    });
+    let tenant_id = record.owner.client.tenant_id.as_str();
     conn.write(|tx| {
-        let ts = now();
-        // First: see `revoke_access_token`.
-        families::mark_revoked(
-            tx,
-            Member {
-                token_id: &record.token.id,
-                kind: families::KIND_API_TOKEN,
-                client_id: &record.token.client_id,
-                expires_at: record.token.expires_at,
-            },
-            ts,
-        )?;
-        if !api_tokens::revoke(tx, &record.token.id, ts)? {
-            return Ok(());
-        }
-        tx.announce(Change::ApiToken(record.token.token_hash.clone()))?;
-        let renewed = revoke_renewed_from(tx, &record.token.id, ts)?;
-        audit::record(
-            tx,
-            actor,
-            "token.revoke",
-            Some(&record.owner.client.client_id),
-            Some(&record.owner.client.tenant_id),
-            serde_json::json!({
-                "token_kind": "api_token",
-                "token_id": record.token.id,
-                "prefix": record.token.prefix,
-                "renewed_tokens_revoked": renewed,
-            }),
-        )
+        revoke_with_family(tx, actor, member, tenant_id, details, |tx, ts| {
+            if !api_tokens::revoke(tx, &token.id, ts)? {
+                return Ok(false);
+            }
+            tx.announce(Change::ApiToken(token.token_hash.clone()))?;
+            Ok(true)
+        })
     })
+}
+
+/// A revocation: `revoke_self` revokes the token itself (false: it already
+/// was, and nothing more happens), then every token renewed from it goes
+/// too, and one audit entry says which.
+fn revoke_with_family(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    member: Member<'_>,
+    tenant_id: &str,
+    mut details: serde_json::Value,
+    revoke_self: impl FnOnce(&mut Tx<'_>, i64) -> ServiceResult<bool>,
+) -> ServiceResult<()> {
+    let ts = now();
+    // First, so that a renewal of this token racing this transaction either
+    // finishes before (and its successor is revoked below) or sees this
+    // token revoked.
+    families::mark_revoked(tx, member, ts)?;
+    if !revoke_self(tx, ts)? {
+        return Ok(());
+    }
+    let renewed = revoke_renewed_from(tx, member.token_id, ts)?;
+    details["renewed_tokens_revoked"] = renewed.into();
+    audit::record(
+        tx,
+        actor,
+        "token.revoke",
+        Some(member.client_id),
+        Some(tenant_id),
+        details,
+    )
 }
 
 /// Revokes every token renewed from `token_id`, directly or through a chain,

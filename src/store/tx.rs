@@ -78,18 +78,26 @@ impl<'c> Conn<'c> {
     }
 }
 
-impl Deref for Conn<'_> {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        self.db
-    }
+/// Both dereference to the connection, so the store's query functions
+/// (which take `&mut AnyConnection`) accept either.
+macro_rules! on_the_connection {
+    ($($holder:ident),+) => {$(
+        impl Deref for $holder<'_> {
+            type Target = AnyConnection;
+            fn deref(&self) -> &AnyConnection {
+                self.db
+            }
+        }
+
+        impl DerefMut for $holder<'_> {
+            fn deref_mut(&mut self) -> &mut AnyConnection {
+                self.db
+            }
+        }
+    )+};
 }
 
-impl DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        self.db
-    }
-}
+on_the_connection!(Conn, Tx);
 
 /// An open write transaction. It dereferences to the connection for the
 /// store's query functions; announcing and auditing are its own methods.
@@ -118,19 +126,6 @@ impl Tx<'_> {
     /// What this transaction announced so far.
     pub fn announced(&self) -> &[Change] {
         &self.announced
-    }
-}
-
-impl Deref for Tx<'_> {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        self.db
-    }
-}
-
-impl DerefMut for Tx<'_> {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        self.db
     }
 }
 
