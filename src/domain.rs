@@ -550,8 +550,8 @@ impl TenantPath {
 
     /// A LIKE pattern for this path and everything below it, for use with
     /// `.escape('\\')`. Ids contain `_`, a LIKE wildcard: unescaped,
-    /// `/tn_a/%` would also match `/tnXa/...`. Same output as
-    /// `service::tenants::subtree_pattern`.
+    /// `/tn_a/%` would also match `/tnXa/...`. The store's queries build the
+    /// same pattern from a path (`store::tenants::subtree_pattern`).
     pub fn like_pattern(&self) -> String {
         crate::store::tenants::subtree_pattern(&self.0)
     }
