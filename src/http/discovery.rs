@@ -17,7 +17,7 @@ use crate::store::schema::roles;
 static LAST_ROLE_SCOPES: std::sync::RwLock<Option<Vec<String>>> = std::sync::RwLock::new(None);
 
 /// RFC 8414 authorization server metadata.
-#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery", responses((status = 200, body = Object), (status = 503, description = "temporarily_unavailable: the store is unreachable", body = crate::http::openapi::ErrorBody)))]
 pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let loaded = state
         .db
@@ -89,7 +89,7 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The same document at the OpenID Connect path.
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery", responses((status = 200, body = Object), (status = 503, description = "temporarily_unavailable: the store is unreachable", body = crate::http::openapi::ErrorBody)))]
 pub async fn openid_configuration(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     metadata(state).await
 }

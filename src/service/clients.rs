@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::durations::{self, DurationSpec};
 use super::policy::{self, ClientAction};
 use super::scopes::ScopeSet;
-use super::{audit, now, rfc3339, tenants, Actor, ServiceError, ServiceResult};
+use super::{audit, now, patch, rfc3339, tenants, Actor, ServiceError, ServiceResult};
 use crate::store::models::{ApiTokenRow, Client, ClientSecret};
 use crate::store::schema::{
     api_tokens, client_secrets, clients, device_groups, tenants as tenants_table,
@@ -612,21 +612,43 @@ pub fn change_status(
     })
 }
 
+/// The client, plus its credential this once: the answer to a creation, a
+/// new secret or a reissue (HTTP and CLI alike).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CreatedClient {
+    #[serde(flatten)]
+    pub client: ClientView,
+    /// Kind client_credentials: the secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub client_secret: Option<String>,
+    /// Kind api_token: the token and its expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, format = DateTime)]
+    pub token_expires_at: Option<String>,
+}
+
 /// Merges a client view with the credential shown this once, for the 201.
-pub fn with_credential(view: &ClientView, credential: &IssuedCredential) -> serde_json::Value {
-    let mut value = serde_json::to_value(view).unwrap_or_default();
-    if let serde_json::Value::Object(map) = &mut value {
-        match credential {
-            IssuedCredential::ClientSecret(secret) => {
-                map.insert("client_secret".into(), secret.expose().into());
-            }
-            IssuedCredential::ApiToken { token, expires_at } => {
-                map.insert("token".into(), token.expose().into());
-                map.insert("token_expires_at".into(), rfc3339(*expires_at).into());
-            }
+pub fn with_credential(view: &ClientView, credential: &IssuedCredential) -> CreatedClient {
+    let mut created = CreatedClient {
+        client: view.clone(),
+        client_secret: None,
+        token: None,
+        token_expires_at: None,
+    };
+    match credential {
+        IssuedCredential::ClientSecret(secret) => {
+            created.client_secret = Some(secret.expose().to_string());
+        }
+        IssuedCredential::ApiToken { token, expires_at } => {
+            created.token = Some(token.expose().to_string());
+            created.token_expires_at = Some(rfc3339(*expires_at));
         }
     }
-    value
+    created
 }
 
 /// Claims the client row for this change: bumps `version` only if nobody
@@ -664,137 +686,176 @@ fn reject_if_revoked(client: &Client) -> ServiceResult<()> {
     }
 }
 
-/// Fields PATCH may change, and those fixed at creation (Ardexa: "Token
-/// permissions and device group cannot be edited").
-const MUTABLE_FIELDS: &[&str] = &[
-    "name",
-    "description",
-    "owner",
-    "owner_email",
-    "can_renew",
-    "expires_at",
-    "expires_in",
-    "allowed_ips",
-    "access_token_ttl",
-    "token_lifetime",
-    "audience",
-    "metadata",
-];
-const IMMUTABLE_FIELDS: &[&str] = &["kind", "role", "scopes", "tenant_id", "device_group_id"];
-
-fn field_error(field: &str, expected: &str) -> ServiceError {
-    ServiceError::Invalid(format!("{field} must be {expected}"))
+/// PATCH body: any of these; `null` clears a nullable one. `kind`, `role`,
+/// `scopes`, `tenant_id` and `device_group_id` cannot change (400 naming the
+/// field; Ardexa: "Token permissions and device group cannot be edited");
+/// any other field is 400 too.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPatch {
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = String, required = false, min_length = 1)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<String>, required = false, max_length = 2000)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<String>, required = false, max_length = 200)]
+    pub owner: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(
+        value_type = Option<String>,
+        required = false,
+        max_length = 254,
+        pattern = r"^\s*([^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f])?\s*$"
+    )]
+    pub owner_email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = bool, required = false)]
+    pub can_renew: Option<bool>,
+    /// RFC 3339; `null` for no expiry. Not together with `expires_in`.
+    #[serde(default, deserialize_with = "patch::nullable")]
+    #[schema(value_type = Option<String>, required = false, format = DateTime)]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = DurationSpec, required = false)]
+    pub expires_in: Option<DurationSpec>,
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = Vec<String>, required = false)]
+    pub allowed_ips: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = i64, required = false, minimum = 60, maximum = 86400)]
+    pub access_token_ttl: Option<i64>,
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = DurationSpec, required = false)]
+    pub token_lifetime: Option<DurationSpec>,
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = Vec<String>, required = false)]
+    pub audience: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = Object, required = false)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub kind: patch::Fixed,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub role: patch::Fixed,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub scopes: patch::Fixed,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub tenant_id: patch::Fixed,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub device_group_id: patch::Fixed,
 }
 
-fn nullable_text(
-    field: &str,
-    value: &serde_json::Value,
-    max: usize,
-) -> ServiceResult<Option<String>> {
-    match value {
-        serde_json::Value::Null => Ok(None),
-        serde_json::Value::String(s) => optional_text(field, Some(s), max),
-        _ => Err(field_error(field, "a string or null")),
+impl ClientPatch {
+    /// The fields given, by name, in alphabetical order (for the audit).
+    pub fn fields(&self) -> Vec<&'static str> {
+        let given = [
+            ("access_token_ttl", self.access_token_ttl.is_some()),
+            ("allowed_ips", self.allowed_ips.is_some()),
+            ("audience", self.audience.is_some()),
+            ("can_renew", self.can_renew.is_some()),
+            ("description", self.description.is_some()),
+            ("expires_at", self.expires_at.is_some()),
+            ("expires_in", self.expires_in.is_some()),
+            ("metadata", self.metadata.is_some()),
+            ("name", self.name.is_some()),
+            ("owner", self.owner.is_some()),
+            ("owner_email", self.owner_email.is_some()),
+            ("token_lifetime", self.token_lifetime.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(name, given)| given.then_some(name))
+            .collect()
+    }
+
+    fn fixed_field(&self) -> Option<&'static str> {
+        [
+            ("device_group_id", self.device_group_id),
+            ("kind", self.kind),
+            ("role", self.role),
+            ("scopes", self.scopes),
+            ("tenant_id", self.tenant_id),
+        ]
+        .into_iter()
+        .find_map(|(name, fixed)| fixed.given().then_some(name))
     }
 }
 
 /// PATCH: changes only the fields given; `null` clears a nullable one.
+/// Fields are checked in alphabetical order, so the first fault reported is
+/// the same whatever order the body had.
 pub fn update(
     conn: &mut AnyConnection,
     actor: &Actor,
     client_id: &str,
-    changes: &serde_json::Map<String, serde_json::Value>,
+    patch: ClientPatch,
 ) -> ServiceResult<ClientView> {
-    for field in changes.keys() {
-        if IMMUTABLE_FIELDS.contains(&field.as_str()) {
-            return Err(ServiceError::Invalid(format!(
-                "{field} cannot change after creation; register a new client instead"
-            )));
-        }
-        if !MUTABLE_FIELDS.contains(&field.as_str()) {
-            return Err(ServiceError::Invalid(format!("unknown field {field:?}")));
-        }
+    if let Some(field) = patch.fixed_field() {
+        return Err(ServiceError::Invalid(format!(
+            "{field} cannot change after creation; register a new client instead"
+        )));
     }
-    if changes.contains_key("expires_at") && changes.contains_key("expires_in") {
+    if patch.expires_at.is_some() && patch.expires_in.is_some() {
         return Err(ServiceError::Invalid(
             "give expires_at or expires_in, not both".into(),
         ));
     }
+    let fields = patch.fields();
     write_transaction(conn, |conn| {
         let mut client = policy::client_for(conn, actor, client_id, ClientAction::Change)?;
         reject_if_revoked(&client)?;
         let ts = now();
-        for (field, value) in changes {
-            match field.as_str() {
-                "name" => {
-                    let text = value
-                        .as_str()
-                        .ok_or_else(|| field_error("name", "a string"))?;
-                    client.name = tenants::validate_name(text)?;
-                }
-                "description" => client.description = nullable_text("description", value, 2000)?,
-                "owner" => client.owner = nullable_text("owner", value, 200)?,
-                "owner_email" => {
-                    client.owner_email = match nullable_text("owner_email", value, 254)? {
-                        Some(email) => Some(tenants::validate_email(&email)?),
-                        None => None,
-                    }
-                }
-                "can_renew" => {
-                    client.can_renew = value
-                        .as_bool()
-                        .ok_or_else(|| field_error("can_renew", "true or false"))?
-                }
-                "expires_at" => {
-                    client.expires_at = match value {
-                        serde_json::Value::Null => None,
-                        serde_json::Value::String(at) => resolve_expiry(Some(at), None, ts)?,
-                        _ => return Err(field_error("expires_at", "an RFC 3339 time or null")),
-                    }
-                }
-                "expires_in" => {
-                    let spec: DurationSpec =
-                        serde_json::from_value(value.clone()).map_err(|_| {
-                            field_error("expires_in", "a duration such as \"3m\" or whole seconds")
-                        })?;
-                    client.expires_at = resolve_expiry(None, Some(&spec), ts)?;
-                }
-                "allowed_ips" => {
-                    let list: Vec<String> = serde_json::from_value(value.clone())
-                        .map_err(|_| field_error("allowed_ips", "an array of CIDRs"))?;
-                    client.allowed_ips = serde_json::to_string(&validate_allowed_ips(&list)?)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                }
-                "access_token_ttl" => {
-                    let ttl = value
-                        .as_i64()
-                        .ok_or_else(|| field_error("access_token_ttl", "whole seconds"))?;
-                    client.access_token_ttl = validate_access_token_ttl(ttl)?;
-                }
-                "token_lifetime" => {
-                    let spec: DurationSpec =
-                        serde_json::from_value(value.clone()).map_err(|_| {
-                            field_error(
-                                "token_lifetime",
-                                "a duration such as \"1m\" or whole seconds",
-                            )
-                        })?;
-                    client.token_lifetime = validate_token_lifetime(&spec)?;
-                }
-                "audience" => {
-                    let list: Vec<String> = serde_json::from_value(value.clone())
-                        .map_err(|_| field_error("audience", "an array of strings"))?;
-                    client.audience = serde_json::to_string(&validate_audience(&list)?)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                }
-                "metadata" => {
-                    if !value.is_object() {
-                        return Err(field_error("metadata", "an object"));
-                    }
-                    client.metadata = value.to_string();
-                }
-                _ => {}
-            }
+        if let Some(ttl) = patch.access_token_ttl {
+            client.access_token_ttl = validate_access_token_ttl(ttl)?;
+        }
+        if let Some(list) = &patch.allowed_ips {
+            client.allowed_ips = serde_json::to_string(&validate_allowed_ips(list)?)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        }
+        if let Some(list) = &patch.audience {
+            client.audience = serde_json::to_string(&validate_audience(list)?)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        }
+        if let Some(can_renew) = patch.can_renew {
+            client.can_renew = can_renew;
+        }
+        if let Some(text) = &patch.description {
+            client.description = optional_text("description", text.as_deref(), 2000)?;
+        }
+        if let Some(at) = &patch.expires_at {
+            client.expires_at = match at {
+                Some(at) => resolve_expiry(Some(at), None, ts)?,
+                None => None,
+            };
+        }
+        if let Some(spec) = &patch.expires_in {
+            client.expires_at = resolve_expiry(None, Some(spec), ts)?;
+        }
+        if let Some(metadata) = &patch.metadata {
+            client.metadata = serde_json::Value::Object(metadata.clone()).to_string();
+        }
+        if let Some(name) = &patch.name {
+            client.name = tenants::validate_name(name)?;
+        }
+        if let Some(text) = &patch.owner {
+            client.owner = optional_text("owner", text.as_deref(), 200)?;
+        }
+        if let Some(text) = &patch.owner_email {
+            client.owner_email = match optional_text("owner_email", text.as_deref(), 254)? {
+                Some(email) => Some(tenants::validate_email(&email)?),
+                None => None,
+            };
+        }
+        if let Some(spec) = &patch.token_lifetime {
+            client.token_lifetime = validate_token_lifetime(spec)?;
         }
         bump_version(conn, &mut client, ts)?;
         diesel::update(clients::table.find(&client.client_id))
@@ -810,7 +871,7 @@ pub fn update(
             "client.update",
             Some(&client.client_id),
             Some(&client.tenant_id),
-            serde_json::json!({"fields": changes.keys().collect::<Vec<_>>()}),
+            serde_json::json!({ "fields": fields }),
         )?;
         Ok(ClientView::new(&client, ts))
     })

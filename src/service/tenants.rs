@@ -3,9 +3,9 @@
 
 use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{audit, now, rfc3339, Actor, ServiceError, ServiceResult};
+use super::{audit, now, patch, rfc3339, Actor, ServiceError, ServiceResult};
 use crate::store::models::Tenant;
 use crate::store::schema::tenants;
 use crate::store::{write_transaction, AnyConnection};
@@ -246,47 +246,78 @@ pub fn list(
     Ok(query.load(conn)?.iter().map(TenantView::from).collect())
 }
 
+/// PATCH body of a tenant: only the fields given change.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = String, required = false, min_length = 1)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = Vec<String>, required = false)]
+    pub owner_emails: Option<Vec<String>>,
+    /// Moves the tenant and its subtree; a cycle is refused.
+    #[serde(default, deserialize_with = "patch::present")]
+    #[schema(value_type = String, required = false)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub id: patch::Fixed,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub created_at: patch::Fixed,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub updated_at: patch::Fixed,
+}
+
+impl TenantPatch {
+    /// The fields given, by name, in alphabetical order (for the audit).
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("owner_emails", self.owner_emails.is_some()),
+            ("parent_id", self.parent_id.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+
+    fn fixed_field(&self) -> Option<&'static str> {
+        [
+            ("created_at", self.created_at),
+            ("id", self.id),
+            ("updated_at", self.updated_at),
+        ]
+        .into_iter()
+        .find_map(|(name, fixed)| fixed.given().then_some(name))
+    }
+}
+
 /// A PATCH of a tenant: only the fields given change.
 pub fn update(
     conn: &mut AnyConnection,
     actor: &Actor,
     id: &str,
-    changes: &serde_json::Map<String, serde_json::Value>,
+    patch: TenantPatch,
 ) -> ServiceResult<TenantView> {
     use crate::store::schema::tenants as t;
-    let mut name: Option<String> = None;
-    let mut emails: Option<Vec<String>> = None;
-    let mut parent: Option<String> = None;
-    for (field, value) in changes {
-        match field.as_str() {
-            "name" => {
-                let text = value
-                    .as_str()
-                    .ok_or_else(|| ServiceError::Invalid("name must be a string".into()))?;
-                name = Some(validate_name(text)?);
-            }
-            "owner_emails" => {
-                let list: Vec<String> = serde_json::from_value(value.clone()).map_err(|_| {
-                    ServiceError::Invalid("owner_emails must be an array of strings".into())
-                })?;
-                emails = Some(
-                    list.iter()
-                        .map(|e| validate_email(e))
-                        .collect::<ServiceResult<_>>()?,
-                );
-            }
-            "parent_id" => {
-                let text = value
-                    .as_str()
-                    .ok_or_else(|| ServiceError::Invalid("parent_id must be a string".into()))?;
-                parent = Some(text.to_string());
-            }
-            "id" | "created_at" | "updated_at" => {
-                return Err(ServiceError::Invalid(format!("{field} cannot be changed")))
-            }
-            other => return Err(ServiceError::Invalid(format!("unknown field {other:?}"))),
-        }
+    if let Some(field) = patch.fixed_field() {
+        return Err(ServiceError::Invalid(format!("{field} cannot be changed")));
     }
+    let fields = patch.fields();
+    let name = patch.name.as_deref().map(validate_name).transpose()?;
+    let emails: Option<Vec<String>> = match &patch.owner_emails {
+        Some(list) => Some(
+            list.iter()
+                .map(|e| validate_email(e))
+                .collect::<ServiceResult<_>>()?,
+        ),
+        None => None,
+    };
+    let parent = patch.parent_id;
     write_transaction(conn, |conn| {
         if parent.is_some() {
             lock_tree(conn)?;
@@ -349,7 +380,7 @@ pub fn update(
             "tenant.update",
             Some(&tenant.id),
             Some(&tenant.id),
-            serde_json::json!({"fields": changes.keys().collect::<Vec<_>>()}),
+            serde_json::json!({ "fields": fields }),
         )?;
         Ok(TenantView::from(&tenant))
     })
