@@ -268,14 +268,12 @@ fn declare_constraints(doc: &mut Value) {
     props["expires_in"] = expires_in;
     // clients::update refuses the two keys together, whatever their values.
     patch["not"] = json!({"required": ["expires_at", "expires_in"]});
-    patch["additionalProperties"] = json!(false);
 
     schemas["NewRole"]["properties"]["scopes"]["items"] = scope_items.clone();
     schemas["RolePatch"]["properties"]["scopes"]["items"] = scope_items;
     let email_items = json!({"type": "string", "maxLength": 254, "pattern": EMAIL});
     schemas["NewTenant"]["properties"]["owner_emails"]["items"] = email_items.clone();
     schemas["TenantPatch"]["properties"]["owner_emails"]["items"] = email_items;
-    schemas["TenantPatch"]["additionalProperties"] = json!(false);
 
     let clients_list = &mut doc["paths"]["/admin/v1/clients"]["get"]["parameters"];
     // An empty filter (`?kind=`, as a form sends it) is no filter.

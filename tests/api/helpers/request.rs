@@ -97,7 +97,9 @@ impl Request {
     }
 
     /// Not checked against the OpenAPI document: for a test that provokes
-    /// an answer on purpose that the document does not promise.
+    /// an answer on purpose that the document does not promise. (No test
+    /// needs it today: every answer the suite provokes is documented.)
+    #[allow(dead_code)]
     pub fn unchecked(self) -> Request {
         Request {
             checked: false,
