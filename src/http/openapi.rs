@@ -224,6 +224,21 @@ fn declare_constraints(doc: &mut Value) {
     let name = json!({"type": "string", "minLength": 1, "pattern": format!(
         "^[{WS}]*[^{WS}{CONTROL}](?:[^{CONTROL}]{{0,198}}[^{WS}{CONTROL}])?[{WS}]*$"
     )});
+    // utoipa writes a generic's argument inline; a page's items name their
+    // schema instead (`Page_ClientView` holds `ClientView`s), as the other
+    // schemas do.
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        let pages: Vec<String> = schemas
+            .keys()
+            .filter_map(|name| name.strip_prefix("Page_"))
+            .filter(|item| schemas.contains_key(*item))
+            .map(str::to_string)
+            .collect();
+        for item in pages {
+            schemas[&format!("Page_{item}")]["properties"]["items"]["items"] =
+                json!({ "$ref": format!("#/components/schemas/{item}") });
+        }
+    }
     let schemas = &mut doc["components"]["schemas"];
     for body in [
         "NewClient",

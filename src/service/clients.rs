@@ -620,14 +620,14 @@ pub struct CreatedClient {
     pub client: ClientView,
     /// Kind client_credentials: the secret.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(required = false)]
+    #[schema(required = false, value_type = String)]
     pub client_secret: Option<String>,
     /// Kind api_token: the token and its expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(required = false)]
+    #[schema(required = false, value_type = String)]
     pub token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(required = false, format = DateTime)]
+    #[schema(required = false, value_type = String, format = DateTime)]
     pub token_expires_at: Option<String>,
 }
 
