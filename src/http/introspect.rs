@@ -115,9 +115,9 @@ pub struct IntrospectionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, value_type = String)]
     pub sub: Option<String>,
-    /// A string for one audience, an array for several.
+    /// A string for one audience, an array for several (RFC 7662 2.2).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(required = false, value_type = Object)]
+    #[schema(required = false, schema_with = audience_schema)]
     pub aud: Option<Audience>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, value_type = String)]
@@ -140,6 +140,18 @@ pub struct IntrospectionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, value_type = String)]
     pub device_group: Option<String>,
+}
+
+/// `aud`'s two shapes (`tokens::jwt::Audience`).
+fn audience_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "A string for one audience, an array for several (RFC 7662 2.2).",
+        ))
+        .into()
 }
 
 impl IntrospectionResponse {

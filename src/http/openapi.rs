@@ -312,11 +312,6 @@ fn declare_constraints(doc: &mut Value) {
         "anyOf": [{"format": "date-time"}, {"maxLength": 0}]}),
     );
 
-    // A string for one audience, an array for several (RFC 7662 2.2).
-    doc["components"]["schemas"]["IntrospectionResponse"]["properties"]["aud"] = json!({"oneOf": [
-        {"type": "string"}, {"type": "array", "items": {"type": "string"}}
-    ]});
-
     // admin::read_json and admin::Query refuse U+0000 (PostgreSQL text
     // cannot hold it): every request string not already bounded by a
     // pattern, enum or format says so. `metadata` is stored as JSON text,
