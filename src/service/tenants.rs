@@ -3,9 +3,10 @@
 
 use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{audit, now, patch, rfc3339, Actor, ServiceError, ServiceResult};
+pub use super::patch::TenantPatch;
+use super::{audit, now, rfc3339, Actor, ServiceError, ServiceResult};
 use crate::store::models::Tenant;
 use crate::store::schema::tenants;
 use crate::store::{write_transaction, AnyConnection};
@@ -244,56 +245,6 @@ pub fn list(
         query = query.filter(tenants::id.gt(after.to_string()));
     }
     Ok(query.load(conn)?.iter().map(TenantView::from).collect())
-}
-
-/// PATCH body of a tenant: only the fields given change.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantPatch {
-    /// 1 to 200 characters once trimmed, no control characters.
-    #[serde(default, deserialize_with = "patch::present")]
-    #[schema(value_type = String, required = false, min_length = 1)]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "patch::present")]
-    #[schema(value_type = Vec<String>, required = false)]
-    pub owner_emails: Option<Vec<String>>,
-    /// Moves the tenant and its subtree; a cycle is refused.
-    #[serde(default, deserialize_with = "patch::present")]
-    #[schema(value_type = String, required = false)]
-    pub parent_id: Option<String>,
-    #[serde(default)]
-    #[schema(ignore)]
-    pub id: patch::Fixed,
-    #[serde(default)]
-    #[schema(ignore)]
-    pub created_at: patch::Fixed,
-    #[serde(default)]
-    #[schema(ignore)]
-    pub updated_at: patch::Fixed,
-}
-
-impl TenantPatch {
-    /// The fields given, by name, in alphabetical order (for the audit).
-    pub fn fields(&self) -> Vec<&'static str> {
-        [
-            ("name", self.name.is_some()),
-            ("owner_emails", self.owner_emails.is_some()),
-            ("parent_id", self.parent_id.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, given)| given.then_some(name))
-        .collect()
-    }
-
-    fn fixed_field(&self) -> Option<&'static str> {
-        [
-            ("created_at", self.created_at),
-            ("id", self.id),
-            ("updated_at", self.updated_at),
-        ]
-        .into_iter()
-        .find_map(|(name, fixed)| fixed.given().then_some(name))
-    }
 }
 
 /// A PATCH of a tenant: only the fields given change.
