@@ -2,12 +2,14 @@
 //! calls the same service; `--json` prints the service's answer as JSON.
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::CliError;
 use crate::config::Settings;
 use crate::service::audit::{self, AuditFilter};
-use crate::service::clients::{self, ClientFilter, IssuedCredential, NewClient, StatusChange};
+use crate::service::clients::{
+    self, ClientFilter, ClientPatch, IssuedCredential, NewClient, StatusChange,
+};
 use crate::service::device_groups::{self, NewDeviceGroup};
 use crate::service::durations::DurationSpec;
 use crate::service::roles::{self, NewRole};
@@ -549,58 +551,31 @@ fn all_pages<T>(
     }
 }
 
-fn settings_patch(
-    settings: ClientSettings,
-    name: Option<String>,
-    no_expiry: bool,
-) -> Map<String, Value> {
-    let mut changes = Map::new();
-    let mut put = |key: &str, value: Option<Value>| {
-        if let Some(v) = value {
-            changes.insert(key.to_string(), v);
-        }
-    };
-    put("name", name.map(Value::from));
-    put("description", settings.description.map(Value::from));
-    put("owner", settings.owner.map(Value::from));
-    put("owner_email", settings.owner_email.map(Value::from));
-    put("can_renew", settings.can_renew.map(Value::from));
-    put("expires_at", settings.expires_at.map(Value::from));
-    put(
-        "expires_in",
-        settings
-            .expires_in
-            .as_deref()
-            .map(|d| to_value(&duration(d))),
-    );
-    put("allowed_ips", settings.allowed_ips.map(|l| to_value(&l)));
-    put(
-        "access_token_ttl",
-        settings.access_token_ttl.map(Value::from),
-    );
-    put(
-        "token_lifetime",
-        settings
-            .token_lifetime
-            .as_deref()
-            .map(|d| to_value(&duration(d))),
-    );
-    put("audience", settings.audience.map(|l| to_value(&l)));
-    put(
-        "metadata",
-        settings.metadata.map(|pairs| {
-            Value::Object(
-                pairs
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::from(v)))
-                    .collect(),
-            )
+fn settings_patch(settings: ClientSettings, name: Option<String>, no_expiry: bool) -> ClientPatch {
+    ClientPatch {
+        name,
+        description: settings.description.map(Some),
+        owner: settings.owner.map(Some),
+        owner_email: settings.owner_email.map(Some),
+        can_renew: settings.can_renew,
+        expires_at: if no_expiry {
+            Some(None)
+        } else {
+            settings.expires_at.map(Some)
+        },
+        expires_in: settings.expires_in.as_deref().map(duration),
+        allowed_ips: settings.allowed_ips,
+        access_token_ttl: settings.access_token_ttl,
+        token_lifetime: settings.token_lifetime.as_deref().map(duration),
+        audience: settings.audience,
+        metadata: settings.metadata.map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::from(v)))
+                .collect()
         }),
-    );
-    if no_expiry {
-        changes.insert("expires_at".into(), Value::Null);
+        ..ClientPatch::default()
     }
-    changes
 }
 
 fn store_command(conn: &mut Conn<'_>, actor: &Actor, command: Command) -> Result<(), CliError> {
@@ -724,7 +699,11 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
             };
             let (view, credential) = clients::register(conn, actor, request)?;
             secret_shown_once();
-            print(&clients::with_credential(&view, &credential), json, &[])
+            print(
+                &to_value(&clients::with_credential(&view, &credential)),
+                json,
+                &[],
+            )
         }
         ClientCommand::List {
             status,
@@ -760,14 +739,14 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
             settings,
             json,
         } => {
-            let changes = settings_patch(settings, name, no_expiry);
-            if changes.is_empty() {
+            let patch = settings_patch(settings, name, no_expiry);
+            if patch.fields().is_empty() {
                 return Err(CliError::Failed(
                     "nothing to change: give at least one option".into(),
                 ));
             }
             print(
-                &to_value(&clients::update(conn, actor, &client_id, &changes)?),
+                &to_value(&clients::update(conn, actor, &client_id, patch)?),
                 json,
                 &[],
             )
@@ -815,7 +794,10 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
             let (view, secret) = clients::rotate_secret(conn, actor, &client_id, grace_seconds)?;
             secret_shown_once();
             print(
-                &clients::with_credential(&view, &IssuedCredential::ClientSecret(secret)),
+                &to_value(&clients::with_credential(
+                    &view,
+                    &IssuedCredential::ClientSecret(secret),
+                )),
                 json,
                 &[],
             )
@@ -824,7 +806,10 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
             let (view, token, expires_at) = clients::reissue_token(conn, actor, &client_id)?;
             secret_shown_once();
             print(
-                &clients::with_credential(&view, &IssuedCredential::ApiToken { token, expires_at }),
+                &to_value(&clients::with_credential(
+                    &view,
+                    &IssuedCredential::ApiToken { token, expires_at },
+                )),
                 json,
                 &[],
             )
@@ -872,23 +857,19 @@ fn tenant(conn: &mut Conn<'_>, actor: &Actor, action: TenantCommand) -> Result<(
             parent,
             json,
         } => {
-            let mut changes = Map::new();
-            if let Some(name) = name {
-                changes.insert("name".into(), Value::from(name));
-            }
-            if let Some(emails) = owner_email {
-                changes.insert("owner_emails".into(), to_value(&emails));
-            }
-            if let Some(parent) = parent {
-                changes.insert("parent_id".into(), Value::from(parent));
-            }
-            if changes.is_empty() {
+            let patch = tenants::TenantPatch {
+                name,
+                owner_emails: owner_email,
+                parent_id: parent,
+                ..tenants::TenantPatch::default()
+            };
+            if patch.fields().is_empty() {
                 return Err(CliError::Failed(
                     "nothing to change: give at least one option".into(),
                 ));
             }
             print(
-                &to_value(&tenants::update(conn, actor, &id, &changes)?),
+                &to_value(&tenants::update(conn, actor, &id, patch)?),
                 json,
                 &[],
             )

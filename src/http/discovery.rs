@@ -15,7 +15,7 @@ use crate::oauth::OAuthError;
 static LAST_ROLE_SCOPES: std::sync::RwLock<Option<Vec<String>>> = std::sync::RwLock::new(None);
 
 /// RFC 8414 authorization server metadata.
-#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery", responses((status = 200, body = ServerMetadata)))]
 pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     let loaded = state
         .db
@@ -47,27 +47,61 @@ pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, OAuthE
     // Introspection and revocation also take one of this server's tokens as
     // a bearer credential.
     let caller_methods = ["client_secret_basic", "client_secret_post", "bearer"];
-    let mut body = serde_json::json!({
-        "issuer": issuer,
-        "token_endpoint": format!("{issuer}/oauth/token"),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
-        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
-        "renewal_endpoint": format!("{issuer}/api/v1/token/renew"),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_methods_supported": caller_methods,
-        "revocation_endpoint_auth_methods_supported": caller_methods,
-        "token_endpoint_auth_signing_alg_values_supported": [],
-        "access_token_signing_alg_values_supported": [state.keys.current().signing.alg.as_str()],
-    });
-    if let Some(scopes) = scopes {
-        body["scopes_supported"] = serde_json::json!(scopes);
-    }
+    let endpoint = |path: &str| format!("{issuer}{path}");
+    let body = ServerMetadata {
+        issuer: issuer.clone(),
+        token_endpoint: endpoint("/oauth/token"),
+        jwks_uri: endpoint("/.well-known/jwks.json"),
+        introspection_endpoint: endpoint("/oauth/introspect"),
+        revocation_endpoint: endpoint("/oauth/revoke"),
+        renewal_endpoint: endpoint("/api/v1/token/renew"),
+        grant_types_supported: vec!["client_credentials"],
+        response_types_supported: Vec::new(),
+        token_endpoint_auth_methods_supported: auth_methods.to_vec(),
+        introspection_endpoint_auth_methods_supported: caller_methods.to_vec(),
+        revocation_endpoint_auth_methods_supported: caller_methods.to_vec(),
+        token_endpoint_auth_signing_alg_values_supported: Vec::new(),
+        access_token_signing_alg_values_supported: vec![state
+            .keys
+            .current()
+            .signing
+            .alg
+            .as_str()
+            .to_string()],
+        scopes_supported: scopes.map(|s| s.into_iter().map(str::to_string).collect()),
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(body))
+}
+
+/// RFC 8414 section 2 (and `renewal_endpoint`, this server's own).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ServerMetadata {
+    pub issuer: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub introspection_endpoint: String,
+    pub revocation_endpoint: String,
+    pub renewal_endpoint: String,
+    #[schema(value_type = Vec<String>)]
+    pub grant_types_supported: Vec<&'static str>,
+    #[schema(value_type = Vec<String>)]
+    pub response_types_supported: Vec<&'static str>,
+    #[schema(value_type = Vec<String>)]
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    #[schema(value_type = Vec<String>)]
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    #[schema(value_type = Vec<String>)]
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    #[schema(value_type = Vec<String>)]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    pub access_token_signing_alg_values_supported: Vec<String>,
+    /// Absent while the store has not been read since the start (it is
+    /// RECOMMENDED, not required: RFC 8414 section 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<String>, required = false)]
+    pub scopes_supported: Option<Vec<String>>,
 }
 
 /// RFC 7517: every key that can verify a token not yet expired.
@@ -82,7 +116,7 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The same document at the OpenID Connect path.
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery", responses((status = 200, body = ServerMetadata)))]
 pub async fn openid_configuration(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
     metadata(state).await
 }

@@ -95,23 +95,159 @@ impl LastUsed {
     }
 }
 
+/// `endpoints!(table; route module::{handler, ...}, admin module::{...})`:
+/// `table.route::<module::__path_handler, _, _>(module::handler)` for each.
+macro_rules! endpoints {
+    ($table:ident; $($kind:ident $($module:ident)::+ :: { $($handler:ident),* $(,)? }),* $(,)?) => {
+        $( endpoints!(@group $table $kind [$($module)::+] $($handler)*); )*
+    };
+    (@group $table:ident $kind:ident $module:tt $($handler:ident)*) => {
+        $( endpoints!(@one $table $kind $module $handler); )*
+    };
+    (@one $table:ident $kind:ident [$($module:ident)::+] $handler:ident) => {
+        pastey::paste! {
+            $table.$kind::<$($module)::+::[<__path_ $handler>], _, _>($($module)::+::$handler);
+        }
+    };
+}
+
+/// Every endpoint, once: each line registers the handler at the path and
+/// methods of its `#[utoipa::path]` and adds that operation to the OpenAPI
+/// document. `admin` lines also document the scope the handler's
+/// `Admin<S>` argument checks. Within a path, the order of the lines is the
+/// order of the methods in `Allow`.
+pub fn table() -> Table {
+    let mut table = Table::default();
+    endpoints!(table;
+        route discovery::{metadata, openid_configuration, jwks},
+        route token::{token},
+        route introspect::{introspect},
+        route revoke::{revoke},
+        route renew::{renew},
+        admin admin::tenants::{list, create, get, update, delete},
+        admin admin::device_groups::{list, create, get, delete},
+        admin admin::roles::{list, create, update, delete},
+        admin admin::clients::{
+            list, create, get, update, delete, disable, enable, revoke, rotate_secret,
+            list_tokens, reissue_token
+        },
+        admin admin::audit::{list},
+        route ops::{healthz, readyz, metrics},
+        route openapi::{document},
+    );
+    table
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(at("/.well-known/oauth-authorization-server").get(discovery::metadata))
-        .service(at("/.well-known/openid-configuration").get(discovery::openid_configuration))
-        .service(at("/.well-known/jwks.json").get(discovery::jwks))
-        .service(at("/oauth/token").post(token::token))
-        .service(at("/oauth/introspect").post(introspect::introspect))
-        .service(at("/oauth/revoke").post(revoke::revoke))
-        .service(
-            at("/api/v1/token/renew")
-                .get(renew::renew)
-                .post(renew::renew),
-        )
-        .configure(admin::routes)
-        .service(at("/healthz").get(ops::healthz))
-        .service(at("/readyz").get(ops::readyz))
-        .service(at("/metrics").get(ops::metrics))
-        .service(at("/openapi.json").get(openapi::document));
+    table().register(cfg);
+}
+
+type Schemas = Vec<(
+    String,
+    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+)>;
+
+/// The route table and the documented operations, built together.
+#[derive(Default)]
+pub struct Table {
+    resources: Vec<(String, PathRoutes)>,
+    paths: utoipa::openapi::path::Paths,
+    schemas: Schemas,
+}
+
+impl Table {
+    /// A public endpoint.
+    pub fn route<P, F, Args>(&mut self, handler: F)
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add::<P, F, Args>(handler, None);
+    }
+
+    /// An admin endpoint: its first argument, `Admin<S>`, names the scope.
+    pub fn admin<P, F, Args>(&mut self, handler: F)
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
+        F: Handler<Args>,
+        Args: FromRequest + admin::scope::AdminArgs + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add::<P, F, Args>(handler, Some(Args::SCOPE));
+    }
+
+    fn add<P, F, Args>(&mut self, handler: F, scope: Option<admin::scope::Scope>)
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        use utoipa::openapi::path::HttpMethod;
+        let path = P::path();
+        let methods = P::methods();
+        let mut operation = P::operation();
+        // `tag = ...` lives apart from the operation (utoipa's OpenApi derive
+        // merges the two the same way).
+        let tags = <P as utoipa::__dev::Tags>::tags();
+        if !tags.is_empty() {
+            operation
+                .tags
+                .get_or_insert_with(Vec::new)
+                .extend(tags.iter().map(ToString::to_string));
+        }
+        if let Some(scope) = scope {
+            operation.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+                "bearer",
+                [scope.as_str()],
+            )]);
+        }
+        let index = match self.resources.iter().position(|(p, _)| *p == path) {
+            Some(index) => index,
+            None => {
+                self.resources.push((path.clone(), at(&path)));
+                self.resources.len() - 1
+            }
+        };
+        for method in &methods {
+            let method = match method {
+                HttpMethod::Get => Method::GET,
+                HttpMethod::Post => Method::POST,
+                HttpMethod::Put => Method::PUT,
+                HttpMethod::Delete => Method::DELETE,
+                HttpMethod::Options => Method::OPTIONS,
+                HttpMethod::Head => Method::HEAD,
+                HttpMethod::Patch => Method::PATCH,
+                HttpMethod::Trace => Method::TRACE,
+            };
+            let (_, routes) = &mut self.resources[index];
+            let taken = std::mem::replace(routes, at(&path));
+            *routes = taken.on(method, handler.clone());
+        }
+        self.paths.add_path_operation(&path, methods, operation);
+        P::schemas(&mut self.schemas);
+    }
+
+    /// The documented paths, and the schemas their operations name.
+    pub fn documented(self) -> (utoipa::openapi::path::Paths, Schemas) {
+        (self.paths, self.schemas)
+    }
+
+    /// The routed paths and their methods, in registration order.
+    pub fn routed(&self) -> Vec<(String, Vec<String>)> {
+        self.resources
+            .iter()
+            .map(|(path, routes)| (path.clone(), routes.allow.clone()))
+            .collect()
+    }
+
+    pub fn register(self, cfg: &mut web::ServiceConfig) {
+        for (_, routes) in self.resources {
+            cfg.service(routes);
+        }
+    }
 }
 
 /// A path and the methods it takes, built with [`at`]. Any other method on
@@ -167,7 +303,7 @@ impl PathRoutes {
         self.on(Method::DELETE, handler)
     }
 
-    fn on<F, Args>(mut self, method: Method, handler: F) -> Self
+    pub fn on<F, Args>(mut self, method: Method, handler: F) -> Self
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
@@ -251,7 +387,7 @@ pub fn resolve_client_ip<'a>(
 }
 
 /// A JSON 200 that must not be cached (RFC 6749 5.1).
-pub fn no_store_json(body: &serde_json::Value) -> HttpResponse {
+pub fn no_store_json(body: &impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))

@@ -4,15 +4,38 @@ use actix_web::{web, HttpResponse};
 
 use super::AppState;
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "process alive")))]
+/// `/healthz` and `/readyz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (alive), `ready`, or `unavailable`.
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    pub store: Option<&'static str>,
+    /// `up`, `down`, or `not_used` (SQLite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    pub change_channel: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    pub reason: Option<&'static str>,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "process alive", body = Health)))]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        store: None,
+        change_channel: None,
+        reason: None,
+    })
 }
 
 /// Ready when the store answers (with its schema). The change channel is
 /// reported too: a node whose channel is down still serves, from the
 /// database, so it stays ready and says so (`"change_channel": "down"`).
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable; body says whether the change channel is up"), (status = 503, description = "store unreachable")))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable; body says whether the change channel is up", body = Health), (status = 503, description = "store unreachable", body = Health)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.db.clone();
     let channel = match db.backend() {
@@ -24,28 +47,35 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match web::block(move || db.ping()).await {
         Ok(Ok(())) => {
             crate::metrics::STORE_REACHABLE.set(1);
-            HttpResponse::Ok().json(serde_json::json!({
-                "status": "ready",
-                "store": "reachable",
-                "change_channel": channel,
-            }))
+            HttpResponse::Ok().json(Health {
+                status: "ready",
+                store: Some("reachable"),
+                change_channel: Some(channel),
+                reason: None,
+            })
         }
         Ok(Err(e)) => {
             log::warn!("readiness check failed: {e}");
             crate::metrics::STORE_REACHABLE.set(0);
             HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "1"))
-                .json(serde_json::json!({
-                    "status": "unavailable",
-                    "reason": "store unreachable",
-                    "change_channel": channel,
-                }))
+                .json(Health {
+                    status: "unavailable",
+                    store: None,
+                    change_channel: Some(channel),
+                    reason: Some("store unreachable"),
+                })
         }
         Err(e) => {
             log::warn!("readiness check failed: {e}");
             HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "1"))
-                .json(serde_json::json!({"status": "unavailable", "reason": "busy"}))
+                .json(Health {
+                    status: "unavailable",
+                    store: None,
+                    change_channel: None,
+                    reason: Some("busy"),
+                })
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the bearer (Ardexa's "Renew API token", for access tokens too).
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
 
 use super::{client_ip, no_store_json, AppState};
 use crate::oauth::authenticate::{Credential, Endpoint, TokenLookup};
@@ -15,9 +16,11 @@ use crate::tokens::jwt::{self, AccessClaims};
     path = "/api/v1/token/renew",
     tag = "oauth",
     responses(
-        (status = 200, body = crate::http::openapi::RenewResponse),
+        (status = 200, body = RenewResponse),
         (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "access_denied", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "slow_down: too many failed authentications from this address (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 500, description = "server_error: logged with its cause, never shown", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
     ),
     security(("bearer" = []))
@@ -102,11 +105,24 @@ pub async fn renew(
             (signed, exp, claims.scope)
         }
     };
-    Ok(no_store_json(&serde_json::json!({
-        "access_token": new_token,
-        "token_type": "Bearer",
-        "expires_in": expires_at - now,
-        "expires_at": rfc3339(expires_at),
-        "scope": scope,
-    })))
+    Ok(no_store_json(&RenewResponse {
+        access_token: new_token,
+        token_type: "Bearer",
+        expires_in: expires_at - now,
+        expires_at: rfc3339(expires_at),
+        scope,
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RenewResponse {
+    /// The new token, of the same kind as the old one.
+    pub access_token: String,
+    #[schema(value_type = String)]
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: i64,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub scope: String,
 }

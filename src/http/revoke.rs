@@ -40,6 +40,8 @@ fn may_revoke(caller: &Principal, owner_id: &str, owner_path: &str) -> Result<bo
         (status = 200, description = "revoked (or unknown)"),
         (status = 400, description = "invalid_request or unauthorized_client", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "invalid_client or invalid_token", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "slow_down: too many failed authentications from this address (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 500, description = "server_error: logged with its cause, never shown", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
     ),
     security(("client_secret_basic" = []), ("bearer" = []))

@@ -1,6 +1,7 @@
 //! The token endpoint: the client-credentials grant (RFC 6749 4.4).
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
 
 use super::{client_ip, no_store_json, AppState};
 use crate::oauth::authenticate::{Credential, Endpoint};
@@ -17,9 +18,11 @@ use crate::tokens::jwt::{self, AccessClaims, Audience};
     tag = "oauth",
     request_body(content = crate::http::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, body = crate::http::openapi::TokenResponse),
+        (status = 200, body = TokenResponse),
         (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type or unauthorized_client", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "invalid_client", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "slow_down: too many failed authentications from this address (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 500, description = "server_error: logged with its cause, never shown", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
     ),
     security((), ("client_secret_basic" = []))
@@ -128,10 +131,21 @@ pub async fn token(
     crate::metrics::TOKENS_ISSUED
         .with_label_values(&["access_token"])
         .inc();
-    Ok(no_store_json(&serde_json::json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": exp - now,
-        "scope": claims.scope,
-    })))
+    Ok(no_store_json(&TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: exp - now,
+        scope: claims.scope,
+    }))
+}
+
+/// RFC 6749 5.1.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[schema(value_type = String)]
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: i64,
+    pub scope: String,
 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::durations::{self, DurationSpec};
+pub use super::patch::ClientPatch;
 use super::policy::{self, ClientAction};
 use super::scopes::ScopeSet;
 use super::{audit, now, rfc3339, tenants, Actor, ServiceError, ServiceResult};
@@ -565,21 +566,43 @@ pub fn change_status(
     })
 }
 
+/// The client, plus its credential this once: the answer to a creation, a
+/// new secret or a reissue (HTTP and CLI alike).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CreatedClient {
+    #[serde(flatten)]
+    pub client: ClientView,
+    /// Kind client_credentials: the secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = String)]
+    pub client_secret: Option<String>,
+    /// Kind api_token: the token and its expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = String)]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = String, format = DateTime)]
+    pub token_expires_at: Option<String>,
+}
+
 /// Merges a client view with the credential shown this once, for the 201.
-pub fn with_credential(view: &ClientView, credential: &IssuedCredential) -> serde_json::Value {
-    let mut value = serde_json::to_value(view).unwrap_or_default();
-    if let serde_json::Value::Object(map) = &mut value {
-        match credential {
-            IssuedCredential::ClientSecret(secret) => {
-                map.insert("client_secret".into(), secret.expose().into());
-            }
-            IssuedCredential::ApiToken { token, expires_at } => {
-                map.insert("token".into(), token.expose().into());
-                map.insert("token_expires_at".into(), rfc3339(*expires_at).into());
-            }
+pub fn with_credential(view: &ClientView, credential: &IssuedCredential) -> CreatedClient {
+    let mut created = CreatedClient {
+        client: view.clone(),
+        client_secret: None,
+        token: None,
+        token_expires_at: None,
+    };
+    match credential {
+        IssuedCredential::ClientSecret(secret) => {
+            created.client_secret = Some(secret.expose().to_string());
+        }
+        IssuedCredential::ApiToken { token, expires_at } => {
+            created.token = Some(token.expose().to_string());
+            created.token_expires_at = Some(rfc3339(*expires_at));
         }
     }
-    value
+    created
 }
 
 /// Claims the client row for this change: bumps `version` only if nobody
@@ -607,135 +630,71 @@ fn reject_if_revoked(client: &Client) -> ServiceResult<()> {
     }
 }
 
-/// Fields PATCH may change, and those fixed at creation (Ardexa: "Token
-/// permissions and device group cannot be edited").
-const MUTABLE_FIELDS: &[&str] = &[
-    "name",
-    "description",
-    "owner",
-    "owner_email",
-    "can_renew",
-    "expires_at",
-    "expires_in",
-    "allowed_ips",
-    "access_token_ttl",
-    "token_lifetime",
-    "audience",
-    "metadata",
-];
-const IMMUTABLE_FIELDS: &[&str] = &["kind", "role", "scopes", "tenant_id", "device_group_id"];
-
-fn field_error(field: &str, expected: &str) -> ServiceError {
-    ServiceError::Invalid(format!("{field} must be {expected}"))
-}
-
-fn nullable_text(
-    field: &str,
-    value: &serde_json::Value,
-    max: usize,
-) -> ServiceResult<Option<String>> {
-    match value {
-        serde_json::Value::Null => Ok(None),
-        serde_json::Value::String(s) => optional_text(field, Some(s), max),
-        _ => Err(field_error(field, "a string or null")),
-    }
-}
-
 /// PATCH: changes only the fields given; `null` clears a nullable one.
+/// Fields are checked in alphabetical order, so the first fault reported is
+/// the same whatever order the body had.
 pub fn update(
     conn: &mut Conn<'_>,
     actor: &Actor,
     client_id: &str,
-    changes: &serde_json::Map<String, serde_json::Value>,
+    patch: ClientPatch,
 ) -> ServiceResult<ClientView> {
-    for field in changes.keys() {
-        if IMMUTABLE_FIELDS.contains(&field.as_str()) {
-            return Err(ServiceError::Invalid(format!(
-                "{field} cannot change after creation; register a new client instead"
-            )));
-        }
-        if !MUTABLE_FIELDS.contains(&field.as_str()) {
-            return Err(ServiceError::Invalid(format!("unknown field {field:?}")));
-        }
+    if let Some(field) = patch.fixed_field() {
+        return Err(ServiceError::Invalid(format!(
+            "{field} cannot change after creation; register a new client instead"
+        )));
     }
-    if changes.contains_key("expires_at") && changes.contains_key("expires_in") {
+    if patch.expires_at.is_some() && patch.expires_in.is_some() {
         return Err(ServiceError::Invalid(
             "give expires_at or expires_in, not both".into(),
         ));
     }
+    let fields = patch.fields();
     conn.write(|tx| {
         let mut client = policy::client_for(tx, actor, client_id, ClientAction::Change)?;
         reject_if_revoked(&client)?;
         let ts = now();
-        for (field, value) in changes {
-            match field.as_str() {
-                "name" => {
-                    let text = value
-                        .as_str()
-                        .ok_or_else(|| field_error("name", "a string"))?;
-                    client.name = tenants::validate_name(text)?;
-                }
-                "description" => client.description = nullable_text("description", value, 2000)?,
-                "owner" => client.owner = nullable_text("owner", value, 200)?,
-                "owner_email" => {
-                    client.owner_email = match nullable_text("owner_email", value, 254)? {
-                        Some(email) => Some(tenants::validate_email(&email)?),
-                        None => None,
-                    }
-                }
-                "can_renew" => {
-                    client.can_renew = value
-                        .as_bool()
-                        .ok_or_else(|| field_error("can_renew", "true or false"))?
-                }
-                "expires_at" => {
-                    client.expires_at = match value {
-                        serde_json::Value::Null => None,
-                        serde_json::Value::String(at) => resolve_expiry(Some(at), None, ts)?,
-                        _ => return Err(field_error("expires_at", "an RFC 3339 time or null")),
-                    }
-                }
-                "expires_in" => {
-                    let spec: DurationSpec =
-                        serde_json::from_value(value.clone()).map_err(|_| {
-                            field_error("expires_in", "a duration such as \"3m\" or whole seconds")
-                        })?;
-                    client.expires_at = resolve_expiry(None, Some(&spec), ts)?;
-                }
-                "allowed_ips" => {
-                    let list: Vec<String> = serde_json::from_value(value.clone())
-                        .map_err(|_| field_error("allowed_ips", "an array of CIDRs"))?;
-                    client.allowed_ips = validate_allowed_ips(&list)?;
-                }
-                "access_token_ttl" => {
-                    let ttl = value
-                        .as_i64()
-                        .ok_or_else(|| field_error("access_token_ttl", "whole seconds"))?;
-                    client.access_token_ttl = validate_access_token_ttl(ttl)?;
-                }
-                "token_lifetime" => {
-                    let spec: DurationSpec =
-                        serde_json::from_value(value.clone()).map_err(|_| {
-                            field_error(
-                                "token_lifetime",
-                                "a duration such as \"1m\" or whole seconds",
-                            )
-                        })?;
-                    client.token_lifetime = validate_token_lifetime(&spec)?;
-                }
-                "audience" => {
-                    let list: Vec<String> = serde_json::from_value(value.clone())
-                        .map_err(|_| field_error("audience", "an array of strings"))?;
-                    client.audience = validate_audience(&list)?;
-                }
-                "metadata" => {
-                    let serde_json::Value::Object(map) = value else {
-                        return Err(field_error("metadata", "an object"));
-                    };
-                    client.metadata = Metadata::new(map.clone());
-                }
-                _ => {}
-            }
+        if let Some(ttl) = patch.access_token_ttl {
+            client.access_token_ttl = validate_access_token_ttl(ttl)?;
+        }
+        if let Some(list) = &patch.allowed_ips {
+            client.allowed_ips = validate_allowed_ips(list)?;
+        }
+        if let Some(list) = &patch.audience {
+            client.audience = validate_audience(list)?;
+        }
+        if let Some(can_renew) = patch.can_renew {
+            client.can_renew = can_renew;
+        }
+        if let Some(text) = &patch.description {
+            client.description = optional_text("description", text.as_deref(), 2000)?;
+        }
+        if let Some(at) = &patch.expires_at {
+            client.expires_at = match at {
+                Some(at) => resolve_expiry(Some(at), None, ts)?,
+                None => None,
+            };
+        }
+        if let Some(spec) = &patch.expires_in {
+            client.expires_at = resolve_expiry(None, Some(spec), ts)?;
+        }
+        if let Some(metadata) = &patch.metadata {
+            client.metadata = Metadata::new(metadata.clone());
+        }
+        if let Some(name) = &patch.name {
+            client.name = tenants::validate_name(name)?;
+        }
+        if let Some(text) = &patch.owner {
+            client.owner = optional_text("owner", text.as_deref(), 200)?;
+        }
+        if let Some(text) = &patch.owner_email {
+            client.owner_email = match optional_text("owner_email", text.as_deref(), 254)? {
+                Some(email) => Some(tenants::validate_email(&email)?),
+                None => None,
+            };
+        }
+        if let Some(spec) = &patch.token_lifetime {
+            client.token_lifetime = validate_token_lifetime(spec)?;
         }
         bump_version(tx, &mut client, ts)?;
         store::save(tx, &client)?;
@@ -746,7 +705,7 @@ pub fn update(
             "client.update",
             Some(&client.client_id),
             Some(&client.tenant_id),
-            serde_json::json!({"fields": changes.keys().collect::<Vec<_>>()}),
+            serde_json::json!({ "fields": fields }),
         )?;
         Ok(ClientView::new(&client, ts))
     })

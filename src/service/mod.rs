@@ -13,6 +13,7 @@ pub mod clients;
 pub mod credentials;
 pub mod device_groups;
 pub mod durations;
+pub mod patch;
 pub mod policy;
 pub mod roles;
 pub mod scopes;

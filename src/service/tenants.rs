@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+pub use super::patch::TenantPatch;
 use super::{audit, now, rfc3339, Actor, ServiceError, ServiceResult};
 use crate::domain::{OwnerEmails, Tenant, TenantId, TenantPath};
 use crate::store::changes::Change;
@@ -167,41 +168,22 @@ pub fn update(
     conn: &mut Conn<'_>,
     actor: &Actor,
     id: &str,
-    changes: &serde_json::Map<String, serde_json::Value>,
+    patch: TenantPatch,
 ) -> ServiceResult<TenantView> {
-    let mut name: Option<String> = None;
-    let mut emails: Option<Vec<String>> = None;
-    let mut parent: Option<String> = None;
-    for (field, value) in changes {
-        match field.as_str() {
-            "name" => {
-                let text = value
-                    .as_str()
-                    .ok_or_else(|| ServiceError::Invalid("name must be a string".into()))?;
-                name = Some(validate_name(text)?);
-            }
-            "owner_emails" => {
-                let list: Vec<String> = serde_json::from_value(value.clone()).map_err(|_| {
-                    ServiceError::Invalid("owner_emails must be an array of strings".into())
-                })?;
-                emails = Some(
-                    list.iter()
-                        .map(|e| validate_email(e))
-                        .collect::<ServiceResult<_>>()?,
-                );
-            }
-            "parent_id" => {
-                let text = value
-                    .as_str()
-                    .ok_or_else(|| ServiceError::Invalid("parent_id must be a string".into()))?;
-                parent = Some(text.to_string());
-            }
-            "id" | "created_at" | "updated_at" => {
-                return Err(ServiceError::Invalid(format!("{field} cannot be changed")))
-            }
-            other => return Err(ServiceError::Invalid(format!("unknown field {other:?}"))),
-        }
+    if let Some(field) = patch.fixed_field() {
+        return Err(ServiceError::Invalid(format!("{field} cannot be changed")));
     }
+    let fields = patch.fields();
+    let name = patch.name.as_deref().map(validate_name).transpose()?;
+    let emails: Option<Vec<String>> = match &patch.owner_emails {
+        Some(list) => Some(
+            list.iter()
+                .map(|e| validate_email(e))
+                .collect::<ServiceResult<_>>()?,
+        ),
+        None => None,
+    };
+    let parent = patch.parent_id;
     conn.write(|tx| {
         if parent.is_some() {
             store::lock_tree(tx)?;
@@ -244,7 +226,7 @@ pub fn update(
             "tenant.update",
             Some(&tenant.id),
             Some(&tenant.id),
-            serde_json::json!({"fields": changes.keys().collect::<Vec<_>>()}),
+            serde_json::json!({ "fields": fields }),
         )?;
         Ok(TenantView::from(&tenant))
     })

@@ -296,13 +296,12 @@ fn a_renewal_does_not_carry_over_an_audience_removed_from_the_client() {
     );
     let wide = app.token_for(&client.client_id, &secret, &[]);
     for id in [&client.client_id, &api_client.client_id] {
-        let mut change = serde_json::Map::new();
-        change.insert(
-            "audience".into(),
-            serde_json::json!(["https://a.example.com"]),
-        );
+        let change = keyward::service::clients::ClientPatch {
+            audience: Some(vec!["https://a.example.com".into()]),
+            ..Default::default()
+        };
         app.db
-            .run_here(|conn| keyward::service::clients::update(conn, &actor, id, &change))
+            .run_here(|conn| keyward::service::clients::update(conn, &actor, id, change))
             .unwrap();
     }
     app.get("/api/v1/token/renew", Auth::Bearer(&wide))
@@ -330,10 +329,12 @@ fn a_renewal_does_not_carry_over_a_tenant_moved_out_of_the_clients_subtree() {
     // Still within: renewed with its tenant.
     let again = renewed(&app, &narrowed);
     assert_eq!(jwt_parts(&again).1["tenant"], customer.as_str());
-    let mut change = serde_json::Map::new();
-    change.insert("parent_id".into(), serde_json::json!(elsewhere));
+    let change = keyward::service::tenants::TenantPatch {
+        parent_id: Some(elsewhere.clone()),
+        ..Default::default()
+    };
     app.db
-        .run_here(|conn| keyward::service::tenants::update(conn, &actor, &customer, &change))
+        .run_here(|conn| keyward::service::tenants::update(conn, &actor, &customer, change))
         .unwrap();
     app.get("/api/v1/token/renew", Auth::Bearer(&narrowed))
         .assert_error(403, "access_denied");

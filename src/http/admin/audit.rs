@@ -1,6 +1,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{caller, page, run, Query};
+use super::{page, run, scope, Admin, Query};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
 use crate::service::audit::{self, AuditFilter};
@@ -11,14 +11,13 @@ use crate::service::audit::{self, AuditFilter};
     tag = "audit",
     summary = "Audit log of the caller's subtree, newest first",
     params(crate::http::openapi::PageParams, ("target" = Option<String>, Query, description = "a client, tenant, group or role id"), ("action" = Option<String>, Query, description = "such as client.revoke"), ("since" = Option<String>, Query, description = "RFC 3339")),
-    responses((status = 200, body = crate::http::openapi::AuditPage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["audit:read"]))
+    responses((status = 200, body = crate::http::admin::Page<crate::service::audit::AuditView>), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn list(
+    Admin { actor, .. }: Admin<scope::AuditRead>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "audit:read").await?;
     let query = Query::parse(&req, &["target", "action", "since"])?;
     let limit = query.limit()?;
     let after = query.get("after");

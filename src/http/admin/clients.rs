@@ -1,11 +1,11 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{caller, created, page, read_json, run, Query};
+use super::{created, page, read_json, run, scope, Admin, Query};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
 use crate::service::clients::{
-    self, ClientFilter, ClientView, IssuedCredential, NewClient, StatusChange,
+    self, ClientFilter, ClientPatch, ClientView, IssuedCredential, NewClient, StatusChange,
 };
 use crate::service::now;
 
@@ -15,15 +15,13 @@ use crate::service::now;
     tag = "clients",
     summary = "Register a client; its secret or API token is shown this once",
     request_body = NewClient,
-    responses((status = 201, body = crate::http::openapi::CreatedClient), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:write"]))
+    responses((status = 201, body = crate::service::clients::CreatedClient), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn create(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsWrite>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:write").await?;
     let body: NewClient = read_json(payload, false).await?;
     let (view, credential) = run(&state, move |conn| clients::register(conn, &actor, body)).await?;
     Ok(created(&clients::with_credential(&view, &credential)))
@@ -35,14 +33,13 @@ pub async fn create(
     tag = "clients",
     summary = "Clients in reach",
     params(crate::http::openapi::PageParams, ("status" = Option<String>, Query, description = "active, disabled, revoked, expired or all; default all but revoked"), ("kind" = Option<String>, Query, description = "client_credentials or api_token"), ("tenant_id" = Option<String>, Query, description = "only this tenant's"), ("role" = Option<String>, Query, description = "only this role")),
-    responses((status = 200, body = crate::http::openapi::ClientPage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:read"]))
+    responses((status = 200, body = crate::http::admin::Page<crate::service::clients::ClientView>), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn list(
+    Admin { actor, .. }: Admin<scope::ClientsRead>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:read").await?;
     let query = Query::parse(&req, &["status", "kind", "tenant_id", "role"])?;
     let limit = query.limit()?;
     let after = query.get("after");
@@ -65,15 +62,13 @@ pub async fn list(
     tag = "clients",
     summary = "One client",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = ClientView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:read"]))
+    responses((status = 200, body = ClientView), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn get(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsRead>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:read").await?;
     let id = path.into_inner();
     let client = run(&state, move |conn| {
         clients::find_reachable(conn, &actor, &id)
@@ -87,34 +82,31 @@ pub async fn get(
     path = "/admin/v1/clients/{id}",
     tag = "clients",
     summary = "Change the mutable fields",
-    request_body = crate::http::openapi::ClientPatch,
+    request_body = ClientPatch,
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = ClientView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:write"]))
+    responses((status = 200, body = ClientView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn update(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsWrite>,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:write").await?;
-    let changes: serde_json::Map<String, serde_json::Value> = read_json(payload, false).await?;
+    let patch: ClientPatch = read_json(payload, false).await?;
     let id = path.into_inner();
     let view = run(&state, move |conn| {
-        clients::update(conn, &actor, &id, &changes)
+        clients::update(conn, &actor, &id, patch)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
 async fn change(
-    req: HttpRequest,
+    actor: crate::service::Actor,
     path: web::Path<String>,
     state: web::Data<AppState>,
     change: StatusChange,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:write").await?;
     let id = path.into_inner();
     let view = run(&state, move |conn| {
         clients::change_status(conn, &actor, &id, change)
@@ -129,15 +121,14 @@ async fn change(
     tag = "clients",
     summary = "Disable (restorable)",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = ClientView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:write"]))
+    responses((status = 200, body = ClientView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn disable(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsWrite>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    change(req, path, state, StatusChange::Disable).await
+    change(actor, path, state, StatusChange::Disable).await
 }
 
 #[utoipa::path(
@@ -146,15 +137,14 @@ pub async fn disable(
     tag = "clients",
     summary = "Enable; unexpired tokens work again",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = ClientView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:write"]))
+    responses((status = 200, body = ClientView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn enable(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsWrite>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    change(req, path, state, StatusChange::Enable).await
+    change(actor, path, state, StatusChange::Enable).await
 }
 
 #[utoipa::path(
@@ -163,15 +153,14 @@ pub async fn enable(
     tag = "clients",
     summary = "Revoke for good",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = ClientView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:write"]))
+    responses((status = 200, body = ClientView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn revoke(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsWrite>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    change(req, path, state, StatusChange::Revoke).await
+    change(actor, path, state, StatusChange::Revoke).await
 }
 
 #[utoipa::path(
@@ -180,15 +169,13 @@ pub async fn revoke(
     tag = "clients",
     summary = "Delete a client that is not active",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 204, description = "deleted"), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:delete"]))
+    responses((status = 204, description = "deleted"), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn delete(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsDelete>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:delete").await?;
     let id = path.into_inner();
     run(&state, move |conn| clients::delete(conn, &actor, &id)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -210,16 +197,14 @@ pub struct SecretRequest {
     summary = "A new secret; the old one stops at once or after grace_seconds",
     request_body = Option<SecretRequest>,
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = crate::http::openapi::CreatedClient), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:write"]))
+    responses((status = 200, body = crate::service::clients::CreatedClient), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn rotate_secret(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsWrite>,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:write").await?;
     let body: SecretRequest = read_json(payload, true).await?;
     let id = path.into_inner();
     let (view, secret) = run(&state, move |conn| {
@@ -240,15 +225,13 @@ pub async fn rotate_secret(
     tag = "clients",
     summary = "Reissue: a new API token string; earlier ones work to their expiry",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 201, body = crate::http::openapi::CreatedClient), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:write"]))
+    responses((status = 201, body = crate::service::clients::CreatedClient), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn reissue_token(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::ClientsWrite>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:write").await?;
     let id = path.into_inner();
     let (view, token, expires_at) = run(&state, move |conn| {
         clients::reissue_token(conn, &actor, &id)
@@ -266,15 +249,14 @@ pub async fn reissue_token(
     tag = "clients",
     summary = "The client's API token strings, without their values",
     params(("id" = String, Path, description = "the id"), crate::http::openapi::PageParams),
-    responses((status = 200, body = crate::http::openapi::ApiTokenPage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["clients:read"]))
+    responses((status = 200, body = crate::http::admin::Page<crate::service::clients::ApiTokenView>), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn list_tokens(
+    Admin { actor, .. }: Admin<scope::ClientsRead>,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "clients:read").await?;
     let query = Query::parse(&req, &[])?;
     let limit = query.limit()?;
     let after = query.get("after");

@@ -1,6 +1,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{caller, created, page, read_json, run, Query};
+use super::{created, page, read_json, run, scope, Admin, Query};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
 use crate::service::device_groups::{self, DeviceGroupView, NewDeviceGroup};
@@ -11,15 +11,13 @@ use crate::service::device_groups::{self, DeviceGroupView, NewDeviceGroup};
     tag = "device groups",
     summary = "Create a device group",
     request_body = NewDeviceGroup,
-    responses((status = 201, body = crate::service::device_groups::DeviceGroupView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:write"]))
+    responses((status = 201, body = crate::service::device_groups::DeviceGroupView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn create(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsWrite>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:write").await?;
     let body: NewDeviceGroup = read_json(payload, false).await?;
     let view = run(&state, move |conn| {
         device_groups::create(conn, &actor, body)
@@ -34,14 +32,13 @@ pub async fn create(
     tag = "device groups",
     summary = "Device groups in reach",
     params(crate::http::openapi::PageParams, ("tenant_id" = Option<String>, Query, description = "only this tenant's")),
-    responses((status = 200, body = crate::http::openapi::DeviceGroupPage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:read"]))
+    responses((status = 200, body = crate::http::admin::Page<crate::service::device_groups::DeviceGroupView>), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn list(
+    Admin { actor, .. }: Admin<scope::TenantsRead>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:read").await?;
     let query = Query::parse(&req, &["tenant_id"])?;
     let limit = query.limit()?;
     let (after, tenant_id) = (query.get("after"), query.get("tenant_id"));
@@ -64,15 +61,13 @@ pub async fn list(
     tag = "device groups",
     summary = "One device group",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = DeviceGroupView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:read"]))
+    responses((status = 200, body = DeviceGroupView), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn get(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsRead>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:read").await?;
     let id = path.into_inner();
     let group = run(&state, move |conn| {
         device_groups::find_reachable(conn, &actor, &id)
@@ -87,15 +82,13 @@ pub async fn get(
     tag = "device groups",
     summary = "Delete a device group no client uses",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 204, description = "deleted"), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:write"]))
+    responses((status = 204, description = "deleted"), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn delete(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsWrite>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:write").await?;
     let id = path.into_inner();
     run(&state, move |conn| device_groups::delete(conn, &actor, &id)).await?;
     Ok(HttpResponse::NoContent().finish())

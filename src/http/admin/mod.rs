@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clients;
 pub mod device_groups;
 pub mod roles;
+pub mod scope;
 pub mod tenants;
 
 use actix_web::http::StatusCode;
@@ -14,67 +15,25 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{at, client_ip, AppState};
+pub use self::scope::{Admin, Scope};
+use super::{client_ip, AppState};
 use crate::oauth::authenticate::Endpoint;
 use crate::oauth::OAuthError;
 use crate::service::Actor;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/admin/v1")
-            .service(at("/tenants").get(tenants::list).post(tenants::create))
-            .service(
-                at("/tenants/{id}")
-                    .get(tenants::get)
-                    .patch(tenants::update)
-                    .delete(tenants::delete),
-            )
-            .service(
-                at("/device-groups")
-                    .get(device_groups::list)
-                    .post(device_groups::create),
-            )
-            .service(
-                at("/device-groups/{id}")
-                    .get(device_groups::get)
-                    .delete(device_groups::delete),
-            )
-            .service(at("/roles").get(roles::list).post(roles::create))
-            .service(
-                at("/roles/{name}")
-                    .patch(roles::update)
-                    .delete(roles::delete),
-            )
-            .service(at("/clients").get(clients::list).post(clients::create))
-            .service(
-                at("/clients/{id}")
-                    .get(clients::get)
-                    .patch(clients::update)
-                    .delete(clients::delete),
-            )
-            .service(at("/clients/{id}/disable").post(clients::disable))
-            .service(at("/clients/{id}/enable").post(clients::enable))
-            .service(at("/clients/{id}/revoke").post(clients::revoke))
-            .service(at("/clients/{id}/secret").post(clients::rotate_secret))
-            .service(
-                at("/clients/{id}/tokens")
-                    .get(clients::list_tokens)
-                    .post(clients::reissue_token),
-            )
-            .service(at("/audit").get(audit::list))
-            .default_service(web::to(super::not_found)),
-    );
-}
-
 /// Authenticates the caller (a bearer token) and checks it holds `scope`.
 /// What it may do beyond that is the service layer's policy.
-pub async fn caller(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Actor, OAuthError> {
+pub async fn caller(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: Scope,
+) -> Result<Actor, OAuthError> {
     let ip = client_ip(req, &state.trusted_proxies);
     let principal = state
         .auth
         .authenticate(req.headers(), None, ip, Endpoint::Admin)
         .await?;
-    if !principal.scopes.contains(scope) {
+    if !principal.scopes.contains(scope.as_str()) {
         return Err(OAuthError::insufficient_scope(format!(
             "this needs the {scope} scope"
         )));
@@ -229,8 +188,16 @@ impl Query {
     }
 }
 
-/// `{"items": [...], "next": cursor or null}`. The service was asked for one
-/// more than `limit`: if it came, there is a next page.
+/// One page of a list: `{"items": [...], "next": cursor or null}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Cursor of the next page, or null on the last.
+    pub next: Option<String>,
+}
+
+/// The service was asked for one more than `limit`: if it came, there is a
+/// next page.
 pub fn page<T: Serialize>(
     mut items: Vec<T>,
     limit: i64,
@@ -239,7 +206,7 @@ pub fn page<T: Serialize>(
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     let next = if more { items.last().map(cursor) } else { None };
-    HttpResponse::Ok().json(serde_json::json!({"items": items, "next": next}))
+    HttpResponse::Ok().json(Page { items, next })
 }
 
 pub fn created(body: &impl Serialize) -> HttpResponse {

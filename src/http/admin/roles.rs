@@ -1,6 +1,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{caller, created, page, read_json, run, Query};
+use super::{created, page, read_json, run, scope, Admin, Query};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
 use crate::service::roles::{self, NewRole, RolePatch};
@@ -11,14 +11,13 @@ use crate::service::roles::{self, NewRole, RolePatch};
     tag = "roles",
     summary = "Built-in and custom roles",
     params(crate::http::openapi::PageParams),
-    responses((status = 200, body = crate::http::openapi::RolePage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:read"]))
+    responses((status = 200, body = crate::http::admin::Page<crate::service::roles::RoleView>), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn list(
+    Admin { actor, .. }: Admin<scope::TenantsRead>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:read").await?;
     let query = Query::parse(&req, &[])?;
     let limit = query.limit()?;
     let after = query.get("after");
@@ -35,15 +34,13 @@ pub async fn list(
     tag = "roles",
     summary = "Create a custom role",
     request_body = NewRole,
-    responses((status = 201, body = crate::service::roles::RoleView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found: the tenant", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:write"]))
+    responses((status = 201, body = crate::service::roles::RoleView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn create(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsWrite>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:write").await?;
     let body: NewRole = read_json(payload, false).await?;
     let view = run(&state, move |conn| roles::create(conn, &actor, body)).await?;
     Ok(created(&view))
@@ -56,16 +53,14 @@ pub async fn create(
     summary = "Change a custom role's scopes; clients with it follow at their next use",
     request_body = RolePatch,
     params(("name" = String, Path, description = "the role's name")),
-    responses((status = 200, body = crate::service::roles::RoleView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: a built-in role", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:write"]))
+    responses((status = 200, body = crate::service::roles::RoleView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn update(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsWrite>,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:write").await?;
     let body: RolePatch = read_json(payload, false).await?;
     let name = path.into_inner();
     let view = run(&state, move |conn| roles::update(conn, &actor, &name, body)).await?;
@@ -78,15 +73,13 @@ pub async fn update(
     tag = "roles",
     summary = "Delete a custom role nobody has",
     params(("name" = String, Path, description = "the role's name")),
-    responses((status = 204, description = "deleted"), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict: a built-in role, or one still given", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:write"]))
+    responses((status = 204, description = "deleted"), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn delete(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsWrite>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:write").await?;
     let name = path.into_inner();
     run(&state, move |conn| roles::delete(conn, &actor, &name)).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -1,7 +1,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{caller, created, page, read_json, run, Query};
+use super::{created, page, read_json, run, scope, Admin, Query};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
 use crate::service::tenants;
@@ -24,15 +24,13 @@ pub struct NewTenant {
     tag = "tenants",
     summary = "Create a tenant (default parent: the caller's tenant)",
     request_body = NewTenant,
-    responses((status = 201, body = crate::service::tenants::TenantView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:write"]))
+    responses((status = 201, body = crate::service::tenants::TenantView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn create(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsWrite>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:write").await?;
     let body: NewTenant = read_json(payload, false).await?;
     let view = run(&state, move |conn| {
         tenants::create(
@@ -53,14 +51,13 @@ pub async fn create(
     tag = "tenants",
     summary = "Tenants in reach",
     params(crate::http::openapi::PageParams),
-    responses((status = 200, body = crate::http::openapi::TenantPage), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:read"]))
+    responses((status = 200, body = crate::http::admin::Page<crate::service::tenants::TenantView>), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn list(
+    Admin { actor, .. }: Admin<scope::TenantsRead>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:read").await?;
     let query = Query::parse(&req, &[])?;
     let limit = query.limit()?;
     let after = query.get("after");
@@ -77,15 +74,13 @@ pub async fn list(
     tag = "tenants",
     summary = "One tenant",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = crate::service::tenants::TenantView), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:read"]))
+    responses((status = 200, body = crate::service::tenants::TenantView), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn get(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsRead>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:read").await?;
     let id = path.into_inner();
     let tenant = run(&state, move |conn| {
         tenants::find_reachable(conn, &actor, &id)
@@ -99,22 +94,20 @@ pub async fn get(
     path = "/admin/v1/tenants/{id}",
     tag = "tenants",
     summary = "Change name, owner_emails or parent_id",
-    request_body = crate::http::openapi::TenantPatch,
+    request_body = crate::service::tenants::TenantPatch,
     params(("id" = String, Path, description = "the id")),
-    responses((status = 200, body = crate::service::tenants::TenantView), (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:write"]))
+    responses((status = 200, body = crate::service::tenants::TenantView), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn update(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsWrite>,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:write").await?;
-    let changes: serde_json::Map<String, serde_json::Value> = read_json(payload, false).await?;
+    let patch: tenants::TenantPatch = read_json(payload, false).await?;
     let id = path.into_inner();
     let view = run(&state, move |conn| {
-        tenants::update(conn, &actor, &id, &changes)
+        tenants::update(conn, &actor, &id, patch)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
@@ -126,15 +119,13 @@ pub async fn update(
     tag = "tenants",
     summary = "Delete an empty tenant",
     params(("id" = String, Path, description = "the id")),
-    responses((status = 204, description = "deleted"), (status = 401, description = "invalid_token", body = crate::http::openapi::ErrorBody), (status = 403, description = "insufficient_scope", body = crate::http::openapi::ErrorBody), (status = 404, description = "not_found", body = crate::http::openapi::ErrorBody), (status = 409, description = "conflict", body = crate::http::openapi::ErrorBody)),
-    security(("bearer" = ["tenants:write"]))
+    responses((status = 204, description = "deleted"), crate::http::openapi::AdminWriteErrors),
 )]
 pub async fn delete(
-    req: HttpRequest,
+    Admin { actor, .. }: Admin<scope::TenantsWrite>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let actor = caller(&req, &state, "tenants:write").await?;
     let id = path.into_inner();
     run(&state, move |conn| tenants::delete(conn, &actor, &id)).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -14,6 +14,7 @@ mod app;
 mod cli;
 mod postgres;
 mod request;
+pub mod schema;
 
 pub use app::*;
 pub use cli::*;
