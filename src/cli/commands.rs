@@ -751,36 +751,15 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
                 &[],
             )
         }
-        ClientCommand::Disable { client_id, json } => print(
-            &to_value(&clients::change_status(
-                conn,
-                actor,
-                &client_id,
-                StatusChange::Disable,
-            )?),
-            json,
-            &[],
-        ),
-        ClientCommand::Enable { client_id, json } => print(
-            &to_value(&clients::change_status(
-                conn,
-                actor,
-                &client_id,
-                StatusChange::Enable,
-            )?),
-            json,
-            &[],
-        ),
-        ClientCommand::Revoke { client_id, json } => print(
-            &to_value(&clients::change_status(
-                conn,
-                actor,
-                &client_id,
-                StatusChange::Revoke,
-            )?),
-            json,
-            &[],
-        ),
+        ClientCommand::Disable { client_id, json } => {
+            change_status(conn, actor, &client_id, StatusChange::Disable, json)
+        }
+        ClientCommand::Enable { client_id, json } => {
+            change_status(conn, actor, &client_id, StatusChange::Enable, json)
+        }
+        ClientCommand::Revoke { client_id, json } => {
+            change_status(conn, actor, &client_id, StatusChange::Revoke, json)
+        }
         ClientCommand::Delete { client_id } => {
             clients::delete(conn, actor, &client_id)?;
             println!("deleted client {client_id}");
@@ -826,6 +805,18 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
             )
         }
     }
+}
+
+/// Disable, enable or revoke, and print the client as it is now.
+fn change_status(
+    conn: &mut Conn<'_>,
+    actor: &Actor,
+    client_id: &str,
+    change: StatusChange,
+    json: bool,
+) -> Result<(), CliError> {
+    let view = clients::change_status(conn, actor, client_id, change)?;
+    print(&to_value(&view), json, &[])
 }
 
 fn tenant(conn: &mut Conn<'_>, actor: &Actor, action: TenantCommand) -> Result<(), CliError> {

@@ -3,9 +3,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::{client_ip, no_store_json, AppState};
+use super::{form_and_caller, no_store_json, AppState};
 use crate::oauth::authenticate::{Endpoint, TokenLookup};
-use crate::oauth::form::Form;
 use crate::oauth::OAuthError;
 use crate::tokens::jwt::Audience;
 
@@ -31,12 +30,7 @@ pub async fn introspect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Form::read(&req, payload, &[]).await?;
-    let ip = client_ip(&req, &state.trusted_proxies);
-    let caller = state
-        .auth
-        .authenticate(req.headers(), Some(&form), ip, Endpoint::Introspection)
-        .await?;
+    let (form, caller) = form_and_caller(&req, payload, &state, Endpoint::Introspection).await?;
     if !caller.scopes.contains("introspect") {
         return Err(OAuthError::insufficient_scope(
             "introspection needs the introspect scope",

@@ -342,6 +342,30 @@ pub async fn not_found() -> HttpResponse {
     OAuthError::not_found("no such endpoint").error_response()
 }
 
+/// The form of a request to an OAuth endpoint and its authenticated caller
+/// (introspection and revocation; the token endpoint checks `grant_type`
+/// between the two, as RFC 6749 5.2 orders its errors).
+pub async fn form_and_caller(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    endpoint: crate::oauth::authenticate::Endpoint,
+) -> Result<
+    (
+        crate::oauth::form::Form,
+        crate::oauth::authenticate::Principal,
+    ),
+    OAuthError,
+> {
+    let form = crate::oauth::form::Form::read(req, payload, &[]).await?;
+    let ip = client_ip(req, &state.trusted_proxies);
+    let caller = state
+        .auth
+        .authenticate(req.headers(), Some(&form), ip, endpoint)
+        .await?;
+    Ok((form, caller))
+}
+
 /// The address the request came from (see `resolve_client_ip`).
 pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();

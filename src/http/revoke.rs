@@ -2,9 +2,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{client_ip, AppState};
+use super::{form_and_caller, AppState};
 use crate::oauth::authenticate::{Endpoint, Principal};
-use crate::oauth::form::Form;
 use crate::oauth::OAuthError;
 use crate::service::clients;
 use crate::service::credentials;
@@ -51,12 +50,7 @@ pub async fn revoke(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Form::read(&req, payload, &[]).await?;
-    let ip = client_ip(&req, &state.trusted_proxies);
-    let caller = state
-        .auth
-        .authenticate(req.headers(), Some(&form), ip, Endpoint::Revocation)
-        .await?;
+    let (form, caller) = form_and_caller(&req, payload, &state, Endpoint::Revocation).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?

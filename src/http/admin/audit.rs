@@ -1,9 +1,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{page, run, scope, Admin, Query};
+use super::{listed, scope, Admin};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
-use crate::service::audit::{self, AuditFilter};
+use crate::service::audit::{self, AuditFilter, AuditView};
 
 #[utoipa::path(
     get,
@@ -18,17 +18,21 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let query = Query::parse(&req, &["target", "action", "since"])?;
-    let limit = query.limit()?;
-    let after = query.get("after");
-    let filter = AuditFilter {
-        target: query.get("target"),
-        action: query.get("action"),
-        since: query.get("since"),
-    };
-    let items = run(&state, move |conn| {
-        audit::list(conn, &actor, &filter, limit + 1, after.as_deref())
-    })
-    .await?;
-    Ok(page(items, limit, |e| e.id.clone()))
+    let filters = ["target", "action", "since"];
+    let cursor = |e: &AuditView| e.id.clone();
+    listed(
+        &req,
+        &state,
+        &filters,
+        cursor,
+        move |conn, query, window| {
+            let filter = AuditFilter {
+                target: query.get("target"),
+                action: query.get("action"),
+                since: query.get("since"),
+            };
+            audit::list(conn, &actor, &filter, window.limit, window.after())
+        },
+    )
+    .await
 }

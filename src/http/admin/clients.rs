@@ -1,11 +1,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{created, page, read_json, run, scope, Admin, Query};
+use super::{created, listed, read_json, run, scope, Admin};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
 use crate::service::clients::{
-    self, ClientFilter, ClientPatch, ClientView, IssuedCredential, NewClient, StatusChange,
+    self, ApiTokenView, ClientFilter, ClientPatch, ClientView, IssuedCredential, NewClient,
+    StatusChange,
 };
 use crate::service::now;
 
@@ -40,20 +41,24 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let query = Query::parse(&req, &["status", "kind", "tenant_id", "role"])?;
-    let limit = query.limit()?;
-    let after = query.get("after");
-    let filter = ClientFilter {
-        status: query.get("status"),
-        kind: query.get("kind"),
-        tenant_id: query.get("tenant_id"),
-        role: query.get("role"),
-    };
-    let items = run(&state, move |conn| {
-        clients::list(conn, &actor, &filter, limit + 1, after.as_deref())
-    })
-    .await?;
-    Ok(page(items, limit, |c| c.client_id.clone()))
+    let filters = ["status", "kind", "tenant_id", "role"];
+    let cursor = |c: &ClientView| c.client_id.clone();
+    listed(
+        &req,
+        &state,
+        &filters,
+        cursor,
+        move |conn, query, window| {
+            let filter = ClientFilter {
+                status: query.get("status"),
+                kind: query.get("kind"),
+                tenant_id: query.get("tenant_id"),
+                role: query.get("role"),
+            };
+            clients::list(conn, &actor, &filter, window.limit, window.after())
+        },
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -257,13 +262,10 @@ pub async fn list_tokens(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let query = Query::parse(&req, &[])?;
-    let limit = query.limit()?;
-    let after = query.get("after");
     let id = path.into_inner();
-    let items = run(&state, move |conn| {
-        clients::list_tokens(conn, &actor, &id, limit + 1, after.as_deref())
+    let cursor = |t: &ApiTokenView| t.id.clone();
+    listed(&req, &state, &[], cursor, move |conn, _, window| {
+        clients::list_tokens(conn, &actor, &id, window.limit, window.after())
     })
-    .await?;
-    Ok(page(items, limit, |t| t.id.clone()))
+    .await
 }

@@ -1,6 +1,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{created, page, read_json, run, scope, Admin, Query};
+use super::{created, listed, read_json, run, scope, Admin};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
 use crate::service::device_groups::{self, DeviceGroupView, NewDeviceGroup};
@@ -39,20 +39,24 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let query = Query::parse(&req, &["tenant_id"])?;
-    let limit = query.limit()?;
-    let (after, tenant_id) = (query.get("after"), query.get("tenant_id"));
-    let items = run(&state, move |conn| {
-        device_groups::list(
-            conn,
-            &actor,
-            tenant_id.as_deref(),
-            limit + 1,
-            after.as_deref(),
-        )
-    })
-    .await?;
-    Ok(page(items, limit, |g| g.id.clone()))
+    let cursor = |g: &DeviceGroupView| g.id.clone();
+    listed(
+        &req,
+        &state,
+        &["tenant_id"],
+        cursor,
+        move |conn, query, window| {
+            let tenant_id = query.get("tenant_id");
+            device_groups::list(
+                conn,
+                &actor,
+                tenant_id.as_deref(),
+                window.limit,
+                window.after(),
+            )
+        },
+    )
+    .await
 }
 
 #[utoipa::path(

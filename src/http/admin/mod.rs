@@ -196,9 +196,52 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Which part of a list a request asks for: the service is asked for
+/// `limit` items after the cursor, one more than the page holds, so that
+/// their count tells whether there is a next page.
+pub struct Window {
+    pub limit: i64,
+    after: Option<String>,
+}
+
+impl Window {
+    pub fn after(&self) -> Option<&str> {
+        self.after.as_deref()
+    }
+}
+
+/// A list endpoint: the query's `limit`, `after` and `filters` (anything
+/// else is 400), one service call on the blocking pool, and the page.
+pub async fn listed<T, F>(
+    req: &HttpRequest,
+    state: &AppState,
+    filters: &[&str],
+    cursor: impl Fn(&T) -> String,
+    fetch: F,
+) -> Result<HttpResponse, OAuthError>
+where
+    F: FnOnce(
+            &mut crate::store::Conn<'_>,
+            &Query,
+            &Window,
+        ) -> crate::service::ServiceResult<Vec<T>>
+        + Send
+        + 'static,
+    T: Serialize + Send + 'static,
+{
+    let query = Query::parse(req, filters)?;
+    let limit = query.limit()?;
+    let window = Window {
+        limit: limit + 1,
+        after: query.get("after"),
+    };
+    let items = run(state, move |conn| fetch(conn, &query, &window)).await?;
+    Ok(page(items, limit, cursor))
+}
+
 /// The service was asked for one more than `limit`: if it came, there is a
 /// next page.
-pub fn page<T: Serialize>(
+fn page<T: Serialize>(
     mut items: Vec<T>,
     limit: i64,
     cursor: impl Fn(&T) -> String,

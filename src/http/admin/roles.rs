@@ -1,9 +1,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{created, page, read_json, run, scope, Admin, Query};
+use super::{created, listed, read_json, run, scope, Admin};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
-use crate::service::roles::{self, NewRole, RolePatch};
+use crate::service::roles::{self, NewRole, RolePatch, RoleView};
 
 #[utoipa::path(
     get,
@@ -18,14 +18,14 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let query = Query::parse(&req, &[])?;
-    let limit = query.limit()?;
-    let after = query.get("after");
-    let items = run(&state, move |conn| {
-        roles::list(conn, &actor, limit + 1, after.as_deref())
-    })
-    .await?;
-    Ok(page(items, limit, |r| r.name.clone()))
+    listed(
+        &req,
+        &state,
+        &[],
+        |r: &RoleView| r.name.clone(),
+        move |conn, _, window| roles::list(conn, &actor, window.limit, window.after()),
+    )
+    .await
 }
 
 #[utoipa::path(

@@ -1,10 +1,10 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{created, page, read_json, run, scope, Admin, Query};
+use super::{created, listed, read_json, run, scope, Admin};
 use crate::http::AppState;
 use crate::oauth::OAuthError;
-use crate::service::tenants;
+use crate::service::tenants::{self, TenantView};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,14 +58,14 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let query = Query::parse(&req, &[])?;
-    let limit = query.limit()?;
-    let after = query.get("after");
-    let items = run(&state, move |conn| {
-        tenants::list(conn, &actor, limit + 1, after.as_deref())
-    })
-    .await?;
-    Ok(page(items, limit, |t| t.id.clone()))
+    listed(
+        &req,
+        &state,
+        &[],
+        |t: &TenantView| t.id.clone(),
+        move |conn, _, window| tenants::list(conn, &actor, window.limit, window.after()),
+    )
+    .await
 }
 
 #[utoipa::path(
