@@ -18,7 +18,9 @@ OAUTH_FORMS = {"/oauth/token", "/oauth/introspect", "/oauth/revoke"}
 # 400s that depend on the clock or on what is stored, which no JSON Schema
 # can express: a schema-valid request may still name an expiry in the past
 # (API.md 3: "not in the past and at most 10 years ahead"), a role that does
-# not exist, or scopes its role does not hold. The server is right to refuse
+# not exist, or scopes its role does not hold, or ask a client of one kind
+# for what only the other kind has (a new secret of an api_token client, a
+# reissued token of a client_credentials one: the README's choice). The server is right to refuse
 # these; any other 400 to a schema-valid request stays a failure.
 STATE_DEPENDENT_REJECTIONS = [
     re.compile(p)
@@ -29,6 +31,8 @@ STATE_DEPENDENT_REJECTIONS = [
         r"^scopes not in role ",
         r"^parent_id: a caller cannot move its own tenant$",
         r"^parent_id would make a cycle",
+        r"^an api_token client has no secret",
+        r"^a client_credentials client has no API token",
     )
 ]
 
