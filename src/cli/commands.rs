@@ -341,6 +341,7 @@ fn cli_actor(conn: &mut AnyConnection) -> Result<Actor, CliError> {
     Ok(Actor {
         name: "cli".into(),
         client_id: None,
+        user_id: None,
         tenant_id: root.id.to_string(),
         tenant_path: root.path.to_string(),
         scopes: ScopeSet::all_admin(),
