@@ -13,10 +13,13 @@ pub mod clients;
 pub mod credentials;
 pub mod device_groups;
 pub mod durations;
+pub mod passwords;
 pub mod policy;
 pub mod roles;
 pub mod scopes;
+pub mod sessions;
 pub mod tenants;
+pub mod users;
 
 use crate::store::{StoreError, StoreFailure};
 

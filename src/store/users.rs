@@ -164,6 +164,17 @@ pub fn replace_setup_link(conn: &mut AnyConnection, link: &SetupLinkRow) -> Quer
         .map(|_| ())
 }
 
+pub fn find_setup_link(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> QueryResult<Option<SetupLinkRow>> {
+    user_setup_links::table
+        .find(token_hash)
+        .select(SetupLinkRow::as_select())
+        .first(conn)
+        .optional()
+}
+
 /// Takes the setup link with hash `token_hash` (it is used once: deleted in
 /// the same statement's transaction). None: no such link.
 pub fn take_setup_link(
