@@ -106,7 +106,11 @@ pub enum KeysCommand {
     },
     /// Take a key that is not the signing key out of the JWKS; every running
     /// server drops it, and the tokens it signed, at once.
-    Remove { kid: String },
+    Remove {
+        /// The key's kid (it may start with '-': kids are base64url).
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 /// Settings of a client that can change after creation.
