@@ -730,3 +730,45 @@ fn cli_creates_users_sets_passwords_and_makes_setup_links() {
         );
     }
 }
+
+#[test]
+fn a_tenant_or_custom_role_that_a_user_holds_cannot_be_deleted() {
+    use keyward::service::roles::{self, NewRole};
+    use keyward::service::tenants;
+    let app = spawn_app();
+    let root = app.root_actor();
+    let a = app.create_tenant("a", None);
+    with_conn(&app, |conn| {
+        roles::create(
+            conn,
+            &root,
+            NewRole {
+                name: "viewer".into(),
+                scopes: vec!["users:read".into()],
+                tenant_id: Some(a.clone()),
+            },
+        )
+    })
+    .unwrap();
+    let (user, _) = create(
+        &app,
+        &root,
+        new_user("v@example.com", "viewer", Some(&a), None),
+    )
+    .unwrap();
+    let role_gone = with_conn(&app, |conn| roles::delete(conn, &root, "viewer"));
+    assert!(
+        matches!(role_gone, Err(ServiceError::Conflict(_))),
+        "{role_gone:?}"
+    );
+    with_conn(&app, |conn| users::delete(conn, &root, &user.user_id)).unwrap();
+    create(
+        &app,
+        &root,
+        new_user("w@example.com", "reader", Some(&a), None),
+    )
+    .unwrap();
+    with_conn(&app, |conn| roles::delete(conn, &root, "viewer")).unwrap();
+    let tenant_gone = with_conn(&app, |conn| tenants::delete(conn, &root, &a));
+    assert!(matches!(tenant_gone, Err(ServiceError::Conflict(m)) if m.contains("1 user(s)")));
+}
