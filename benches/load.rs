@@ -1244,6 +1244,7 @@ fn bench_actor(conn: &mut AnyConnection) -> Result<Actor, String> {
         .ok_or("the store has no root tenant")?;
     Ok(Actor {
         client_id: None,
+        user_id: None,
         name: "bench".into(),
         tenant_id: root.id.to_string(),
         tenant_path: root.path.to_string(),

@@ -24,6 +24,7 @@ use crate::store::models;
 /// Table names as `CorruptField` reports them.
 const CLIENTS: &str = "clients";
 const TENANTS: &str = "tenants";
+const USERS: &str = "users";
 
 /// A stored value that cannot be read. It names the row and column so an
 /// operator can find and repair it; the reason says what is wrong.
@@ -179,6 +180,10 @@ string_id!(
 string_id!(
     /// A tenant's id (`tn_...`), one segment of a [`TenantPath`].
     TenantId
+);
+string_id!(
+    /// A user's id (`usr_...`).
+    UserId
 );
 
 /// A kind, status or other closed set of strings that is not one of its
@@ -631,6 +636,8 @@ pub struct Client {
     pub last_used_at: Option<i64>,
     /// The optimistic-locking counter (see `clients::bump_version`).
     pub version: i64,
+    /// Set for a personal API access key: the user it belongs to.
+    pub user_id: Option<UserId>,
 }
 
 impl Client {
@@ -688,6 +695,7 @@ impl TryFrom<models::Client> for Client {
             revoked_at: row.revoked_at,
             last_used_at: row.last_used_at,
             version: row.version,
+            user_id: row.user_id.map(UserId),
         })
     }
 }
@@ -720,6 +728,7 @@ impl From<&Client> for models::Client {
             revoked_at: c.revoked_at,
             last_used_at: c.last_used_at,
             version: c.version,
+            user_id: c.user_id.as_ref().map(|u| u.0.clone()),
         }
     }
 }
@@ -794,6 +803,100 @@ impl From<&Tenant> for models::Tenant {
     }
 }
 
+string_enum!(
+    /// A user's status: a disabled user cannot sign in, and has no session.
+    UserStatus, "user status" {
+        Active => "active",
+        Disabled => "disabled",
+    }
+);
+
+/// A user row, parsed. The password hash stays the PHC string it is; it is
+/// never shown (`Debug` redacts it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub user_id: UserId,
+    pub email: String,
+    pub name: String,
+    pub tenant_id: TenantId,
+    pub role: String,
+    pub status: UserStatus,
+    /// Argon2id, PHC string; None until the person chooses a password.
+    pub password_hash: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+    pub version: i64,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("user_id", &self.user_id)
+            .field("email", &self.email)
+            .field("tenant_id", &self.tenant_id)
+            .field("role", &self.role)
+            .field("status", &self.status)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl TryFrom<models::User> for User {
+    type Error = CorruptField;
+
+    fn try_from(row: models::User) -> Result<User, CorruptField> {
+        let id = row.user_id;
+        let corrupt = |field, reason: String| CorruptField::new(USERS, id.clone(), field, reason);
+        let status = row
+            .status
+            .parse::<UserStatus>()
+            .map_err(|e| corrupt("status", e.to_string()))?;
+        if let Some(hash) = &row.password_hash {
+            if !hash.starts_with("$argon2id$") {
+                return Err(corrupt(
+                    "password_hash",
+                    "not an Argon2id PHC string".to_string(),
+                ));
+            }
+        }
+        Ok(User {
+            user_id: UserId(id),
+            email: row.email,
+            name: row.name,
+            tenant_id: TenantId(row.tenant_id),
+            role: row.role,
+            status,
+            password_hash: row.password_hash,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_login_at: row.last_login_at,
+            version: row.version,
+        })
+    }
+}
+
+impl From<&User> for models::User {
+    fn from(u: &User) -> models::User {
+        models::User {
+            user_id: u.user_id.0.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            tenant_id: u.tenant_id.0.clone(),
+            role: u.role.clone(),
+            status: u.status.as_str().to_string(),
+            password_hash: u.password_hash.clone(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            last_login_at: u.last_login_at,
+            version: u.version,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -823,6 +926,7 @@ mod tests {
             revoked_at: None,
             last_used_at: Some(1_600),
             version: 3,
+            user_id: None,
         }
     }
 
@@ -1132,5 +1236,36 @@ mod tests {
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"tn_a\"");
         assert_eq!(id.to_string(), "tn_a");
         assert_eq!(id.into_inner(), "tn_a");
+    }
+
+    fn user_row() -> models::User {
+        models::User {
+            user_id: "usr_1".into(),
+            email: "Ann@Example.com".into(),
+            name: "Ann".into(),
+            tenant_id: "tn_a".into(),
+            role: "admin".into(),
+            status: "active".into(),
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            created_at: 1,
+            updated_at: 2,
+            last_login_at: None,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_user_row_round_trips_and_a_corrupt_one_names_its_field() {
+        let user = User::try_from(user_row()).unwrap();
+        assert_eq!(user.status, UserStatus::Active);
+        let back = models::User::from(&user);
+        assert_eq!(User::try_from(back).unwrap(), user);
+        assert!(!format!("{user:?}").contains("argon2id$v"));
+        let mut bad = user_row();
+        bad.status = "asleep".into();
+        assert_eq!(User::try_from(bad).unwrap_err().field, "status");
+        let mut bad = user_row();
+        bad.password_hash = Some("plain".into());
+        assert_eq!(User::try_from(bad).unwrap_err().field, "password_hash");
     }
 }

@@ -14,6 +14,7 @@ use crate::service::device_groups::{self, NewDeviceGroup};
 use crate::service::durations::DurationSpec;
 use crate::service::roles::{self, NewRole};
 use crate::service::scopes::ScopeSet;
+use crate::service::users::{self, NewUser, UserFilter};
 use crate::service::{tenants, Actor, ServiceError};
 use crate::startup::{open_existing_store, open_store, CLI_CHECKOUT};
 use crate::store::changes::Change;
@@ -67,6 +68,11 @@ pub enum Command {
         #[command(subcommand)]
         action: RoleCommand,
     },
+    /// Users: people who sign in to the console.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
     /// The audit log, newest first.
     Audit {
         #[arg(long)]
@@ -102,7 +108,11 @@ pub enum KeysCommand {
     },
     /// Take a key that is not the signing key out of the JWKS; every running
     /// server drops it, and the tokens it signed, at once.
-    Remove { kid: String },
+    Remove {
+        /// The key's kid (it may start with '-': kids are base64url).
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 /// Settings of a client that can change after creation.
@@ -320,6 +330,66 @@ pub enum DeviceGroupCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. Prints a one-time setup link (valid 24 hours) where
+    /// the person chooses a password, unless --password-stdin gives one.
+    Create {
+        /// The person's email, unique regardless of case; they sign in with it.
+        #[arg(long)]
+        email: String,
+        /// The person's name, as the console shows it.
+        #[arg(long)]
+        name: String,
+        /// The role whose rights the person has in the console.
+        #[arg(long)]
+        role: String,
+        /// The tenant the person belongs to (default: the root tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Read the password from the first line of standard input instead
+        /// of printing a setup link.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the users, one a line.
+    List {
+        /// Only the users of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only the users with this role.
+        #[arg(long)]
+        role: Option<String>,
+        /// Only the users with this status: active or disabled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password (the way back in for a locked-out admin); every
+    /// session of the user ends.
+    SetPassword {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input (required:
+        /// a password is never taken as an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Print a new one-time setup link for a user (valid 24 hours); the
+    /// user's older link stops working.
+    SetupLink {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RoleCommand {
     Create {
         #[arg(long)]
@@ -343,6 +413,7 @@ fn cli_actor(conn: &mut AnyConnection) -> Result<Actor, CliError> {
     Ok(Actor {
         name: "cli".into(),
         client_id: None,
+        user_id: None,
         tenant_id: root.id.to_string(),
         tenant_path: root.path.to_string(),
         scopes: ScopeSet::all_admin(),
@@ -413,7 +484,10 @@ pub fn run(settings: &Settings, command: Command) -> Result<(), CliError> {
             // A one-shot process: no cache here to tell; servers hear NOTIFY.
             let mut conn = Conn::detached(&mut pooled);
             let actor = cli_actor(&mut conn)?;
-            store_command(&mut conn, &actor, other)
+            match other {
+                Command::User { action } => user(&mut conn, &actor, &settings.issuer(), action),
+                other => store_command(&mut conn, &actor, other),
+            }
         }
     }
 }
@@ -657,7 +731,109 @@ fn store_command(conn: &mut Conn<'_>, actor: &Actor, command: Command) -> Result
                 &["at", "actor", "action", "target", "ip"],
             )
         }
-        Command::Serve | Command::Migrate | Command::Keys { .. } => Ok(()),
+        Command::Serve | Command::Migrate | Command::Keys { .. } | Command::User { .. } => Ok(()),
+    }
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Failed(format!("reading the password from standard input: {e}")))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    Ok(password.to_string())
+}
+
+fn print_setup_link(link: &users::SetupLink, issuer: &str) {
+    println!("{}", link.url(issuer));
+    eprintln!(
+        "Give this one-time link to the person: it works once, until {}, and will not be shown again.",
+        crate::service::rfc3339(link.expires_at)
+    );
+}
+
+fn user(
+    conn: &mut Conn<'_>,
+    actor: &Actor,
+    issuer: &str,
+    action: UserCommand,
+) -> Result<(), CliError> {
+    match action {
+        UserCommand::Create {
+            email,
+            name,
+            role,
+            tenant,
+            password_stdin,
+            json,
+        } => {
+            let password = if password_stdin {
+                Some(password_from_stdin()?)
+            } else {
+                None
+            };
+            let (view, link) = users::create(
+                conn,
+                actor,
+                NewUser {
+                    email,
+                    name,
+                    role,
+                    tenant_id: tenant,
+                    password,
+                },
+            )?;
+            if json {
+                let mut value = to_value(&view);
+                if let Some(link) = &link {
+                    value["setup_url"] = Value::from(link.url(issuer));
+                }
+                return print(&value, true, &[]);
+            }
+            println!("created user {} ({})", view.user_id, view.email);
+            match &link {
+                Some(link) => print_setup_link(link, issuer),
+                None => println!("password set"),
+            }
+            Ok(())
+        }
+        UserCommand::List {
+            tenant,
+            role,
+            status,
+            json,
+        } => {
+            let filter = UserFilter {
+                tenant_id: tenant,
+                role,
+                status,
+            };
+            let all = all_pages(
+                |after| users::list(conn, actor, &filter, 500, after),
+                |u| u.user_id.clone(),
+            )?;
+            print(
+                &to_value(&all),
+                json,
+                &["user_id", "email", "role", "status", "tenant_id", "name"],
+            )
+        }
+        UserCommand::SetPassword { email, .. } => {
+            let password = password_from_stdin()?;
+            let view = users::set_password_by_email(conn, actor, &email, &password)?;
+            println!(
+                "password set for {}; every session of the user ended",
+                view.email
+            );
+            Ok(())
+        }
+        UserCommand::SetupLink { email } => {
+            let link = users::new_setup_link_by_email(conn, actor, &email)?;
+            print_setup_link(&link, issuer);
+            Ok(())
+        }
     }
 }
 

@@ -268,6 +268,9 @@ impl Cache {
                 maps.tenant_paths.clear();
             }
             Change::Keys => {}
+            // Sessions are not cached (every request reads its row); a
+            // future session cache drops the user's here.
+            Change::User(_) => {}
         }
     }
 
@@ -469,6 +472,7 @@ mod tests {
                 revoked_at: None,
                 last_used_at: None,
                 version: 1,
+                user_id: None,
             })
             .expect("a well-formed row"),
             tenant_path: "/t/".into(),

@@ -128,6 +128,7 @@ impl Principal {
         Actor {
             name: self.client_id().to_string(),
             client_id: Some(self.client_id().to_string()),
+            user_id: None,
             tenant_id: self.tenant_id.clone(),
             tenant_path: self.tenant_path.clone(),
             scopes: (*self.scopes).clone(),

@@ -37,6 +37,7 @@ pub fn ensure_root_and_admin(
         let system = Actor {
             name: "bootstrap".into(),
             client_id: None,
+            user_id: None,
             tenant_id: root.id.to_string(),
             tenant_path: root.path.to_string(),
             scopes: ScopeSet::all_admin(),

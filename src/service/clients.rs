@@ -422,6 +422,7 @@ pub fn register_in(
             revoked_at: None,
             last_used_at: None,
             version: 1,
+            user_id: None,
         };
         store::insert(tx, &client)?;
         // Nodes that remembered this id as unknown must forget that.

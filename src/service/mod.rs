@@ -13,11 +13,14 @@ pub mod clients;
 pub mod credentials;
 pub mod device_groups;
 pub mod durations;
+pub mod passwords;
 pub mod patch;
 pub mod policy;
 pub mod roles;
 pub mod scopes;
+pub mod sessions;
 pub mod tenants;
+pub mod users;
 
 use crate::store::{StoreError, StoreFailure};
 
@@ -101,6 +104,9 @@ pub struct Actor {
     pub name: String,
     /// The calling client; None for the CLI, which acts as the root admin.
     pub client_id: Option<String>,
+    /// The signed-in user acting through a console session; None for
+    /// clients and the CLI.
+    pub user_id: Option<String>,
     /// The tenant the credential acts for and its path; everything below it
     /// is in reach. For a token narrowed with `tenant`, that sub-tenant.
     pub tenant_id: String,
@@ -118,5 +124,10 @@ impl Actor {
     /// Whether the actor is the client `client_id` itself.
     pub fn is_client(&self, client_id: &str) -> bool {
         self.client_id.as_deref() == Some(client_id)
+    }
+
+    /// Whether the actor is the user `user_id` itself.
+    pub fn is_user(&self, user_id: &str) -> bool {
+        self.user_id.as_deref() == Some(user_id)
     }
 }

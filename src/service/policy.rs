@@ -12,13 +12,69 @@
 //!   within what the caller's credential holds.
 //! - Itself: a caller cannot change, disable or enable its own client; it
 //!   may give itself a new secret, reissue its own API token and revoke
-//!   itself whatever its token was narrowed to.
+//!   itself whatever its token was narrowed to. A user cannot change its own
+//!   role or status, nor delete itself.
+//!
+//! Clients and users are both "subjects" here: a tenant path, rights, and
+//! whether the actor is the subject itself. One function (`decide`) applies
+//! the three rules to either, so users get no second copy of them.
 
 use super::scopes::{ScopeSet, ADMIN_SCOPES};
 use super::{clients, Actor, ServiceError, ServiceResult};
-use crate::domain::Client;
+use crate::domain::{Client, User};
 use crate::store::models::Role;
-use crate::store::{roles as store_roles, tenants as store_tenants, AnyConnection};
+use crate::store::{
+    roles as store_roles, tenants as store_tenants, users as store_users, AnyConnection,
+};
+
+/// What the rule on acting on oneself says of an act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnSelf {
+    /// Allowed whatever the reach and rights of the credential.
+    Allowed,
+    /// Refused (403) with this reason.
+    Refused(&'static str),
+    /// The ordinary rules apply, as for anyone else.
+    Ordinary,
+}
+
+/// An existing client or user that an actor wants to act on.
+struct Subject<'a> {
+    /// "client" or "user", as NotFound names it.
+    kind: &'static str,
+    /// Its tenant's path: in reach or not.
+    tenant_path: &'a str,
+    /// Whether the actor is this subject.
+    is_self: bool,
+}
+
+/// Reach, rights within the caller's, acting on oneself: the one decision
+/// for clients and users alike. `rights` is asked only when the act needs
+/// it (anything but reading).
+fn decide(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    subject: Subject<'_>,
+    on_self: OnSelf,
+    reads_only: bool,
+    rights: impl FnOnce(&mut AnyConnection) -> ServiceResult<ScopeSet>,
+) -> ServiceResult<()> {
+    if subject.is_self {
+        match on_self {
+            OnSelf::Allowed => return Ok(()),
+            OnSelf::Refused(why) => return Err(ServiceError::Forbidden(why.into())),
+            OnSelf::Ordinary => {}
+        }
+    }
+    if !actor.can_reach(subject.tenant_path) {
+        return Err(ServiceError::NotFound(subject.kind));
+    }
+    if !reads_only {
+        let rights = rights(conn)?;
+        require_within(actor, &rights, &format!("the {}", subject.kind))?;
+    }
+    Ok(())
+}
 
 /// What a caller wants to do to an existing client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +92,38 @@ pub enum ClientAction {
 impl ClientAction {
     /// The acts a client may do to itself (given `clients:write`): the ones
     /// that can only lower its own exposure.
-    fn allowed_on_self(self) -> Option<bool> {
+    fn on_self(self) -> OnSelf {
         match self {
-            ClientAction::NewSecret | ClientAction::Reissue | ClientAction::Revoke => Some(true),
-            ClientAction::Change | ClientAction::Disable | ClientAction::Enable => Some(false),
+            ClientAction::NewSecret | ClientAction::Reissue | ClientAction::Revoke => {
+                OnSelf::Allowed
+            }
+            ClientAction::Change | ClientAction::Disable | ClientAction::Enable => {
+                OnSelf::Refused("a caller cannot change, disable or enable its own client")
+            }
             // Reading and deleting oneself follow the ordinary rules.
-            ClientAction::Read | ClientAction::Delete => None,
+            ClientAction::Read | ClientAction::Delete => OnSelf::Ordinary,
+        }
+    }
+}
+
+/// What a caller wants to do to an existing user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAction {
+    Read,
+    /// Change the name only.
+    Rename,
+    /// Change the role or the status (disable, enable).
+    Change,
+    NewSetupLink,
+    Delete,
+}
+
+impl UserAction {
+    fn on_self(self) -> OnSelf {
+        match self {
+            UserAction::Change => OnSelf::Refused("a user cannot change its own role or status"),
+            UserAction::Delete => OnSelf::Refused("a user cannot delete itself"),
+            UserAction::Read | UserAction::Rename | UserAction::NewSetupLink => OnSelf::Ordinary,
         }
     }
 }
@@ -102,25 +184,56 @@ pub fn client_for(
     let Some((client, path)) = clients::find_with_path(conn, client_id)? else {
         return Err(ServiceError::NotFound("client"));
     };
-    if actor.is_client(&client.client_id) {
-        match action.allowed_on_self() {
-            Some(true) => return Ok(client),
-            Some(false) => {
-                return Err(ServiceError::Forbidden(
-                    "a caller cannot change, disable or enable its own client".into(),
-                ))
-            }
-            None => {}
-        }
-    }
-    if !actor.can_reach(&path) {
-        return Err(ServiceError::NotFound("client"));
-    }
-    if action != ClientAction::Read {
-        let rights = client_rights(conn, &client)?;
-        require_within(actor, &rights, "the client")?;
-    }
+    let subject = Subject {
+        kind: "client",
+        tenant_path: &path,
+        is_self: actor.is_client(&client.client_id),
+    };
+    decide(
+        conn,
+        actor,
+        subject,
+        action.on_self(),
+        action == ClientAction::Read,
+        |conn| client_rights(conn, &client),
+    )?;
     Ok(client)
+}
+
+/// A user's rights: the admin scopes of its role (a user holds no scopes of
+/// its own).
+pub fn user_rights(conn: &mut AnyConnection, user: &User) -> ServiceResult<ScopeSet> {
+    let role = store_roles::find(conn, &user.role)?
+        .ok_or_else(|| ServiceError::Internal(format!("user {} has no role", user.user_id)))?;
+    rights(&ScopeSet::default(), &role)
+}
+
+/// The user `user_id` and its tenant's path, if `actor` may do `action` to
+/// it. Not in reach: NotFound; rights beyond the actor's, or a forbidden act
+/// on itself: Forbidden.
+pub fn user_for(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    user_id: &str,
+    action: UserAction,
+) -> ServiceResult<(User, String)> {
+    let Some((user, path)) = store_users::find_with_path(conn, user_id)? else {
+        return Err(ServiceError::NotFound("user"));
+    };
+    let subject = Subject {
+        kind: "user",
+        tenant_path: &path,
+        is_self: actor.is_user(&user.user_id),
+    };
+    decide(
+        conn,
+        actor,
+        subject,
+        action.on_self(),
+        action == UserAction::Read,
+        |conn| user_rights(conn, &user),
+    )?;
+    Ok((user, path))
 }
 
 /// The role `name` as `actor` may give it to a client of the tenant at

@@ -206,9 +206,10 @@ pub fn delete(conn: &mut Conn<'_>, actor: &Actor, name: &str) -> ServiceResult<(
         let scopes = ScopeSet::parse(&role.scopes).map_err(ServiceError::Internal)?;
         policy::require_within(actor, &policy::admin_part(&scopes), "the role")?;
         let holders = store_clients::count_with_role(tx, &role.name)?;
-        if holders > 0 {
+        let people = crate::store::users::count_with_role(tx, &role.name)?;
+        if holders > 0 || people > 0 {
             return Err(ServiceError::Conflict(format!(
-                "role {name:?} is still given to {holders} client(s)"
+                "role {name:?} is still given to {holders} client(s) and {people} user(s)"
             )));
         }
         store::delete(tx, &role.name)?;

@@ -9,6 +9,8 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "clients:delete",
     "tenants:read",
     "tenants:write",
+    "users:read",
+    "users:write",
     "audit:read",
     "introspect",
 ];

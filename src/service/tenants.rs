@@ -232,7 +232,8 @@ pub fn update(
     })
 }
 
-/// Deletes a tenant with no clients, sub-tenants or device groups.
+/// Deletes a tenant with no clients, sub-tenants, device groups, custom
+/// roles or users.
 pub fn delete(conn: &mut Conn<'_>, actor: &Actor, id: &str) -> ServiceResult<()> {
     conn.write(|tx| {
         let tenant = find_reachable(tx, actor, id)?;
@@ -244,8 +245,8 @@ pub fn delete(conn: &mut Conn<'_>, actor: &Actor, id: &str) -> ServiceResult<()>
         let left = store::dependents(tx, &tenant.id)?;
         if left.any() {
             return Err(ServiceError::Conflict(format!(
-                "the tenant still has {} sub-tenant(s), {} client(s), {} device group(s) and {} custom role(s)",
-                left.children, left.clients, left.device_groups, left.roles
+                "the tenant still has {} sub-tenant(s), {} client(s), {} device group(s), {} custom role(s) and {} user(s)",
+                left.children, left.clients, left.device_groups, left.roles, left.users
             )));
         }
         // Recorded first, while the tenant's path can still be looked up.
@@ -278,7 +279,7 @@ fn roles_stay_in_reach(
         let moves_along = owner_path.starts_with(old_path);
         if !moves_along && !new_parent_path.starts_with(&owner_path) {
             return Err(ServiceError::Conflict(format!(
-                "a client below this tenant has role {role:?}, which belongs to a tenant that would no longer be above it"
+                "a client or user below this tenant has role {role:?}, which belongs to a tenant that would no longer be above it"
             )));
         }
     }

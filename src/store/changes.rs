@@ -27,6 +27,9 @@ pub enum Change {
     Tenants,
     /// A signing key was added.
     Keys,
+    /// A user was disabled, deleted or given another role: its sessions
+    /// ended (a node that caches sessions drops the user's).
+    User(String),
 }
 
 impl Change {
@@ -37,6 +40,7 @@ impl Change {
             Change::Jti(jti) => format!("jti:{jti}"),
             Change::Tenants => "tenants:".into(),
             Change::Keys => "keys:".into(),
+            Change::User(id) => format!("user:{id}"),
         }
     }
 
@@ -48,6 +52,7 @@ impl Change {
             "jti" => Change::Jti(rest.to_string()),
             "tenants" => Change::Tenants,
             "keys" => Change::Keys,
+            "user" => Change::User(rest.to_string()),
             _ => return None,
         })
     }
@@ -113,6 +118,7 @@ mod tests {
             Change::Jti("j:1".into()),
             Change::Tenants,
             Change::Keys,
+            Change::User("usr_1".into()),
         ] {
             assert_eq!(Change::parse(&change.payload()), Some(change));
         }

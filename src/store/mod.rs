@@ -11,8 +11,10 @@ pub mod models;
 pub mod revoked;
 pub mod roles;
 pub mod schema;
+pub mod sessions;
 pub mod tenants;
 pub mod tx;
+pub mod users;
 
 pub use tx::{Conn, Tx};
 

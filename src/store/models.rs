@@ -64,6 +64,7 @@ pub struct Client {
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub version: i64,
+    pub user_id: Option<String>,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
@@ -146,4 +147,63 @@ pub struct AuditEvent {
     pub tenant_path: Option<String>,
     pub ip: Option<String>,
     pub details: String,
+}
+
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = users, treat_none_as_null = true)]
+pub struct User {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub status: String,
+    pub password_hash: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+    pub version: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("user_id", &self.user_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("role", &self.role)
+            .field("status", &self.status)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A one-time setup link, by the SHA-256 of its secret.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = user_setup_links)]
+pub struct SetupLinkRow {
+    pub token_hash: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A console session, by the SHA-256 of its cookie value.
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub session_hash: String,
+    pub user_id: String,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for SessionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRow")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }

@@ -59,6 +59,8 @@ diesel::table! {
         revoked_at -> Nullable<BigInt>,
         last_used_at -> Nullable<BigInt>,
         version -> BigInt,
+        /// Set for a personal API access key: the user it belongs to.
+        user_id -> Nullable<Text>,
     }
 }
 
@@ -123,7 +125,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users (user_id) {
+        user_id -> Text,
+        email -> Text,
+        name -> Text,
+        tenant_id -> Text,
+        role -> Text,
+        status -> Text,
+        password_hash -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        last_login_at -> Nullable<BigInt>,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_setup_links (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (session_hash) {
+        session_hash -> Text,
+        user_id -> Text,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(clients -> tenants (tenant_id));
+diesel::joinable!(users -> tenants (tenant_id));
+diesel::joinable!(user_setup_links -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(device_groups -> tenants (tenant_id));
 diesel::joinable!(client_secrets -> clients (client_id));
 diesel::joinable!(api_tokens -> clients (client_id));
@@ -138,4 +179,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     revoked_access_tokens,
     token_families,
     audit_events,
+    users,
+    user_setup_links,
+    sessions,
 );

@@ -5,7 +5,7 @@ use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 
 use super::models;
-use super::schema::{clients, device_groups, roles, tenants};
+use super::schema::{clients, device_groups, roles, tenants, users};
 use super::AnyConnection;
 use crate::domain::Tenant;
 
@@ -158,11 +158,12 @@ pub struct Dependents {
     pub clients: i64,
     pub device_groups: i64,
     pub roles: i64,
+    pub users: i64,
 }
 
 impl Dependents {
     pub fn any(&self) -> bool {
-        self.children + self.clients + self.device_groups + self.roles > 0
+        self.children + self.clients + self.device_groups + self.roles + self.users > 0
     }
 }
 
@@ -184,21 +185,32 @@ pub fn dependents(conn: &mut AnyConnection, id: &str) -> QueryResult<Dependents>
             .filter(roles::tenant_id.eq(id))
             .count()
             .get_result(conn)?,
+        users: users::table
+            .filter(users::tenant_id.eq(id))
+            .count()
+            .get_result(conn)?,
     })
 }
 
-/// The custom roles given to clients at or below `path`, with the tenant
-/// that owns each.
+/// The custom roles given to clients or users at or below `path`, with the
+/// tenant that owns each.
 pub fn custom_roles_used_under(
     conn: &mut AnyConnection,
     path: &str,
 ) -> QueryResult<Vec<(String, String)>> {
-    let used: Vec<String> = clients::table
+    let mut used: Vec<String> = clients::table
         .inner_join(tenants::table)
         .filter(tenants::path.like(subtree_pattern(path)).escape('\\'))
         .select(clients::role)
         .distinct()
         .load(conn)?;
+    let by_users: Vec<String> = users::table
+        .inner_join(tenants::table)
+        .filter(tenants::path.like(subtree_pattern(path)).escape('\\'))
+        .select(users::role)
+        .distinct()
+        .load(conn)?;
+    used.extend(by_users);
     let owners: Vec<(String, Option<String>)> = roles::table
         .filter(roles::name.eq_any(&used))
         .filter(roles::tenant_id.is_not_null())

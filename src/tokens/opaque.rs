@@ -15,6 +15,10 @@ use subtle::ConstantTimeEq;
 
 pub const CLIENT_SECRET_PREFIX: &str = "kws_";
 pub const API_TOKEN_PREFIX: &str = "kwt_";
+/// A user's one-time setup link (`/console/setup?token=kwl_...`).
+pub const SETUP_LINK_PREFIX: &str = "kwl_";
+/// A console session cookie's value.
+pub const SESSION_PREFIX: &str = "kwss_";
 
 const BODY_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;

@@ -274,7 +274,7 @@ fn roles_list_built_in_and_custom_and_names_are_unique() {
         .collect();
     assert_eq!(builtin, ["admin", "reader", "resource_server", "uploader"]);
     let admin = &roles["items"][0];
-    assert_eq!(admin["scopes"].as_array().unwrap().len(), 7);
+    assert_eq!(admin["scopes"].as_array().unwrap().len(), 9);
     let response = app.admin(
         "POST",
         "/admin/v1/roles",

@@ -24,3 +24,4 @@ mod startup;
 mod store;
 mod tenant_moves;
 mod token;
+mod users;

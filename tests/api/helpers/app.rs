@@ -170,6 +170,7 @@ impl TestApp {
         Actor {
             name: "test".into(),
             client_id: None,
+            user_id: None,
             tenant_id: root.id.to_string(),
             tenant_path: root.path.to_string(),
             scopes: ScopeSet::all_admin(),

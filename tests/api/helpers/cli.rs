@@ -95,6 +95,26 @@ impl CliRunner {
         self.command(args).output().expect("run keyward")
     }
 
+    /// Runs a command with `input` on its standard input.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        use std::process::Stdio;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run keyward");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("keyward output")
+    }
+
     /// Runs a command that must succeed and print JSON, and returns that.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let output = self.run(args);
