@@ -2,6 +2,7 @@
 //! call `service`, and shape the answer.
 
 pub mod admin;
+pub mod console;
 pub mod discovery;
 pub mod introspect;
 pub mod openapi;
@@ -131,7 +132,10 @@ pub fn table() -> Table {
             list, create, get, update, delete, disable, enable, revoke, rotate_secret,
             list_tokens, reissue_token
         },
+        admin admin::users::{list, create, get, update, delete, setup_link},
+        route admin::me::{me, change_password},
         admin admin::audit::{list},
+        route console::{sign_in, sign_out, setup},
         route ops::{healthz, readyz, metrics},
         route openapi::{document},
     );

@@ -157,6 +157,14 @@ impl Modify for SecuritySchemes {
             "client_secret_basic",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
         );
+        // The console's session cookie (API.md section 4, "Sessions"); a
+        // change made with it also needs the X-CSRF-Token header.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new("keyward_session"),
+            )),
+        );
     }
 }
 

@@ -73,6 +73,10 @@ pub enum FailureReason {
     AddressNotAllowed,
     WrongAudience,
     TenantOutOfReach,
+    /// A console session cookie that names no live session.
+    SessionEnded,
+    /// A console sign-in with a wrong email or password.
+    BadPassword,
 }
 
 impl FailureReason {
@@ -87,6 +91,8 @@ impl FailureReason {
             FailureReason::AddressNotAllowed => "address_not_allowed",
             FailureReason::WrongAudience => "wrong_audience",
             FailureReason::TenantOutOfReach => "tenant_out_of_reach",
+            FailureReason::SessionEnded => "session_ended",
+            FailureReason::BadPassword => "bad_password",
         }
     }
 }
@@ -177,7 +183,146 @@ pub struct Authenticator {
     pub throttle: Arc<FailureThrottle>,
 }
 
+/// The console's session cookie (API.md section 4, "Sessions").
+pub const SESSION_COOKIE: &str = "keyward_session";
+/// The header that must carry the session's CSRF token on a cookie-
+/// authenticated change.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Who calls the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminCaller {
+    pub actor: Actor,
+    pub who: Who,
+}
+
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// A bearer credential of a client.
+    Client(Arc<ClientRecord>),
+    /// A person signed in to the console, and the session's CSRF token.
+    User {
+        user: Box<crate::domain::User>,
+        csrf_token: String,
+    },
+}
+
+/// The value of the session cookie, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
+}
+
 impl Authenticator {
+    /// The one way in to the admin API: a bearer credential (checked by
+    /// `authenticate`, like every other endpoint's) or, without an
+    /// `Authorization` header, the console's session cookie. A cookie
+    /// caller's change (any method but GET and HEAD) must carry the
+    /// session's CSRF token in `X-CSRF-Token`, or `csrf_form` (a console
+    /// form's hidden `csrf_token`).
+    pub async fn authenticate_admin(
+        &self,
+        headers: &HeaderMap,
+        method: &actix_web::http::Method,
+        csrf_form: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<AdminCaller, OAuthError> {
+        let Some(cookie) = session_cookie(headers)
+            .filter(|_| !headers.contains_key(actix_web::http::header::AUTHORIZATION))
+        else {
+            let principal = self
+                .authenticate(headers, None, ip, Endpoint::Admin)
+                .await?;
+            return Ok(AdminCaller {
+                actor: principal.actor(),
+                who: Who::Client(principal.client),
+            });
+        };
+        self.throttle.check(ip)?;
+        let cookie = cookie.to_string();
+        let shown_ip = ip.map(|ip| ip.to_string());
+        let now = self.directory.now();
+        let found = self
+            .db
+            .run(move |conn| {
+                let Some((user, csrf_token)) =
+                    crate::service::sessions::authenticate_session(conn, &cookie, now)?
+                else {
+                    return Ok(None);
+                };
+                let actor = crate::service::users::actor_for(conn, &user, shown_ip)?;
+                Ok::<_, crate::service::ServiceError>(Some((actor, user, csrf_token)))
+            })
+            .await?;
+        let Some((actor, user, csrf_token)) = found else {
+            self.throttle
+                .record_failure(ip, FailureReason::SessionEnded);
+            return Err(OAuthError::invalid_token(
+                "the console session has ended; sign in again",
+            ));
+        };
+        let safe = matches!(
+            *method,
+            actix_web::http::Method::GET | actix_web::http::Method::HEAD
+        );
+        if !safe {
+            let given = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .or(csrf_form)
+                .unwrap_or_default();
+            if !opaque::hashes_equal(given, &csrf_token) {
+                return Err(OAuthError::csrf_refused(
+                    "a change made with the session cookie needs the session's X-CSRF-Token",
+                ));
+            }
+        }
+        Ok(AdminCaller {
+            actor,
+            who: Who::User {
+                user: Box::new(user),
+                csrf_token,
+            },
+        })
+    }
+
+    /// A person signs in to the console: throttled like every other
+    /// credential, and every failure is the same 401.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(crate::service::sessions::SessionCookie, String), OAuthError> {
+        use crate::service::sessions::{self, SignInError};
+        self.throttle.check(ip)?;
+        let (email, password) = (email.to_string(), password.to_string());
+        let shown_ip = ip.map(|ip| ip.to_string());
+        let now = self.directory.now();
+        let outcome = self
+            .db
+            .run(move |conn| {
+                Ok::<_, crate::service::ServiceError>(sessions::sign_in(
+                    conn, &email, &password, shown_ip, now,
+                ))
+            })
+            .await?;
+        match outcome {
+            Ok(session) => Ok(session),
+            Err(SignInError::Refused) => {
+                self.throttle.record_failure(ip, FailureReason::BadPassword);
+                Err(OAuthError::sign_in_refused())
+            }
+            Err(SignInError::Store(e)) => Err(e.into()),
+        }
+    }
+
     /// The one way in. `form` is the request's form body where the endpoint
     /// has one (client authentication may sit in it); `ip` the caller's
     /// address as resolved through the trusted proxies (None: unknown).

@@ -39,6 +39,12 @@ impl OAuthError {
 
     /// RFC 6749 5.2: 401. Every 401 names a scheme the client can use
     /// (RFC 7235 3.1), here HTTP Basic, whichever method was tried.
+    /// A cookie-authenticated change without the session's CSRF token
+    /// (API.md section 4, "Sessions"): 403 `invalid_request`.
+    pub fn csrf_refused(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "invalid_request", d)
+    }
+
     pub fn invalid_client(d: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d);
         e.challenge = Some("Basic realm=\"keyward\"".into());
@@ -73,6 +79,16 @@ impl OAuthError {
         let mut e = Self::new(StatusCode::FORBIDDEN, "insufficient_scope", d);
         e.challenge = Some("Bearer realm=\"keyward\", error=\"insufficient_scope\"".into());
         e
+    }
+
+    /// A console sign-in refused: one answer for a wrong email, a wrong
+    /// password and a disabled user.
+    pub fn sign_in_refused() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "access_denied",
+            "wrong email or password",
+        )
     }
 
     pub fn access_denied(d: impl Into<String>) -> Self {

@@ -20,13 +20,15 @@ use crate::tokens::opaque::{self, random_id, Secret};
 /// How long a setup link works.
 pub const SETUP_LINK_TTL: i64 = 24 * 3600;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A person as the admin API shows them (never a password or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub user_id: String,
     pub email: String,
     pub name: String,
     pub tenant_id: String,
     pub role: String,
+    /// `active` or `disabled`.
     pub status: String,
     pub created_at: String,
     pub last_login_at: Option<String>,
@@ -48,15 +50,27 @@ impl UserView {
 }
 
 /// A request to create a user (admin API body and CLI flags alike).
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// Unique regardless of case.
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@.\x00-\x1f\x7f-\x9f][^\s@\x00-\x1f\x7f-\x9f]*\.[^\s@\x00-\x1f\x7f-\x9f]*[^\s@.\x00-\x1f\x7f-\x9f]\s*$"
+    )]
     pub email: String,
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1)]
     pub name: String,
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub role: String,
+    /// Default: the caller's tenant.
     #[serde(default)]
     pub tenant_id: Option<String>,
+    /// 12 to 1024 characters, not the email. Without it the answer carries
+    /// a one-time `setup_url` where the person chooses one.
     #[serde(default)]
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: Option<String>,
 }
 
@@ -72,14 +86,18 @@ impl std::fmt::Debug for NewUser {
 }
 
 /// A change to a user: only what is given changes.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$")]
     pub role: Option<String>,
+    /// `active` or `disabled`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(active|disabled)$")]
     pub status: Option<UserStatus>,
 }
 

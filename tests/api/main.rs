@@ -20,6 +20,7 @@ mod proxies;
 mod renew;
 mod revoke;
 mod security;
+mod sessions;
 mod startup;
 mod store;
 mod tenant_moves;

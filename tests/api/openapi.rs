@@ -60,6 +60,20 @@ fn every_admin_operation_documents_the_scope_its_handler_checks() {
             continue;
         }
         for (method, operation) in item.as_object().unwrap() {
+            // The caller itself: any signed-in caller, no scope (API.md 4).
+            if path.starts_with("/admin/v1/me") {
+                assert_eq!(
+                    operation["security"].as_array().map(|s| s.iter().all(|r| {
+                        r.as_object()
+                            .unwrap()
+                            .values()
+                            .all(|v| v.as_array().unwrap().is_empty())
+                    })),
+                    Some(true),
+                    "{method} {path} needs no scope"
+                );
+                continue;
+            }
             let scopes = operation["security"][0]["bearer"].as_array();
             let scope = scopes
                 .and_then(|s| s.first())

@@ -791,3 +791,195 @@ fn an_underscore_in_a_tenant_id_is_no_wildcard_for_reach() {
         .iter()
         .all(|c| c["tenant_id"] == "tn_q"));
 }
+
+// ---------------------------------------------------------------------------
+// The escalation matrix for people: the same policy decides for users.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum UserAct {
+    Get,
+    Rename,
+    Role,
+    Disable,
+    SetupLink,
+    Delete,
+}
+
+const USER_ACTS: [UserAct; 6] = [
+    UserAct::Get,
+    UserAct::Rename,
+    UserAct::Role,
+    UserAct::Disable,
+    UserAct::SetupLink,
+    UserAct::Delete,
+];
+
+/// A caller of the admin API: a bearer token, or a person's cookie and
+/// CSRF token.
+enum Caller {
+    Bearer(String),
+    Session { cookie: String, csrf: String },
+}
+
+fn run_user_act(app: &TestApp, caller: &Caller, act: UserAct, target: &str) -> u16 {
+    let path = format!("/admin/v1/users/{target}");
+    let (method, path, body) = match act {
+        UserAct::Get => ("GET", path, None),
+        UserAct::Rename => ("PATCH", path, Some(json!({"name": "Renamed"}))),
+        UserAct::Role => ("PATCH", path, Some(json!({"role": "reader"}))),
+        UserAct::Disable => ("PATCH", path, Some(json!({"status": "disabled"}))),
+        UserAct::SetupLink => ("POST", format!("{path}/setup-link"), None),
+        UserAct::Delete => ("DELETE", path, None),
+    };
+    let request = app.request(method, &path);
+    let request = match caller {
+        Caller::Bearer(token) => request.bearer(token),
+        Caller::Session { cookie, csrf } => request
+            .header("Cookie", cookie)
+            .header("X-CSRF-Token", csrf),
+    };
+    let response = match body {
+        Some(body) => request.send_json(body),
+        None => request.send(),
+    };
+    if response.status >= 400 {
+        assert!(response.json()["error"].is_string(), "{}", response.body);
+    }
+    response.status
+}
+
+fn new_user(app: &TestApp, admin: &str, role: &str, tenant: &str) -> (String, String) {
+    let email = format!("{}@people.example", keyward::tokens::opaque::random_id("u"));
+    let created = app.admin(
+        "POST",
+        "/admin/v1/users",
+        admin,
+        Some(
+            json!({"email": email, "name": "P", "role": role, "tenant_id": tenant,
+                    "password": "a long enough password"}),
+        ),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    (
+        created.json()["user_id"].as_str().unwrap().to_string(),
+        email,
+    )
+}
+
+fn signed_in(app: &TestApp, email: &str) -> Caller {
+    let answer = app
+        .request("POST", "/console/sign-in")
+        .send_form(&[("email", email), ("password", "a long enough password")]);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let cookie = answer
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me = app
+        .request("GET", "/admin/v1/me")
+        .header("Cookie", &cookie)
+        .send();
+    let csrf = me.json()["csrf_token"].as_str().unwrap().to_string();
+    Caller::Session { cookie, csrf }
+}
+
+#[test]
+fn escalation_matrix_for_people_no_caller_acts_beyond_its_reach_and_rights() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "people", &["users:read", "users:write"]);
+    custom_role(&app, &admin, "people_viewer", &["users:read"]);
+    let child = app.create_tenant("child", None);
+    let sibling = app.create_tenant("sibling", None);
+    let tenant_of = |name: &str| match name {
+        "root" => app.root_tenant.clone(),
+        "child" => child.clone(),
+        _ => sibling.clone(),
+    };
+    let targets = [
+        ("admin", "root"),
+        ("reader", "root"),
+        ("reader", "child"),
+        ("reader", "sibling"),
+    ];
+
+    let (_, person_email) = new_user(&app, &admin, "admin", &app.root_tenant);
+    let callers = [
+        (
+            "full admin",
+            Caller::Bearer(client_token(&app, "admin", &app.root_tenant).1),
+        ),
+        (
+            "people",
+            Caller::Bearer(client_token(&app, "people", &app.root_tenant).1),
+        ),
+        (
+            "people viewer",
+            Caller::Bearer(client_token(&app, "people_viewer", &app.root_tenant).1),
+        ),
+        (
+            "child admin",
+            Caller::Bearer(client_token(&app, "admin", &child).1),
+        ),
+        (
+            "narrowed to child",
+            Caller::Bearer(app.token_for(&app.admin_id, &app.admin_secret, &[("tenant", &child)])),
+        ),
+        ("admin person", signed_in(&app, &person_email)),
+    ];
+    let ok = |a: UserAct| match a {
+        UserAct::Delete => 204,
+        UserAct::SetupLink => 201,
+        _ => 200,
+    };
+    let expected = |caller: &str, act: UserAct| -> [u16; 4] {
+        let done = ok(act);
+        match (caller, act) {
+            ("full admin" | "admin person", _) => [done; 4],
+            ("people" | "people viewer", UserAct::Get) => [200; 4],
+            // An admin person's rights are beyond users:*; readers' are not.
+            ("people", _) => [403, done, done, done],
+            ("people viewer", _) => [403; 4],
+            ("child admin" | "narrowed to child", _) => [404, 404, done, 404],
+            _ => unreachable!(),
+        }
+    };
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (caller_name, caller) in &callers {
+        for act in USER_ACTS {
+            let want = expected(caller_name, act);
+            for (column, (role, tenant)) in targets.iter().enumerate() {
+                let (target, _) = new_user(&app, &admin, role, &tenant_of(tenant));
+                let got = run_user_act(&app, caller, act, &target);
+                checked += 1;
+                if got != want[column] {
+                    failures.push(format!(
+                        "{caller_name} {act:?} {role}@{tenant}: got {got}, want {}",
+                        want[column]
+                    ));
+                }
+            }
+        }
+    }
+    // Itself: a signed-in person may read, rename and get a new setup link
+    // for itself, never change its own role or status or delete itself.
+    for act in USER_ACTS {
+        let (me_id, email) = new_user(&app, &admin, "admin", &app.root_tenant);
+        let caller = signed_in(&app, &email);
+        let want = match act {
+            UserAct::Role | UserAct::Disable | UserAct::Delete => 403,
+            other => ok(other),
+        };
+        let got = run_user_act(&app, &caller, act, &me_id);
+        checked += 1;
+        if got != want {
+            failures.push(format!("person on itself {act:?}: got {got}, want {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(checked, 6 * 6 * 4 + 6);
+}

@@ -5,9 +5,11 @@
 pub mod audit;
 pub mod clients;
 pub mod device_groups;
+pub mod me;
 pub mod roles;
 pub mod scope;
 pub mod tenants;
+pub mod users;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,7 +19,7 @@ use serde::Serialize;
 
 pub use self::scope::{Admin, Scope};
 use super::{client_ip, AppState};
-use crate::oauth::authenticate::Endpoint;
+use crate::oauth::authenticate::AdminCaller;
 use crate::oauth::OAuthError;
 use crate::service::Actor;
 
@@ -28,17 +30,23 @@ pub async fn caller(
     state: &AppState,
     scope: Scope,
 ) -> Result<Actor, OAuthError> {
-    let ip = client_ip(req, &state.trusted_proxies);
-    let principal = state
-        .auth
-        .authenticate(req.headers(), None, ip, Endpoint::Admin)
-        .await?;
-    if !principal.scopes.contains(scope.as_str()) {
+    let actor = signed_in(req, state).await?.actor;
+    if !actor.scopes.contains(scope.as_str()) {
         return Err(OAuthError::insufficient_scope(format!(
             "this needs the {scope} scope"
         )));
     }
-    Ok(principal.actor())
+    Ok(actor)
+}
+
+/// The admin caller, by bearer credential or console session, whatever it
+/// holds (`/admin/v1/me` needs no scope).
+pub async fn signed_in(req: &HttpRequest, state: &AppState) -> Result<AdminCaller, OAuthError> {
+    let ip = client_ip(req, &state.trusted_proxies);
+    state
+        .auth
+        .authenticate_admin(req.headers(), req.method(), None, ip)
+        .await
 }
 
 const MAX_JSON_BYTES: usize = 64 * 1024;

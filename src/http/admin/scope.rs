@@ -23,16 +23,20 @@ pub enum Scope {
     ClientsDelete,
     TenantsRead,
     TenantsWrite,
+    UsersRead,
+    UsersWrite,
     AuditRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Scope::ClientsRead,
         Scope::ClientsWrite,
         Scope::ClientsDelete,
         Scope::TenantsRead,
         Scope::TenantsWrite,
+        Scope::UsersRead,
+        Scope::UsersWrite,
         Scope::AuditRead,
     ];
 
@@ -43,6 +47,8 @@ impl Scope {
             Scope::ClientsDelete => "clients:delete",
             Scope::TenantsRead => "tenants:read",
             Scope::TenantsWrite => "tenants:write",
+            Scope::UsersRead => "users:read",
+            Scope::UsersWrite => "users:write",
             Scope::AuditRead => "audit:read",
         }
     }
@@ -77,6 +83,8 @@ required!(
     ClientsDelete,
     TenantsRead,
     TenantsWrite,
+    UsersRead,
+    UsersWrite,
     AuditRead
 );
 

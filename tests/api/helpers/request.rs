@@ -28,8 +28,10 @@ impl TestApp {
     }
 
     pub fn request(&self, method: &str, path: &str) -> Request {
+        // Redirects are answers under test (the console's 303s), not followed.
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(30))
+            .redirects(0)
             .build();
         Request {
             inner: agent.request(method, &self.url(path)),

@@ -1,0 +1,171 @@
+//! The console's session endpoints (API.md section 4, "Sessions"): sign-in,
+//! sign-out and the one-time setup link. The pages themselves come with the
+//! console; these are the parts the admin API and the CLI already need.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{client_ip, AppState};
+use crate::oauth::authenticate::{session_cookie, SESSION_COOKIE};
+use crate::oauth::form::Form;
+use crate::oauth::OAuthError;
+use crate::service::{sessions, users};
+
+/// The `Set-Cookie` value (RFC 6265) of the session cookie. The value is
+/// our own token (URL-safe characters only), so it needs no quoting; one
+/// fixed header is simpler than actix's cookie feature and its dependencies.
+/// `Secure` when the issuer is served over https: a plain-http issuer (a
+/// laptop, a test) would never get the cookie back otherwise.
+fn session_cookie_for(state: &AppState, value: &str, max_age: i64) -> String {
+    let secure = if state.issuer.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    )
+}
+
+fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::SeeOther();
+    response
+        .insert_header((header::LOCATION, location.to_string()))
+        .insert_header((header::CACHE_CONTROL, "no-store"));
+    response
+}
+
+/// The sign-in form.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form `Form` reads
+pub struct SignInForm {
+    #[schema(min_length = 1)]
+    email: String,
+    #[schema(min_length = 1)]
+    password: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/console/sign-in",
+    tag = "people",
+    summary = "Sign in: 303 to /console with the session cookie",
+    request_body(content = SignInForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "signed in; `keyward_session` is set"),
+        (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "access_denied: wrong email or password (the same answer for both)", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "slow_down: too many failed sign-ins from this address (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 500, description = "server_error", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
+    ),
+    security(())
+)]
+pub async fn sign_in(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = Form::read(&req, payload, &[]).await?;
+    let email = form
+        .get("email")
+        .ok_or_else(|| OAuthError::invalid_request("email is required"))?;
+    let password = form
+        .get("password")
+        .ok_or_else(|| OAuthError::invalid_request("password is required"))?;
+    let ip = client_ip(&req, &state.trusted_proxies);
+    let (session, _csrf) = state.auth.sign_in(email, password, ip).await?;
+    let cookie = session_cookie_for(&state, session.value.expose(), sessions::ABSOLUTE_TTL);
+    Ok(see_other("/console")
+        .insert_header((header::SET_COOKIE, cookie))
+        .finish())
+}
+
+#[utoipa::path(
+    post,
+    path = "/console/sign-out",
+    tag = "people",
+    summary = "Sign out: the session ends on every node; 303 to the sign-in page",
+    responses(
+        (status = 303, description = "signed out; the cookie is cleared"),
+        (status = 400, description = "invalid_request: the body is not a form", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "invalid_token: no live session", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "invalid_request: the session's csrf_token is missing or wrong", body = crate::http::openapi::ErrorBody),
+        (status = 500, description = "server_error", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
+    ),
+    security(("session" = []))
+)]
+pub async fn sign_out(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    // A console form carries the CSRF token as a hidden field.
+    let form = Form::read(&req, payload, &[]).await?;
+    let ip = client_ip(&req, &state.trusted_proxies);
+    let caller = state
+        .auth
+        .authenticate_admin(req.headers(), req.method(), form.get("csrf_token"), ip)
+        .await?;
+    if let Some(cookie) = session_cookie(req.headers()).map(str::to_string) {
+        let shown_ip = caller.actor.ip.clone();
+        super::admin::run(&state, move |conn| {
+            sessions::sign_out(conn, &cookie, shown_ip)
+        })
+        .await?;
+    }
+    let cleared = session_cookie_for(&state, "", 0);
+    Ok(see_other("/console/sign-in")
+        .insert_header((header::SET_COOKIE, cleared))
+        .finish())
+}
+
+/// The setup form: the link's token and the password chosen.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form `Form` reads
+pub struct SetupForm {
+    #[schema(min_length = 1)]
+    token: String,
+    /// 12 to 1024 characters, not the email.
+    #[schema(min_length = 12, max_length = 1024)]
+    password: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/console/setup",
+    tag = "people",
+    summary = "A person opens their one-time setup link and chooses a password: 303 to sign-in",
+    request_body(content = SetupForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "password set; the link is used up"),
+        (status = 400, description = "invalid_request: a password the rules refuse", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "not_found: an unknown, used or expired link (one answer for all three)", body = crate::http::openapi::ErrorBody),
+        (status = 500, description = "server_error", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
+    ),
+    security(())
+)]
+pub async fn setup(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = Form::read(&req, payload, &[]).await?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?
+        .to_string();
+    let password = form
+        .get("password")
+        .ok_or_else(|| OAuthError::invalid_request("password is required"))?
+        .to_string();
+    let ip = client_ip(&req, &state.trusted_proxies).map(|ip| ip.to_string());
+    let now = state.directory.now();
+    super::admin::run(&state, move |conn| {
+        users::complete_setup(conn, &token, &password, now, ip)
+    })
+    .await?;
+    Ok(see_other("/console/sign-in").finish())
+}
