@@ -81,11 +81,20 @@ pub async fn sign_in(
         .finish())
 }
 
+/// The sign-out form: a console page sends the session's CSRF token as a
+/// hidden field (a script may send `X-CSRF-Token` instead, and no body).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the form `Form` reads
+pub struct SignOutForm {
+    csrf_token: String,
+}
+
 #[utoipa::path(
     post,
     path = "/console/sign-out",
     tag = "people",
     summary = "Sign out: the session ends on every node; 303 to the sign-in page",
+    request_body(content = Option<SignOutForm>, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "signed out; the cookie is cleared"),
         (status = 400, description = "invalid_request: the body is not a form", body = crate::http::openapi::ErrorBody),
@@ -101,12 +110,23 @@ pub async fn sign_out(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    // A console form carries the CSRF token as a hidden field.
-    let form = Form::read(&req, payload, &[]).await?;
+    // A console form carries the CSRF token as a hidden field; a script
+    // sends the header and may send no body at all.
+    let has_body = req.headers().contains_key(header::CONTENT_TYPE);
+    let form = if has_body {
+        Some(Form::read(&req, payload, &[]).await?)
+    } else {
+        None
+    };
     let ip = client_ip(&req, &state.trusted_proxies);
     let caller = state
         .auth
-        .authenticate_admin(req.headers(), req.method(), form.get("csrf_token"), ip)
+        .authenticate_admin(
+            req.headers(),
+            req.method(),
+            form.as_ref().and_then(|f| f.get("csrf_token")),
+            ip,
+        )
         .await?;
     if let Some(cookie) = session_cookie(req.headers()).map(str::to_string) {
         let shown_ip = caller.actor.ip.clone();

@@ -264,8 +264,15 @@ fn declare_constraints(doc: &mut Value) {
         "NewTenant",
         "TenantPatch",
         "NewDeviceGroup",
+        "NewUser",
+        "UserPatch",
     ] {
         schemas[body]["properties"]["name"] = name.clone();
+    }
+    // RFC 6749 3.1's form rules (oauth::form) hold at the console's forms
+    // too: unknown parameters are ignored, none may be given twice.
+    for form in ["SignInForm", "SetupForm", "SignOutForm"] {
+        schemas[form]["additionalProperties"] = json!({"type": "string"});
     }
     for form in ["TokenForm", "TokenParamForm"] {
         // oauth::form: a client_secret in the body needs the client_id beside it.
@@ -306,7 +313,10 @@ fn declare_constraints(doc: &mut Value) {
     schemas["RolePatch"]["properties"]["scopes"]["items"] = scope_items;
     let email_items = json!({"type": "string", "maxLength": 254, "pattern": EMAIL});
     schemas["NewTenant"]["properties"]["owner_emails"]["items"] = email_items.clone();
-    schemas["TenantPatch"]["properties"]["owner_emails"]["items"] = email_items;
+    schemas["TenantPatch"]["properties"]["owner_emails"]["items"] = email_items.clone();
+    schemas["NewUser"]["properties"]["email"] = email_items;
+    schemas["UserPatch"]["properties"]["status"] =
+        json!({"type": ["string", "null"], "enum": ["active", "disabled", null]});
 
     let clients_list = &mut doc["paths"]["/admin/v1/clients"]["get"]["parameters"];
     // An empty filter (`?kind=`, as a form sends it) is no filter.
@@ -321,6 +331,11 @@ fn declare_constraints(doc: &mut Value) {
         "kind",
         json!({"type": "string",
         "enum": ["", "client_credentials", "api_token"]}),
+    );
+    set_param_schema(
+        &mut doc["paths"]["/admin/v1/users"]["get"]["parameters"],
+        "status",
+        json!({"type": "string", "enum": ["", "active", "disabled"]}),
     );
     let audit = &mut doc["paths"]["/admin/v1/audit"]["get"]["parameters"];
     set_param_schema(
@@ -342,6 +357,9 @@ fn declare_constraints(doc: &mut Value) {
         "NewTenant",
         "TenantPatch",
         "NewDeviceGroup",
+        "NewUser",
+        "UserPatch",
+        "PasswordChange",
     ] {
         forbid_nul(&mut doc["components"]["schemas"][name]);
     }
