@@ -893,6 +893,7 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
                 kind,
                 tenant_id: tenant,
                 role,
+                user_id: None,
             };
             let all = all_pages(
                 |after| clients::list(conn, actor, &filter, 500, after),

@@ -133,7 +133,10 @@ pub fn table() -> Table {
             list_tokens, reissue_token
         },
         admin admin::users::{list, create, get, update, delete, setup_link},
-        route admin::me::{me, change_password},
+        route admin::me::{
+            me, change_password, personal_key, create_personal_key, personal_key_secret,
+            delete_personal_key
+        },
         admin admin::audit::{list},
         route console::{sign_in, sign_out, setup},
         route ops::{healthz, readyz, metrics},

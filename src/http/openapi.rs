@@ -305,10 +305,11 @@ fn declare_constraints(doc: &mut Value) {
     props["allowed_ips"] = array(&ip_items);
     props["audience"] = array(&audience_items);
     props["token_lifetime"] = token_lifetime;
-    props["expires_in"] = expires_in;
+    props["expires_in"] = expires_in.clone();
     // clients::update refuses the two keys together, whatever their values.
     patch["not"] = json!({"required": ["expires_at", "expires_in"]});
 
+    schemas["NewPersonalKey"]["properties"]["expires_in"] = nullable(&expires_in);
     schemas["NewRole"]["properties"]["scopes"]["items"] = scope_items.clone();
     schemas["RolePatch"]["properties"]["scopes"]["items"] = scope_items;
     let email_items = json!({"type": "string", "maxLength": 254, "pattern": EMAIL});

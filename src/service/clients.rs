@@ -62,6 +62,8 @@ pub struct ClientView {
     pub updated_at: String,
     pub revoked_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// Set on a person's personal API access key: that person's user_id.
+    pub user_id: Option<String>,
 }
 
 impl ClientView {
@@ -89,6 +91,7 @@ impl ClientView {
             updated_at: rfc3339(c.updated_at),
             revoked_at: c.revoked_at.map(rfc3339),
             last_used_at: c.last_used_at.map(rfc3339),
+            user_id: c.user_id.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -462,6 +465,8 @@ pub struct ClientFilter {
     pub kind: Option<String>,
     pub tenant_id: Option<String>,
     pub role: Option<String>,
+    /// Only this person's personal key.
+    pub user_id: Option<String>,
 }
 
 pub fn list(
@@ -510,6 +515,7 @@ pub fn list(
         kind: filter.kind.clone(),
         tenant_id: filter.tenant_id.clone(),
         role: filter.role.clone(),
+        user_id: filter.user_id.clone(),
     };
     Ok(
         store::list_under(conn, &actor.tenant_path, &stored, ts, limit, after)?
@@ -609,7 +615,11 @@ pub fn with_credential(view: &ClientView, credential: &IssuedCredential) -> Crea
 /// Claims the client row for this change: bumps `version` only if nobody
 /// else changed the client since it was read. Two concurrent changes thus
 /// either apply one after the other or the second gets a 409; none is lost.
-fn bump_version(conn: &mut AnyConnection, client: &mut Client, ts: i64) -> ServiceResult<()> {
+pub(crate) fn bump_version(
+    conn: &mut AnyConnection,
+    client: &mut Client,
+    ts: i64,
+) -> ServiceResult<()> {
     if !store::claim_version(conn, &client.client_id, client.version, ts)? {
         return Err(ServiceError::Conflict(
             "the client was changed by another request at the same time; read it again and retry"
@@ -718,7 +728,9 @@ pub fn update(
 pub fn delete(conn: &mut Conn<'_>, actor: &Actor, client_id: &str) -> ServiceResult<()> {
     conn.write(|tx| {
         let client = policy::client_for(tx, actor, client_id, ClientAction::Delete)?;
-        if status_of(&client, now()) == STATUS_ACTIVE {
+        // A personal key may go even while active (API.md section 4): its
+        // person's access is what an admin is taking away.
+        if status_of(&client, now()) == STATUS_ACTIVE && client.user_id.is_none() {
             return Err(ServiceError::Conflict(
                 "an active client cannot be deleted; disable or revoke it first".into(),
             ));
@@ -760,6 +772,15 @@ pub fn rotate_secret(
     conn.write(|tx| {
         let mut client = policy::client_for(tx, actor, client_id, ClientAction::NewSecret)?;
         reject_if_revoked(&client)?;
+        // A personal key's secret is its person's alone (API.md section 4):
+        // other admins may disable or delete it, never hold it.
+        if let Some(owner) = &client.user_id {
+            if actor.user_id.as_deref() != Some(owner.as_str()) {
+                return Err(ServiceError::Forbidden(
+                    "only its user makes a new secret for a personal API access key".into(),
+                ));
+            }
+        }
         if client.kind != ClientKind::ClientCredentials {
             return Err(ServiceError::Invalid(
                 "an api_token client has no secret; reissue its token instead".into(),

@@ -15,6 +15,7 @@ pub mod device_groups;
 pub mod durations;
 pub mod passwords;
 pub mod patch;
+pub mod personal_keys;
 pub mod policy;
 pub mod roles;
 pub mod scopes;

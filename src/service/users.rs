@@ -340,6 +340,8 @@ pub fn update(
         if ends_sessions {
             end_sessions(tx, &user.user_id, None)?;
         }
+        // The personal key takes the new role, and the status, at once.
+        super::personal_keys::follow_user(tx, &user, ts)?;
         audit::record(
             tx,
             actor,

@@ -52,6 +52,7 @@ pub struct ListFilter {
     pub kind: Option<String>,
     pub tenant_id: Option<String>,
     pub role: Option<String>,
+    pub user_id: Option<String>,
 }
 
 /// Clients at or below tenant path `path`, in id order, `limit` after the
@@ -81,6 +82,9 @@ pub fn list_under(
     }
     if let Some(tenant_id) = &filter.tenant_id {
         query = query.filter(clients::tenant_id.eq(tenant_id.clone()));
+    }
+    if let Some(user_id) = &filter.user_id {
+        query = query.filter(clients::user_id.eq(user_id.clone()));
     }
     let unexpired = clients::expires_at
         .is_null()

@@ -290,3 +290,140 @@ fn a_session_ended_on_one_node_is_refused_by_every_node() {
     me(two, &cookie).assert_error(401, "invalid_token");
     me(one, &cookie).assert_error(401, "invalid_token");
 }
+
+/// A signed-in person's cookie and CSRF token.
+fn session(app: &TestApp, email: &str) -> (String, String) {
+    let cookie = sign_in(app, email, PASSWORD);
+    let csrf = me(app, &cookie).json()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (cookie, csrf)
+}
+
+fn as_person(
+    app: &TestApp,
+    (cookie, csrf): &(String, String),
+    method: &str,
+    path: &str,
+) -> crate::helpers::Request {
+    app.request(method, path)
+        .header("Cookie", cookie)
+        .header("X-CSRF-Token", csrf)
+}
+
+fn token_status(app: &TestApp, id: &str, secret: &str) -> u16 {
+    app.post_form(
+        "/oauth/token",
+        &[("grant_type", "client_credentials")],
+        crate::helpers::Auth::Basic(id, secret),
+    )
+    .status
+}
+
+#[test]
+fn a_personal_key_is_its_persons_alone_and_follows_the_persons_role_and_status() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    let user_id = user(&app, &admin, "pat@example.com", "reader");
+    let person = session(&app, "pat@example.com");
+    let path = "/admin/v1/me/personal-key";
+
+    as_person(&app, &person, "GET", path)
+        .send()
+        .assert_error(404, "not_found");
+    let made = as_person(&app, &person, "POST", path).send_json(serde_json::json!({}));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let key = made.json();
+    let (id, secret) = (
+        key["client_id"].as_str().unwrap().to_string(),
+        key["client_secret"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(key["user_id"], user_id.as_str());
+    assert_eq!(key["role"], "reader");
+    assert!(key["expires_at"].is_null());
+    as_person(&app, &person, "POST", path)
+        .send_json(serde_json::json!({}))
+        .assert_error(409, "conflict");
+    assert_eq!(token_status(&app, &id, &secret), 200);
+
+    // Other admins see that it exists, may not hold its secret.
+    let listed = app
+        .request("GET", &format!("/admin/v1/clients?user_id={user_id}"))
+        .bearer(&admin)
+        .send();
+    assert_eq!(listed.json()["items"][0]["client_id"], id.as_str());
+    app.request("POST", &format!("/admin/v1/clients/{id}/secret"))
+        .bearer(&admin)
+        .send()
+        .assert_error(403, "insufficient_scope");
+
+    // The person's role is the key's, at once.
+    let promoted = app
+        .request("PATCH", &format!("/admin/v1/users/{user_id}"))
+        .bearer(&admin)
+        .send_json(serde_json::json!({"role": "admin"}));
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    let shown = app
+        .request("GET", &format!("/admin/v1/clients/{id}"))
+        .bearer(&admin)
+        .send()
+        .json();
+    assert_eq!(shown["role"], "admin");
+    let token = app.token_for(&id, &secret, &[]);
+    assert_eq!(app.introspect(&token)["role"], "admin");
+
+    // Disabling the person stops the key and its tokens at once.
+    app.request("PATCH", &format!("/admin/v1/users/{user_id}"))
+        .bearer(&admin)
+        .send_json(serde_json::json!({"status": "disabled"}));
+    assert_eq!(token_status(&app, &id, &secret), 401);
+    assert_eq!(app.introspect(&token)["active"], false);
+    app.request("PATCH", &format!("/admin/v1/users/{user_id}"))
+        .bearer(&admin)
+        .send_json(serde_json::json!({"status": "active"}));
+    assert_eq!(token_status(&app, &id, &secret), 200);
+
+    // A new secret stops the old one at once; deleting stops the key.
+    let person = session(&app, "pat@example.com");
+    let renewed = as_person(&app, &person, "POST", &format!("{path}/secret")).send();
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    let new_secret = renewed.json()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(token_status(&app, &id, &secret), 401);
+    assert_eq!(token_status(&app, &id, &new_secret), 200);
+    let deleted = as_person(&app, &person, "DELETE", path).send();
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(token_status(&app, &id, &new_secret), 401);
+    as_person(&app, &person, "GET", path)
+        .send()
+        .assert_error(404, "not_found");
+
+    // A client has no personal key.
+    app.request("GET", path)
+        .bearer(&admin)
+        .send()
+        .assert_error(403, "access_denied");
+}
+
+#[test]
+fn an_admin_may_disable_or_delete_a_personal_key_even_while_active() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    user(&app, &admin, "sam@example.com", "reader");
+    let person = session(&app, "sam@example.com");
+    let made = as_person(&app, &person, "POST", "/admin/v1/me/personal-key")
+        .send_json(serde_json::json!({"expires_in": "7d"}));
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert!(made.json()["expires_at"].is_string());
+    let id = made.json()["client_id"].as_str().unwrap().to_string();
+    let secret = made.json()["client_secret"].as_str().unwrap().to_string();
+    let deleted = app
+        .request("DELETE", &format!("/admin/v1/clients/{id}"))
+        .bearer(&admin)
+        .send();
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(token_status(&app, &id, &secret), 401);
+}

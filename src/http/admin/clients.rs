@@ -33,7 +33,7 @@ pub async fn create(
     path = "/admin/v1/clients",
     tag = "clients",
     summary = "Clients in reach",
-    params(crate::http::openapi::PageParams, ("status" = Option<String>, Query, description = "active, disabled, revoked, expired or all; default all but revoked"), ("kind" = Option<String>, Query, description = "client_credentials or api_token"), ("tenant_id" = Option<String>, Query, description = "only this tenant's"), ("role" = Option<String>, Query, description = "only this role")),
+    params(crate::http::openapi::PageParams, ("status" = Option<String>, Query, description = "active, disabled, revoked, expired or all; default all but revoked"), ("kind" = Option<String>, Query, description = "client_credentials or api_token"), ("tenant_id" = Option<String>, Query, description = "only this tenant's"), ("role" = Option<String>, Query, description = "only this role"), ("user_id" = Option<String>, Query, description = "only this person's personal API access key")),
     responses((status = 200, body = crate::http::admin::Page<crate::service::clients::ClientView>), crate::http::openapi::AdminReadErrors),
 )]
 pub async fn list(
@@ -41,7 +41,7 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let filters = ["status", "kind", "tenant_id", "role"];
+    let filters = ["status", "kind", "tenant_id", "role", "user_id"];
     let cursor = |c: &ClientView| c.client_id.clone();
     listed(
         &req,
@@ -54,6 +54,7 @@ pub async fn list(
                 kind: query.get("kind"),
                 tenant_id: query.get("tenant_id"),
                 role: query.get("role"),
+                user_id: query.get("user_id"),
             };
             clients::list(conn, &actor, &filter, window.limit, window.after())
         },

@@ -8,7 +8,8 @@ use super::{read_json, run, signed_in};
 use crate::http::AppState;
 use crate::oauth::authenticate::{session_cookie, Who};
 use crate::oauth::OAuthError;
-use crate::service::clients::{self, ClientView};
+use crate::service::clients::{self, ClientView, IssuedCredential};
+use crate::service::personal_keys;
 use crate::service::users::{self, UserView};
 
 /// `{"user", "csrf_token"}` for a console session, `{"client"}` for a
@@ -105,5 +106,116 @@ pub async fn change_password(
         )
     })
     .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The person behind a console session; a bearer caller has no personal key.
+fn person(who: Who) -> Result<crate::domain::User, OAuthError> {
+    match who {
+        Who::User { user, .. } => Ok(*user),
+        Who::Client(_) => Err(OAuthError::access_denied(
+            "a personal API access key belongs to a person signed in to the console",
+        )),
+    }
+}
+
+/// `{"expires_in"?}`: without it the key does not expire.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPersonalKey {
+    #[serde(default)]
+    pub expires_in: Option<crate::service::durations::DurationSpec>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/me/personal-key",
+    tag = "people",
+    summary = "The signed-in person's personal API access key (404 when none)",
+    responses((status = 200, body = ClientView), crate::http::openapi::AdminReadErrors),
+    security(("session" = []))
+)]
+pub async fn personal_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let user = person(signed_in(&req, &state).await?.who)?;
+    let key = run(&state, move |conn| personal_keys::find(conn, &user)).await?;
+    let key = key.ok_or_else(|| OAuthError::not_found("no personal API access key"))?;
+    Ok(crate::http::no_store_json(&ClientView::new(
+        &key,
+        crate::service::now(),
+    )))
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/me/personal-key",
+    tag = "people",
+    summary = "Create the personal API access key; its secret is shown this once (409 when one exists)",
+    request_body = NewPersonalKey,
+    responses((status = 201, body = crate::service::clients::CreatedClient), crate::http::openapi::AdminWriteErrors),
+    security(("session" = []))
+)]
+pub async fn create_personal_key(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let caller = signed_in(&req, &state).await?;
+    let ip = caller.actor.ip.clone();
+    let user = person(caller.who)?;
+    let body: NewPersonalKey = read_json(payload, true).await?;
+    let (view, secret) = run(&state, move |conn| {
+        personal_keys::create(conn, &user, body.expires_in.as_ref(), ip)
+    })
+    .await?;
+    Ok(super::created(&clients::with_credential(
+        &view,
+        &IssuedCredential::ClientSecret(secret),
+    )))
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/me/personal-key/secret",
+    tag = "people",
+    summary = "A new secret for the personal API access key; the old one stops at once",
+    responses((status = 200, body = crate::service::clients::CreatedClient), crate::http::openapi::AdminWriteErrors),
+    security(("session" = []))
+)]
+pub async fn personal_key_secret(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let caller = signed_in(&req, &state).await?;
+    let ip = caller.actor.ip.clone();
+    let user = person(caller.who)?;
+    let (view, secret) = run(&state, move |conn| {
+        personal_keys::new_secret(conn, &user, ip)
+    })
+    .await?;
+    Ok(crate::http::no_store_json(&clients::with_credential(
+        &view,
+        &IssuedCredential::ClientSecret(secret),
+    )))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/me/personal-key",
+    tag = "people",
+    summary = "Delete the personal API access key: it and its tokens stop at once",
+    responses((status = 204, description = "deleted"), crate::http::openapi::AdminWriteErrors),
+    security(("session" = []))
+)]
+pub async fn delete_personal_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let caller = signed_in(&req, &state).await?;
+    let ip = caller.actor.ip.clone();
+    let user = person(caller.who)?;
+    run(&state, move |conn| personal_keys::delete(conn, &user, ip)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
