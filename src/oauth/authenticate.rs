@@ -552,7 +552,12 @@ impl Authenticator {
         if token.starts_with(opaque::API_TOKEN_PREFIX) {
             let found = directory.api_token(&self.db, token).await?;
             return Ok(found
-                .filter(|r| r.is_active(directory.now()))
+                .filter(|r| {
+                    r.is_active(directory.now())
+                        && directory
+                            .scope_set(&r.token.scope)
+                            .is_subset(&r.owner.client.scopes)
+                })
                 .map(TokenLookup::Api));
         }
         let Some(claims) = directory.verify_jwt(token, &self.issuer) else {
@@ -561,7 +566,17 @@ impl Authenticator {
         let Some(entry) = directory.client(&self.db, &claims.client_id).await? else {
             return Ok(None);
         };
-        if !is_usable(&entry.record.client, directory.now())
+        // A token carries its client's role and scopes as they were when it
+        // was issued. Once the client holds less (its role's scopes narrowed,
+        // a person's key given another role), the token stops at once rather
+        // than at its `exp` (API.md section 4, "Personal API access key").
+        let client = &entry.record.client;
+        if claims.role != client.role
+            || !directory.scope_set(&claims.scope).is_subset(&entry.scopes)
+        {
+            return Ok(None);
+        }
+        if !is_usable(client, directory.now())
             || directory.jti_revoked(&self.db, &claims.jti).await?
         {
             return Ok(None);

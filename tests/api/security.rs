@@ -983,3 +983,32 @@ fn escalation_matrix_for_people_no_caller_acts_beyond_its_reach_and_rights() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(checked, 6 * 6 * 4 + 6);
 }
+
+/// A token is worth what its client holds now: narrowing the client's role
+/// stops tokens that carry a scope it no longer has, at once.
+#[test]
+fn narrowing_a_role_stops_tokens_that_carry_more_than_it_now_allows() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "shipper", &["ship:read", "ship:write"]);
+    let (id, secret) = client_token_credentials(&app, "shipper");
+    let both = app.token_for(&id, &secret, &[]);
+    let read_only = app.token_for(&id, &secret, &[("scope", "ship:read")]);
+    assert_eq!(app.introspect(&both)["active"], true);
+    let narrowed = app.admin(
+        "PATCH",
+        "/admin/v1/roles/shipper",
+        &admin,
+        Some(json!({"scopes": ["ship:read"]})),
+    );
+    assert_eq!(narrowed.status, 200, "{}", narrowed.body);
+    assert_eq!(app.introspect(&both)["active"], false);
+    assert_eq!(app.introspect(&read_only)["active"], true);
+    let fresh = app.token_for(&id, &secret, &[]);
+    assert_eq!(app.introspect(&fresh)["scope"], "ship:read");
+}
+
+fn client_token_credentials(app: &TestApp, role: &str) -> (String, String) {
+    let (view, secret) = app.new_client(role, |_| {});
+    (view.client_id, secret)
+}

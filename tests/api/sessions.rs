@@ -358,7 +358,10 @@ fn a_personal_key_is_its_persons_alone_and_follows_the_persons_role_and_status()
         .send()
         .assert_error(403, "insufficient_scope");
 
-    // The person's role is the key's, at once.
+    // The person's role is the key's, at once: a token issued under the old
+    // role stops, new ones carry the new role.
+    let reader_token = app.token_for(&id, &secret, &[]);
+    assert_eq!(app.introspect(&reader_token)["active"], true);
     let promoted = app
         .request("PATCH", &format!("/admin/v1/users/{user_id}"))
         .bearer(&admin)
@@ -370,6 +373,7 @@ fn a_personal_key_is_its_persons_alone_and_follows_the_persons_role_and_status()
         .send()
         .json();
     assert_eq!(shown["role"], "admin");
+    assert_eq!(app.introspect(&reader_token)["active"], false);
     let token = app.token_for(&id, &secret, &[]);
     assert_eq!(app.introspect(&token)["role"], "admin");
 
