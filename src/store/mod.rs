@@ -575,6 +575,11 @@ pub fn is_unavailable(e: &diesel::result::Error) -> bool {
         "connection has been closed",
         "could not send data to server",
         "could not receive data from server",
+        // libpq, when a connection dies mid-protocol.
+        "lost synchronization with server",
+        "another command is already in progress",
+        "connection to server was lost",
+        "connection not open",
         "canceling statement due to statement timeout",
         "canceling statement due to user request",
         "the database system is",
@@ -588,6 +593,13 @@ pub fn is_unavailable(e: &diesel::result::Error) -> bool {
     ];
     match e {
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        // A commit that failed because the connection went, whose rollback
+        // then failed too (seen in a PostgreSQL restart under load): the
+        // commit's own error says why.
+        Error::RollbackErrorOnCommit { commit_error, .. } => is_unavailable(commit_error),
+        // A connection whose transaction state could not be restored is
+        // unusable (the pool drops it): the store failed, not the query.
+        Error::BrokenTransactionManager => true,
         Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let message = info.message();
             OUT_OF_SERVICE.iter().any(|m| message.contains(m))
@@ -599,6 +611,28 @@ pub fn is_unavailable(e: &diesel::result::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_lost_with_the_connection_is_unavailable_not_a_bug() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let lost = || {
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                Box::new("server closed the connection unexpectedly".to_string()),
+            )
+        };
+        let both = Error::RollbackErrorOnCommit {
+            rollback_error: Box::new(lost()),
+            commit_error: Box::new(lost()),
+        };
+        assert!(is_unavailable(&both));
+        assert!(is_unavailable(&Error::BrokenTransactionManager));
+        let bad_query = Error::RollbackErrorOnCommit {
+            rollback_error: Box::new(lost()),
+            commit_error: Box::new(Error::NotFound),
+        };
+        assert!(!is_unavailable(&bad_query));
+    }
 
     #[test]
     fn the_connection_manager_debug_hides_the_password() {
