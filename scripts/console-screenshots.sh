@@ -36,7 +36,7 @@ import base64, json, sys, urllib.request
 base, path = sys.argv[1], sys.argv[2]
 creds = json.load(open(path))
 basic = base64.b64encode(f"{creds['client_id']}:{creds['client_secret']}".encode()).decode()
-req = urllib.request.Request(base + "/token", data=b"grant_type=client_credentials",
+req = urllib.request.Request(base + "/oauth/token", data=b"grant_type=client_credentials",
     headers={"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"})
 print(json.load(urllib.request.urlopen(req))["access_token"])
 PY

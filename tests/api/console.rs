@@ -56,7 +56,10 @@ fn assert_console_headers(answer: &TestResponse) {
 fn assert_page(answer: &TestResponse) {
     assert_console_headers(answer);
     assert!(
-        answer.header("content-type").unwrap().starts_with("text/html"),
+        answer
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html"),
         "{:?}",
         answer.headers
     );
@@ -64,7 +67,10 @@ fn assert_page(answer: &TestResponse) {
     assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
     assert!(body.contains(r#"<html lang="en">"#), "{body}");
     assert!(body.contains(r##"href="#main""##), "a skip link: {body}");
-    assert!(body.contains(r#"href="/console/assets/console.css""#), "{body}");
+    assert!(
+        body.contains(r#"href="/console/assets/console.css""#),
+        "{body}"
+    );
     assert!(!body.contains("<script"), "{body}");
     assert!(!body.contains("style="), "{body}");
     assert!(!body.contains("<style"), "{body}");
@@ -105,11 +111,18 @@ fn a_wrong_password_from_a_browser_form_shows_the_page_again_with_401_and_no_coo
     let answer = app
         .request("POST", "/console/sign-in")
         .header("Accept", BROWSER_ACCEPT)
-        .send_form(&[("email", "ada@example.com"), ("password", "not the password")]);
+        .send_form(&[
+            ("email", "ada@example.com"),
+            ("password", "not the password"),
+        ]);
     assert_eq!(answer.status, 401, "{}", answer.body);
     assert!(answer.header("set-cookie").is_none());
     assert_page(&answer);
-    assert!(answer.body.contains("Wrong email or password"), "{}", answer.body);
+    assert!(
+        answer.body.contains("Wrong email or password"),
+        "{}",
+        answer.body
+    );
     assert!(
         answer.body.contains(r#"value="ada@example.com""#),
         "the email is kept: {}",
@@ -117,9 +130,10 @@ fn a_wrong_password_from_a_browser_form_shows_the_page_again_with_401_and_no_coo
     );
 
     // A script still gets the JSON error.
-    let json = app
-        .request("POST", "/console/sign-in")
-        .send_form(&[("email", "ada@example.com"), ("password", "not the password")]);
+    let json = app.request("POST", "/console/sign-in").send_form(&[
+        ("email", "ada@example.com"),
+        ("password", "not the password"),
+    ]);
     json.assert_error(401, "access_denied");
     assert!(json.header("set-cookie").is_none());
 }
@@ -145,13 +159,21 @@ fn the_clients_page_lists_clients_in_reach_marks_expiring_ones_and_hides_revoked
     let app = spawn_app();
     let admin = app.admin_token();
     person(&app, &admin, "ada@example.com", "Ada Lovelace", "admin");
-    client(&app, &admin, json!({"name": "billing-sync", "role": "reader"}));
+    client(
+        &app,
+        &admin,
+        json!({"name": "billing-sync", "role": "reader"}),
+    );
     let soon = client(
         &app,
         &admin,
         json!({"name": "short-lived", "role": "reader", "expires_in": 259200}),
     );
-    let gone = client(&app, &admin, json!({"name": "old-printer", "role": "reader"}));
+    let gone = client(
+        &app,
+        &admin,
+        json!({"name": "old-printer", "role": "reader"}),
+    );
     let revoked = app.admin(
         "POST",
         &format!("/admin/v1/clients/{gone}/revoke"),
@@ -169,8 +191,19 @@ fn the_clients_page_lists_clients_in_reach_marks_expiring_ones_and_hides_revoked
     assert!(body.contains("Ada Lovelace"), "{body}");
     assert!(body.contains("billing-sync"), "{body}");
     assert!(!body.contains("old-printer"), "revoked is hidden: {body}");
-    for column in ["Name", "Client id", "Role", "Tenant", "Status", "Expires", "Last used"] {
-        assert!(body.contains(&format!(r#"<th scope="col">{column}</th>"#)), "{column}");
+    for column in [
+        "Name",
+        "Client id",
+        "Role",
+        "Tenant",
+        "Status",
+        "Expires",
+        "Last used",
+    ] {
+        assert!(
+            body.contains(&format!(r#"<th scope="col">{column}</th>"#)),
+            "{column}"
+        );
     }
 
     // Sign-out is a form with the session's CSRF token.
@@ -182,7 +215,10 @@ fn the_clients_page_lists_clients_in_reach_marks_expiring_ones_and_hides_revoked
         .as_str()
         .unwrap()
         .to_string();
-    assert!(body.contains(r#"<form method="post" action="/console/sign-out">"#), "{body}");
+    assert!(
+        body.contains(r#"<form method="post" action="/console/sign-out">"#),
+        "{body}"
+    );
     assert!(
         body.contains(&format!(r#"name="csrf_token" value="{csrf}""#)),
         "{body}"
@@ -225,7 +261,11 @@ fn the_clients_page_pages_with_the_cursor_and_keeps_the_filters() {
     let admin = app.admin_token();
     person(&app, &admin, "ada@example.com", "Ada", "admin");
     for i in 0..51 {
-        client(&app, &admin, json!({"name": format!("device-{i:02}"), "role": "reader"}));
+        client(
+            &app,
+            &admin,
+            json!({"name": format!("device-{i:02}"), "role": "reader"}),
+        );
     }
     let cookie = sign_in(&app, "ada@example.com");
     let first = page(&app, "/console?role=reader", &cookie);
@@ -237,7 +277,8 @@ fn the_clients_page_pages_with_the_cursor_and_keeps_the_filters() {
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("a next page link")
-        .replace("&#38;", "&").replace("&amp;", "&");
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
     assert!(next.starts_with("/console?role=reader&after="), "{next}");
     let second = page(&app, &next, &cookie);
     assert_eq!(second.status, 200);
@@ -256,7 +297,11 @@ fn a_person_without_clients_read_sees_a_message_instead_of_the_table() {
     );
     assert_eq!(role.status, 201, "{}", role.body);
     person(&app, &admin, "eve@example.com", "Eve", "auditor");
-    client(&app, &admin, json!({"name": "billing-sync", "role": "reader"}));
+    client(
+        &app,
+        &admin,
+        json!({"name": "billing-sync", "role": "reader"}),
+    );
     let cookie = sign_in(&app, "eve@example.com");
     let answer = page(&app, "/console", &cookie);
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -288,7 +333,9 @@ fn garbage_query_parameters_never_break_a_page() {
     assert_eq!(setup.status, 200, "{}", setup.body);
     assert_page(&setup);
     assert!(
-        setup.body.contains(r#"<form method="post" action="/console/setup""#),
+        setup
+            .body
+            .contains(r#"<form method="post" action="/console/setup""#),
         "{}",
         setup.body
     );

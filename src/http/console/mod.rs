@@ -252,7 +252,11 @@ pub async fn setup(
     secured(answer)
 }
 
-async fn set_up(req: &HttpRequest, form: &Form, state: &AppState) -> Result<HttpResponse, OAuthError> {
+async fn set_up(
+    req: &HttpRequest,
+    form: &Form,
+    state: &AppState,
+) -> Result<HttpResponse, OAuthError> {
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
