@@ -66,21 +66,38 @@ pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
 }
 
 /// A page's query string as pairs. The console reads only the parameters it
-/// knows and ignores the rest; a value holding NUL (which PostgreSQL text
-/// cannot hold) counts as absent, and so does an empty one.
+/// knows and ignores the rest, and an empty value counts as absent. A NUL
+/// anywhere is refused (400), as the admin API refuses it: PostgreSQL text
+/// cannot hold one.
 struct PageQuery(Vec<(String, String)>);
 
 impl PageQuery {
-    fn parse(req: &HttpRequest) -> PageQuery {
-        PageQuery(serde_urlencoded::from_str(req.query_string()).unwrap_or_default())
+    fn parse(req: &HttpRequest) -> Result<PageQuery, OAuthError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+        if pairs
+            .iter()
+            .any(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(OAuthError::invalid_request(
+                "text must not contain NUL (U+0000)",
+            ));
+        }
+        Ok(PageQuery(pairs))
     }
 
-    fn get(&self, name: &str) -> Option<String> {
+    /// The value as given, empty included.
+    fn raw(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty() && !v.contains('\0'))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.raw(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -133,19 +150,22 @@ pub struct MessagePage<'a> {
     params(("token" = String, Query, description = "the link's one-time token")),
     responses(
         (status = 200, description = "the choose-a-password form, posting to /console/setup", content_type = "text/html", body = String),
-        (status = 400, description = "the link has no token", content_type = "text/html", body = String)
+        (status = 400, description = "the link has no token, or a query value holds NUL", content_type = "text/html", body = String)
     ),
     security(())
 )]
 pub async fn setup_page(req: HttpRequest) -> HttpResponse {
-    let query = PageQuery::parse(&req);
-    secured(match query.get("token") {
+    let query = match PageQuery::parse(&req) {
+        Ok(query) => query,
+        Err(e) => return secured(error_page(&e)),
+    };
+    secured(match query.raw("token") {
         // Whether the link is still good is told when the form is sent:
         // one answer for unknown, used and expired links.
         Some(token) => html(
             StatusCode::OK,
             &SetupPage {
-                token: &token,
+                token,
                 error: None,
             },
         ),
@@ -339,6 +359,7 @@ pub struct ClientsPage {
     responses(
         (status = 200, description = "the signed-in person's clients page", content_type = "text/html", body = String),
         (status = 303, description = "no live session: to /console/sign-in"),
+        (status = 400, description = "a query value holds NUL", content_type = "text/html", body = String),
         (status = 429, description = "too many failed authentications from this address (Retry-After)", content_type = "text/html", body = String),
         (status = 500, description = "internal error", content_type = "text/html", body = String),
         (status = 503, description = "the store is unavailable", content_type = "text/html", body = String)
@@ -354,6 +375,7 @@ pub async fn clients_page(req: HttpRequest, state: web::Data<AppState>) -> HttpR
 }
 
 async fn clients_answer(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, OAuthError> {
+    let query = PageQuery::parse(req)?;
     if session_cookie(req.headers()).is_none() {
         return Ok(see_other("/console/sign-in").finish());
     }
@@ -368,7 +390,6 @@ async fn clients_answer(req: &HttpRequest, state: &AppState) -> Result<HttpRespo
     let Who::User { user, csrf_token } = caller.who else {
         return Ok(see_other("/console/sign-in").finish());
     };
-    let query = PageQuery::parse(req);
     let filters = Filters::from_query(&query);
     let listing = if caller.actor.scopes.contains("clients:read") {
         let (actor, filter, after) = (caller.actor, filters.service_filter(), query.get("after"));
