@@ -364,7 +364,10 @@ pub struct ClientsPage {
         (status = 500, description = "internal error", content_type = "text/html", body = String),
         (status = 503, description = "the store is unavailable", content_type = "text/html", body = String)
     ),
-    security(("session" = []))
+    // Open to all: without the session cookie a browser is sent to sign in
+    // (303) rather than refused (401), so the session is not a requirement
+    // of the request in the document's sense.
+    security(())
 )]
 pub async fn clients_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     secured(match clients_answer(&req, &state).await {
