@@ -138,6 +138,7 @@ pub fn table() -> Table {
             delete_personal_key
         },
         admin admin::audit::{list},
+        route console::pages::{clients_page, sign_in_page, setup_page, stylesheet},
         route console::{sign_in, sign_out, setup},
         route ops::{healthz, readyz, metrics},
         route openapi::{document},

@@ -10,6 +10,7 @@ mod api_reference;
 mod bounds;
 mod cli;
 mod cluster;
+mod console;
 mod discovery;
 mod faults;
 mod introspect;

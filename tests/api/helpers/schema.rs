@@ -68,6 +68,12 @@ pub fn check(
     let Some(content) = response.get("content").and_then(Value::as_object) else {
         return Ok(());
     };
+    // A page (the console's HTML) is checked for its media type only; JSON
+    // is checked against its schema, strictly.
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if media_type != "application/json" && content.contains_key(media_type) {
+        return Ok(());
+    }
     let Some(schema) = content.get("application/json").map(|c| &c["schema"]) else {
         if !content_type.starts_with("application/json") {
             return Ok(());
@@ -290,5 +296,17 @@ mod tests {
         assert!(check(&doc, "GET", "/things/1", 200, "application/json", "[]").is_err());
         assert!(check(&doc, "PUT", "/things/1", 405, "application/json", "{}").is_ok());
         assert!(check(&doc, "GET", "/nothing", 404, "application/json", "{}").is_ok());
+    }
+
+    #[test]
+    fn a_page_documented_as_html_passes_and_json_beside_it_is_still_checked() {
+        let doc = json!({"paths": {"/page": {"post": {"responses": {"401": {"content": {
+            "application/json": {"schema": {"type": "object", "required": ["error"]}},
+            "text/html": {"schema": {"type": "string"}}
+        }}}}}}});
+        let html = "<!DOCTYPE html><p>no</p>";
+        assert!(check(&doc, "POST", "/page", 401, "text/html; charset=utf-8", html).is_ok());
+        assert!(check(&doc, "POST", "/page", 401, "application/json", "{}").is_err());
+        assert!(check(&doc, "POST", "/page", 401, "text/plain", "no").is_err());
     }
 }

@@ -1,15 +1,20 @@
-//! The console's session endpoints (API.md section 4, "Sessions"): sign-in,
-//! sign-out and the one-time setup link. The pages themselves come with the
-//! console; these are the parts the admin API and the CLI already need.
+//! The console (API.md section 4): the session endpoints ("Sessions":
+//! sign-in, sign-out and the one-time setup link) here, the pages in
+//! `pages`. Every answer carries the console's security headers
+//! (`pages::secured`).
+
+pub mod pages;
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 
 use super::{client_ip, AppState};
 use crate::oauth::authenticate::{session_cookie, SESSION_COOKIE};
 use crate::oauth::form::Form;
 use crate::oauth::OAuthError;
 use crate::service::{sessions, users};
+use pages::{html, secured, wants_html, SetupPage, SignInPage};
 
 /// The `Set-Cookie` value (RFC 6265) of the session cookie. The value is
 /// our own token (URL-safe characters only), so it needs no quoting; one
@@ -54,8 +59,14 @@ pub struct SignInForm {
     responses(
         (status = 303, description = "signed in; `keyward_session` is set"),
         (status = 400, description = "invalid_request", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "access_denied: wrong email or password (the same answer for both)", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "slow_down: too many failed sign-ins from this address (Retry-After)", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "access_denied: wrong email or password (the same answer for both); a browser form (`Accept: text/html`) gets the sign-in page again, saying so", content(
+            (crate::http::openapi::ErrorBody = "application/json"),
+            (String = "text/html")
+        )),
+        (status = 429, description = "slow_down: too many failed sign-ins from this address (Retry-After); a page for a browser form", content(
+            (crate::http::openapi::ErrorBody = "application/json"),
+            (String = "text/html")
+        )),
         (status = 500, description = "server_error", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
     ),
@@ -65,17 +76,43 @@ pub async fn sign_in(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+) -> HttpResponse {
+    let form = match Form::read(&req, payload, &[]).await {
+        Ok(form) => form,
+        Err(e) => return secured(e.error_response()),
+    };
+    let answer = match signed_in(&req, &form, &state).await {
+        Ok(answer) => answer,
+        // A person at the sign-in page gets the page back, not JSON.
+        Err(e) if wants_html(&req) && e.status == StatusCode::UNAUTHORIZED => html(
+            e.status,
+            &SignInPage {
+                error: Some("Wrong email or password."),
+                email: form.get("email").unwrap_or_default(),
+            },
+        ),
+        Err(e) if wants_html(&req) && e.status == StatusCode::TOO_MANY_REQUESTS => {
+            pages::error_page(&e)
+        }
+        Err(e) => e.error_response(),
+    };
+    secured(answer)
+}
+
+async fn signed_in(
+    req: &HttpRequest,
+    form: &Form,
+    state: &AppState,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Form::read(&req, payload, &[]).await?;
     let email = form
         .get("email")
         .ok_or_else(|| OAuthError::invalid_request("email is required"))?;
     let password = form
         .get("password")
         .ok_or_else(|| OAuthError::invalid_request("password is required"))?;
-    let ip = client_ip(&req, &state.trusted_proxies);
+    let ip = client_ip(req, &state.trusted_proxies);
     let (session, _csrf) = state.auth.sign_in(email, password, ip).await?;
-    let cookie = session_cookie_for(&state, session.value.expose(), sessions::ABSOLUTE_TTL);
+    let cookie = session_cookie_for(state, session.value.expose(), sessions::ABSOLUTE_TTL);
     Ok(see_other("/console")
         .insert_header((header::SET_COOKIE, cookie))
         .finish())
@@ -106,6 +143,18 @@ pub struct SignOutForm {
     security(("session" = []))
 )]
 pub async fn sign_out(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    secured(
+        signed_out(req, payload, state)
+            .await
+            .unwrap_or_else(|e| e.error_response()),
+    )
+}
+
+async fn signed_out(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -160,8 +209,14 @@ pub struct SetupForm {
     request_body(content = SetupForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "password set; the link is used up"),
-        (status = 400, description = "invalid_request: a password the rules refuse", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "not_found: an unknown, used or expired link (one answer for all three)", body = crate::http::openapi::ErrorBody),
+        (status = 400, description = "invalid_request: a password the rules refuse; a browser form (`Accept: text/html`) gets the form again, saying why", content(
+            (crate::http::openapi::ErrorBody = "application/json"),
+            (String = "text/html")
+        )),
+        (status = 404, description = "not_found: an unknown, used or expired link (one answer for all three); a page for a browser form", content(
+            (crate::http::openapi::ErrorBody = "application/json"),
+            (String = "text/html")
+        )),
         (status = 500, description = "server_error", body = crate::http::openapi::ErrorBody),
         (status = 503, description = "temporarily_unavailable", body = crate::http::openapi::ErrorBody)
     ),
@@ -171,8 +226,37 @@ pub async fn setup(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+) -> HttpResponse {
+    let form = match Form::read(&req, payload, &[]).await {
+        Ok(form) => form,
+        Err(e) => return secured(e.error_response()),
+    };
+    let answer = match set_up(&req, &form, &state).await {
+        Ok(answer) => answer,
+        Err(e) if wants_html(&req) && e.status == StatusCode::BAD_REQUEST => html(
+            e.status,
+            &SetupPage {
+                token: form.get("token").unwrap_or_default(),
+                error: Some(e.description.as_str()),
+            },
+        ),
+        Err(e) if wants_html(&req) && e.status == StatusCode::NOT_FOUND => html(
+            e.status,
+            &pages::MessagePage {
+                title: "This link no longer works",
+                message: "The setup link is unknown, already used or expired. Ask an administrator for a new one.",
+            },
+        ),
+        Err(e) => e.error_response(),
+    };
+    secured(answer)
+}
+
+async fn set_up(
+    req: &HttpRequest,
+    form: &Form,
+    state: &AppState,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = Form::read(&req, payload, &[]).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?
@@ -181,9 +265,9 @@ pub async fn setup(
         .get("password")
         .ok_or_else(|| OAuthError::invalid_request("password is required"))?
         .to_string();
-    let ip = client_ip(&req, &state.trusted_proxies).map(|ip| ip.to_string());
+    let ip = client_ip(req, &state.trusted_proxies).map(|ip| ip.to_string());
     let now = state.directory.now();
-    super::admin::run(&state, move |conn| {
+    super::admin::run(state, move |conn| {
         users::complete_setup(conn, &token, &password, now, ip)
     })
     .await?;
