@@ -102,23 +102,4 @@ mod tests {
         assert!(validate(&"\u{e9}".repeat(12), "a@example.com").is_ok());
         assert!(validate("Ann.Long@Example.com", "ann.long@example.com").is_err());
     }
-
-    /// Time per hash on this machine (debug builds of dependencies are
-    /// opt-level 1): `cargo test --release --lib passwords::tests::hash_time -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn hash_time() {
-        let mut times: Vec<f64> = (0..5)
-            .map(|_| {
-                let start = std::time::Instant::now();
-                hash("correct horse battery staple").unwrap();
-                start.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        println!(
-            "argon2id m=19456 t=2 p=1: {times:.1?} ms, median {:.1} ms",
-            times[2]
-        );
-    }
 }
