@@ -109,10 +109,15 @@ pub async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The person behind a console session; a bearer caller has no personal key.
-fn person(who: Who) -> Result<crate::domain::User, OAuthError> {
-    match who {
-        Who::User { user, .. } => Ok(*user),
+/// The person behind the request's console session, and the address they
+/// call from; a bearer caller has no personal key.
+async fn person(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(crate::domain::User, Option<String>), OAuthError> {
+    let caller = signed_in(req, state).await?;
+    match caller.who {
+        Who::User { user, .. } => Ok((*user, caller.actor.ip)),
         Who::Client(_) => Err(OAuthError::access_denied(
             "a personal API access key belongs to a person signed in to the console",
         )),
@@ -139,7 +144,7 @@ pub async fn personal_key(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let user = person(signed_in(&req, &state).await?.who)?;
+    let (user, _) = person(&req, &state).await?;
     let key = run(&state, move |conn| personal_keys::find(conn, &user)).await?;
     let key = key.ok_or_else(|| OAuthError::not_found("no personal API access key"))?;
     Ok(crate::http::no_store_json(&ClientView::new(
@@ -162,9 +167,7 @@ pub async fn create_personal_key(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let caller = signed_in(&req, &state).await?;
-    let ip = caller.actor.ip.clone();
-    let user = person(caller.who)?;
+    let (user, ip) = person(&req, &state).await?;
     let body: NewPersonalKey = read_json(payload, true).await?;
     let (view, secret) = run(&state, move |conn| {
         personal_keys::create(conn, &user, body.expires_in.as_ref(), ip)
@@ -188,9 +191,7 @@ pub async fn personal_key_secret(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let caller = signed_in(&req, &state).await?;
-    let ip = caller.actor.ip.clone();
-    let user = person(caller.who)?;
+    let (user, ip) = person(&req, &state).await?;
     let (view, secret) = run(&state, move |conn| {
         personal_keys::new_secret(conn, &user, ip)
     })
@@ -213,9 +214,7 @@ pub async fn delete_personal_key(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let caller = signed_in(&req, &state).await?;
-    let ip = caller.actor.ip.clone();
-    let user = person(caller.who)?;
+    let (user, ip) = person(&req, &state).await?;
     run(&state, move |conn| personal_keys::delete(conn, &user, ip)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
