@@ -138,8 +138,18 @@ pub fn table() -> Table {
             delete_personal_key
         },
         admin admin::audit::{list},
-        route console::pages::{clients_page, sign_in_page, setup_page, stylesheet},
+        route console::pages::{sign_in_page, setup_page, stylesheet, script},
         route console::{sign_in, sign_out, setup},
+        route console::clients::{
+            clients_page, tokens_page, new_page, details_page, create, form_page, change
+        },
+        route console::settings::{
+            tenants_page, create_tenant, change_tenant, device_groups_page, create_device_group,
+            change_device_group, roles_page, create_role, change_role
+        },
+        route console::people::{
+            users_page, create_user, change_user, audit_page, profile_page, change_profile
+        },
         route ops::{healthz, readyz, metrics},
         route openapi::{document},
     );

@@ -84,6 +84,121 @@ pub enum AdminWriteErrors {
     Unavailable(ErrorBody),
 }
 
+/// What a console page answers: HTML in every case, so that a person sees
+/// a page and never JSON.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a documented set of answers, built by the console
+pub enum ConsolePageAnswers {
+    #[response(status = 200, description = "the page", content_type = "text/html")]
+    Page(String),
+    #[response(status = 303, description = "no live session: to /console/sign-in")]
+    SignIn,
+    #[response(
+        status = 400,
+        description = "a query value holds NUL",
+        content_type = "text/html"
+    )]
+    BadQuery(String),
+    #[response(
+        status = 403,
+        description = "the person's role does not allow this page",
+        content_type = "text/html"
+    )]
+    NotAllowed(String),
+    #[response(
+        status = 404,
+        description = "not in the person's reach",
+        content_type = "text/html"
+    )]
+    NotFound(String),
+    #[response(
+        status = 429,
+        description = "too many failed authentications from this address (Retry-After)",
+        content_type = "text/html"
+    )]
+    SlowDown(String),
+    #[response(
+        status = 500,
+        description = "internal error (logged, never shown)",
+        content_type = "text/html"
+    )]
+    ServerError(String),
+    #[response(
+        status = 503,
+        description = "the store is unavailable",
+        content_type = "text/html"
+    )]
+    Unavailable(String),
+}
+
+/// What a console form answers: a page showing a credential once (200), a
+/// redirect to the changed page (303), or the error as a page.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a documented set of answers, built by the console
+pub enum ConsoleFormAnswers {
+    #[response(
+        status = 200,
+        description = "a secret, token or link shown this once; or the form again with what was wrong",
+        content_type = "text/html"
+    )]
+    Page(String),
+    #[response(
+        status = 303,
+        description = "done: to the changed page, with a notice; or, without a live session, to /console/sign-in"
+    )]
+    Done,
+    #[response(
+        status = 400,
+        description = "invalid_request: the form or a value in it",
+        content_type = "text/html"
+    )]
+    Invalid(String),
+    #[response(
+        status = 403,
+        description = "the csrf_token is missing or wrong, or the person's role does not allow this",
+        content_type = "text/html"
+    )]
+    NotAllowed(String),
+    #[response(
+        status = 404,
+        description = "not in the person's reach, or no such change",
+        content_type = "text/html"
+    )]
+    NotFound(String),
+    #[response(
+        status = 409,
+        description = "conflict: the change cannot be made in the present state",
+        content_type = "text/html"
+    )]
+    Conflict(String),
+    #[response(
+        status = 429,
+        description = "too many failed authentications from this address (Retry-After)",
+        content_type = "text/html"
+    )]
+    SlowDown(String),
+    #[response(
+        status = 500,
+        description = "internal error (logged, never shown)",
+        content_type = "text/html"
+    )]
+    ServerError(String),
+    #[response(
+        status = 503,
+        description = "the store is unavailable",
+        content_type = "text/html"
+    )]
+    Unavailable(String),
+}
+
+/// A console form: the session's `csrf_token` and the fields of the page's
+/// form (each a string; checked as the admin API checks its JSON body).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the forms `Form` reads
+pub struct ConsoleForm {
+    csrf_token: String,
+}
+
 // Form fields are optional strings, never null: a form has no null.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -271,7 +386,7 @@ fn declare_constraints(doc: &mut Value) {
     }
     // RFC 6749 3.1's form rules (oauth::form) hold at the console's forms
     // too: unknown parameters are ignored, none may be given twice.
-    for form in ["SignInForm", "SetupForm", "SignOutForm"] {
+    for form in ["SignInForm", "SetupForm", "SignOutForm", "ConsoleForm"] {
         schemas[form]["additionalProperties"] = json!({"type": "string"});
     }
     for form in ["TokenForm", "TokenParamForm"] {

@@ -279,7 +279,7 @@ impl Authenticator {
                 .unwrap_or_default();
             if !opaque::hashes_equal(given, &csrf_token) {
                 return Err(OAuthError::csrf_refused(
-                    "a change made with the session cookie needs the session's X-CSRF-Token",
+                    "a change made with the session cookie needs the session's CSRF token (the X-CSRF-Token header, or the csrf_token field of a console form)",
                 ));
             }
         }

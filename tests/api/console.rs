@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::{spawn_app, TestApp, TestResponse};
 
 const PASSWORD: &str = "correct horse battery";
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
 fn person(app: &TestApp, admin: &str, email: &str, name: &str, role: &str) {
@@ -71,7 +71,13 @@ fn assert_page(answer: &TestResponse) {
         body.contains(r#"href="/console/assets/console.css""#),
         "{body}"
     );
-    assert!(!body.contains("<script"), "{body}");
+    // One script, from the binary; none inline.
+    assert_eq!(
+        body.matches("<script").count(),
+        body.matches(r#"<script src="/console/assets/console.js" defer></script>"#)
+            .count(),
+        "{body}"
+    );
     assert!(!body.contains("style="), "{body}");
     assert!(!body.contains("<style"), "{body}");
 }
@@ -286,7 +292,7 @@ fn the_clients_page_pages_with_the_cursor_and_keeps_the_filters() {
 }
 
 #[test]
-fn a_person_without_clients_read_sees_a_message_instead_of_the_table() {
+fn a_person_without_clients_read_is_not_offered_clients_and_is_refused_them() {
     let app = spawn_app();
     let admin = app.admin_token();
     let role = app.admin(
@@ -303,12 +309,22 @@ fn a_person_without_clients_read_sees_a_message_instead_of_the_table() {
         json!({"name": "billing-sync", "role": "reader"}),
     );
     let cookie = sign_in(&app, "eve@example.com");
+    // Signing in lands on /console; without clients:read, on to the audit.
     let answer = page(&app, "/console", &cookie);
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_page(&answer);
-    assert!(answer.body.contains("clients:read"), "{}", answer.body);
-    assert!(!answer.body.contains("<table"), "{}", answer.body);
-    assert!(!answer.body.contains("billing-sync"), "{}", answer.body);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.header("location"), Some("/console/audit"));
+    let audit = page(&app, "/console/audit", &cookie);
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    assert_page(&audit);
+    assert!(
+        !audit.body.contains(r#"href="/console/tokens""#),
+        "{}",
+        audit.body
+    );
+    // Asked for anyway, the lists are refused.
+    let tokens = page(&app, "/console/tokens", &cookie);
+    assert_eq!(tokens.status, 403, "{}", tokens.body);
+    assert!(!tokens.body.contains("billing-sync"), "{}", tokens.body);
 }
 
 #[test]

@@ -31,12 +31,20 @@ pub async fn caller(
     scope: Scope,
 ) -> Result<Actor, OAuthError> {
     let actor = signed_in(req, state).await?.actor;
-    if !actor.scopes.contains(scope.as_str()) {
-        return Err(OAuthError::insufficient_scope(format!(
-            "this needs the {scope} scope"
-        )));
-    }
+    require_scope(&actor, scope)?;
     Ok(actor)
+}
+
+/// The scope check of every admin action, on the API and in the console
+/// alike: 403 unless the caller's credential holds `scope`.
+pub fn require_scope(actor: &Actor, scope: Scope) -> Result<(), OAuthError> {
+    if actor.scopes.contains(scope.as_str()) {
+        Ok(())
+    } else {
+        Err(OAuthError::insufficient_scope(format!(
+            "this needs the {scope} scope"
+        )))
+    }
 }
 
 /// The admin caller, by bearer credential or console session, whatever it

@@ -3,7 +3,11 @@
 //! `pages`. Every answer carries the console's security headers
 //! (`pages::secured`).
 
+pub mod clients;
+pub mod frame;
 pub mod pages;
+pub mod people;
+pub mod settings;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
@@ -32,7 +36,7 @@ fn session_cookie_for(state: &AppState, value: &str, max_age: i64) -> String {
     )
 }
 
-fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+pub fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::SeeOther();
     response
         .insert_header((header::LOCATION, location.to_string()))
@@ -245,6 +249,7 @@ pub async fn setup(
             &pages::MessagePage {
                 title: "This link no longer works",
                 message: "The setup link is unknown, already used or expired. Ask an administrator for a new one.",
+                back: None,
             },
         ),
         Err(e) => e.error_response(),
