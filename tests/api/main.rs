@@ -8,6 +8,7 @@ mod admin_clients;
 mod admin_tenants;
 mod api_reference;
 mod bounds;
+mod browser;
 mod cli;
 mod cluster;
 mod console;
