@@ -1012,3 +1012,300 @@ fn client_token_credentials(app: &TestApp, role: &str) -> (String, String) {
     let (view, secret) = app.new_client(role, |_| {});
     (view.client_id, secret)
 }
+
+// ---------------------------------------------------------------------------
+// The escalation matrix for the console: its forms go through the same
+// authentication and policy as the admin API, with the session's CSRF token.
+
+/// A console form sent with a person's session; `csrf` None sends none.
+fn console_form(
+    app: &TestApp,
+    cookie: &str,
+    csrf: Option<&str>,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> crate::helpers::TestResponse {
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    if let Some(csrf) = csrf {
+        form.push(("csrf_token", csrf));
+    }
+    app.request("POST", path)
+        .header("Cookie", cookie)
+        .header("Accept", "text/html")
+        .send_form(&form)
+}
+
+fn run_console_action(app: &TestApp, caller: &Caller, action: Action, target: &str) -> u16 {
+    let Caller::Session { cookie, csrf } = caller else {
+        unreachable!("console callers are people")
+    };
+    let page = format!("/console/clients/{target}");
+    let answer = match action {
+        Action::Get => app
+            .request("GET", &page)
+            .header("Cookie", cookie)
+            .header("Accept", "text/html")
+            .send(),
+        Action::Patch => console_form(
+            app,
+            cookie,
+            Some(csrf),
+            &format!("{page}/edit"),
+            &[("name", "renamed")],
+        ),
+        other => {
+            let action = match other {
+                Action::Secret => "secret",
+                Action::Reissue => "reissue",
+                Action::Disable => "disable",
+                Action::Enable => "enable",
+                Action::Revoke => "revoke",
+                _ => "delete",
+            };
+            console_form(app, cookie, Some(csrf), &format!("{page}/{action}"), &[])
+        }
+    };
+    // A person always gets a page (or a redirect), never JSON.
+    if answer.status != 303 {
+        assert!(
+            answer
+                .header("content-type")
+                .unwrap_or("")
+                .starts_with("text/html"),
+            "{action:?}: {}",
+            answer.body
+        );
+    }
+    answer.status
+}
+
+/// What the root admin sees of a client: status and last change; None once
+/// deleted.
+fn client_state(app: &TestApp, admin: &str, id: &str) -> Option<(String, String, String)> {
+    let got = app.admin("GET", &format!("/admin/v1/clients/{id}"), admin, None);
+    (got.status == 200).then(|| {
+        let body = got.json();
+        (
+            body["status"].as_str().unwrap().to_string(),
+            body["updated_at"].as_str().unwrap().to_string(),
+            body["name"].as_str().unwrap().to_string(),
+        )
+    })
+}
+
+#[test]
+fn escalation_matrix_for_the_console_no_person_acts_beyond_their_reach_and_rights() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "helpdesk", &["clients:read", "clients:write"]);
+    custom_role(&app, &admin, "viewer", &["clients:read"]);
+    let child = app.create_tenant("child", None);
+    let sibling = app.create_tenant("sibling", None);
+    let tenant_of = |name: &str| match name {
+        "root" => app.root_tenant.clone(),
+        "child" => child.clone(),
+        _ => sibling.clone(),
+    };
+    let person =
+        |role: &str, tenant: &str| signed_in(&app, &new_user(&app, &admin, role, tenant).1);
+    let callers = [
+        ("full admin", person("admin", &app.root_tenant)),
+        ("helpdesk", person("helpdesk", &app.root_tenant)),
+        ("viewer", person("viewer", &app.root_tenant)),
+        ("child admin", person("admin", &child)),
+    ];
+    // 303 (done, back to the page) or 200 (a credential shown once) when
+    // allowed; 403 scope or rights; 404 out of reach.
+    let ok = |a: Action| match a {
+        Action::Get | Action::Secret | Action::Reissue => 200,
+        _ => 303,
+    };
+    let expected = |caller: &str, action: Action| -> [u16; 5] {
+        let done = ok(action);
+        match (caller, action) {
+            ("full admin", _) => [done; 5],
+            ("helpdesk", Action::Get) => [200; 5],
+            ("helpdesk", Action::Delete) => [403; 5],
+            ("helpdesk", _) => [403, done, done, done, done],
+            ("viewer", Action::Get) => [200; 5],
+            ("viewer", _) => [403; 5],
+            ("child admin", _) => [404, 404, 404, done, 404],
+            _ => unreachable!(),
+        }
+    };
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (caller_name, caller) in &callers {
+        for action in ACTIONS {
+            let want = expected(caller_name, action);
+            for (column, (role, tenant)) in TARGETS.iter().enumerate() {
+                let kind = match action {
+                    Action::Reissue => "api_token",
+                    _ => "client_credentials",
+                };
+                let (target, _) = app.new_client(role, |c| {
+                    c.tenant_id = Some(tenant_of(tenant));
+                    c.kind = Some(kind.into());
+                });
+                if matches!(action, Action::Enable | Action::Delete) {
+                    app.set_status(
+                        &target.client_id,
+                        keyward::service::clients::StatusChange::Disable,
+                    );
+                }
+                let before = client_state(&app, &admin, &target.client_id);
+                let got = run_console_action(&app, caller, action, &target.client_id);
+                checked += 1;
+                if got != want[column] {
+                    failures.push(format!(
+                        "{caller_name} {action:?} {role}@{tenant}: got {got}, want {}",
+                        want[column]
+                    ));
+                }
+                // A refusal changes nothing.
+                if got >= 400 && client_state(&app, &admin, &target.client_id) != before {
+                    failures.push(format!(
+                        "{caller_name} {action:?} {role}@{tenant}: refused with {got}, yet changed"
+                    ));
+                }
+            }
+        }
+    }
+    // Without the CSRF token, or without a session, nothing is done.
+    let Caller::Session { cookie, .. } = &callers[0].1 else {
+        unreachable!()
+    };
+    for action in ["edit", "disable", "revoke", "secret", "delete"] {
+        let (target, _) = app.new_client("uploader", |_| {});
+        let before = client_state(&app, &admin, &target.client_id);
+        let path = format!("/console/clients/{}/{action}", target.client_id);
+        let forged = console_form(&app, cookie, None, &path, &[("name", "x")]);
+        let wrong = console_form(&app, cookie, Some("not-the-token"), &path, &[("name", "x")]);
+        let anonymous = app
+            .request("POST", &path)
+            .send_form(&[("csrf_token", "x"), ("name", "x")]);
+        checked += 3;
+        if forged.status != 403 || wrong.status != 403 {
+            failures.push(format!(
+                "{action} without the CSRF token: {} and {}",
+                forged.status, wrong.status
+            ));
+        }
+        if anonymous.status != 303 || anonymous.header("location") != Some("/console/sign-in") {
+            failures.push(format!("{action} without a session: {}", anonymous.status));
+        }
+        if client_state(&app, &admin, &target.client_id) != before {
+            failures.push(format!(
+                "{action} without CSRF or session changed the client"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(checked, 4 * 8 * 5 + 5 * 3);
+}
+
+#[test]
+fn in_the_console_a_personal_key_is_renewed_only_by_its_person_and_the_other_pages_check_their_scopes(
+) {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    custom_role(
+        &app,
+        &admin,
+        "viewer",
+        &["clients:read", "tenants:read", "users:read"],
+    );
+    let (_, owner_email) = new_user(&app, &admin, "admin", &app.root_tenant);
+    let owner = signed_in(&app, &owner_email);
+    let (_, other_email) = new_user(&app, &admin, "admin", &app.root_tenant);
+    let other = signed_in(&app, &other_email);
+    let viewer = signed_in(&app, &new_user(&app, &admin, "viewer", &app.root_tenant).1);
+    let (
+        Caller::Session {
+            cookie: owner_cookie,
+            csrf: owner_csrf,
+        },
+        Caller::Session {
+            cookie: other_cookie,
+            csrf: other_csrf,
+        },
+        Caller::Session {
+            cookie: viewer_cookie,
+            csrf: viewer_csrf,
+        },
+    ) = (&owner, &other, &viewer)
+    else {
+        unreachable!()
+    };
+    let made = console_form(
+        &app,
+        owner_cookie,
+        Some(owner_csrf),
+        "/console/profile/key-create",
+        &[],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    let key = app
+        .request("GET", "/admin/v1/me/personal-key")
+        .header("Cookie", owner_cookie)
+        .send()
+        .json()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Another admin: a new secret for it is refused, and not offered.
+    let page = app
+        .request("GET", &format!("/console/clients/{key}"))
+        .header("Cookie", other_cookie)
+        .send();
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("/secret\""), "{}", page.body);
+    assert!(page.body.contains("/disable\""), "{}", page.body);
+    let before = client_state(&app, &admin, &key);
+    let secret = console_form(
+        &app,
+        other_cookie,
+        Some(other_csrf),
+        &format!("/console/clients/{key}/secret"),
+        &[],
+    );
+    assert_eq!(secret.status, 403, "{}", secret.body);
+    assert_eq!(client_state(&app, &admin, &key), before);
+    // ... but may disable it.
+    let disabled = console_form(
+        &app,
+        other_cookie,
+        Some(other_csrf),
+        &format!("/console/clients/{key}/disable"),
+        &[],
+    );
+    assert_eq!(disabled.status, 303);
+    assert_eq!(client_state(&app, &admin, &key).unwrap().0, "disabled");
+
+    // Each section's forms check the section's write scope.
+    for (path, fields) in [
+        ("/console/tenants", vec![("name", "sneaky")]),
+        ("/console/device-groups", vec![("name", "sneaky")]),
+        (
+            "/console/roles",
+            vec![("name", "sneaky"), ("scopes", "clients:read")],
+        ),
+        (
+            "/console/users",
+            vec![("email", "s@example.com"), ("name", "S"), ("role", "admin")],
+        ),
+        (
+            "/console/clients",
+            vec![("name", "sneaky"), ("role", "admin")],
+        ),
+    ] {
+        let answer = console_form(&app, viewer_cookie, Some(viewer_csrf), path, &fields);
+        assert_eq!(answer.status, 403, "{path}: {}", answer.body);
+    }
+    let listed = app.admin("GET", "/admin/v1/tenants", &admin, None).body;
+    assert!(!listed.contains("sneaky"));
+    let roles = app.admin("GET", "/admin/v1/roles", &admin, None).body;
+    assert!(!roles.contains("sneaky"));
+    let users = app.admin("GET", "/admin/v1/users", &admin, None).body;
+    assert!(!users.contains("s@example.com"));
+}

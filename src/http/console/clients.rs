@@ -554,6 +554,8 @@ pub struct ShownOncePage {
     pub name: String,
     pub client_id: String,
     pub label: &'static str,
+    /// The label within a sentence ("client secret", "API token").
+    pub noun: &'static str,
     pub value: String,
     pub expires: Option<String>,
     /// A sentence under the credential (the grace of the old secret, say).
@@ -564,10 +566,10 @@ pub struct ShownOncePage {
 
 impl ShownOncePage {
     pub fn new(nav: Nav, title: &str, created: CreatedClient) -> ShownOncePage {
-        let (label, value) = match (created.client_secret, created.token) {
-            (Some(secret), _) => ("Client secret", secret),
-            (None, Some(token)) => ("API token", token),
-            (None, None) => ("Credential", String::new()),
+        let (label, noun, value) = match (created.client_secret, created.token) {
+            (Some(secret), _) => ("Client secret", "client secret", secret),
+            (None, Some(token)) => ("API token", "API token", token),
+            (None, None) => ("Credential", "credential", String::new()),
         };
         ShownOncePage {
             nav,
@@ -577,6 +579,7 @@ impl ShownOncePage {
             name: created.client.name,
             client_id: created.client.client_id,
             label,
+            noun,
             value,
             expires: created
                 .token_expires_at
@@ -778,16 +781,10 @@ fn facts(view: &ClientView) -> Vec<Fact> {
             },
         ),
         code("Allowed addresses", list(&view.allowed_ips)),
-        text(
-            "Access token lifetime",
-            format!("{} seconds", view.access_token_ttl),
-        ),
+        text("Access token lifetime", span(view.access_token_ttl)),
     ];
     if view.kind == KIND_API_TOKEN {
-        facts.push(text(
-            "Token lifetime",
-            format!("{} seconds", view.token_lifetime),
-        ));
+        facts.push(text("Token lifetime", span(view.token_lifetime)));
     }
     facts.extend([
         code("Audience", list(&view.audience)),
@@ -805,6 +802,23 @@ fn facts(view: &ClientView) -> Vec<Fact> {
         facts.push(code("Personal key of user", user.clone()));
     }
     facts
+}
+
+/// A number of seconds as a person reads it: "1 hour", "30 days".
+pub fn span(seconds: i64) -> String {
+    let unit = |n: i64, one: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    match seconds {
+        s if s > 0 && s % 86_400 == 0 => unit(s / 86_400, "day"),
+        s if s > 0 && s % 3_600 == 0 => unit(s / 3_600, "hour"),
+        s if s > 0 && s % 60 == 0 => unit(s / 60, "minute"),
+        s => unit(s, "second"),
+    }
 }
 
 /// The client, read with the person's reach (404 outside it).
@@ -867,6 +881,8 @@ pub struct EditPage {
     pub href: String,
     pub allowed_ips: String,
     pub audience: String,
+    pub expires: String,
+    pub token_lifetime: String,
     pub durations: [(&'static str, &'static str); 7],
 }
 
@@ -912,6 +928,8 @@ pub async fn form_page(
                     href,
                     allowed_ips: view.allowed_ips.join("\n"),
                     audience: view.audience.join("\n"),
+                    expires: shown_time(view.expires_at.as_deref(), "never"),
+                    token_lifetime: span(view.token_lifetime),
                     durations: DURATIONS,
                     view,
                 },

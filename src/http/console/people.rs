@@ -157,6 +157,7 @@ fn setup_link_page(
         name: user.name.clone(),
         client_id: user.email.clone(),
         label: "Setup link",
+        noun: "setup link",
         value: link.url(&state.issuer),
         expires: None,
         note: Some(format!(
