@@ -148,7 +148,8 @@ pub fn table() -> Table {
             change_device_group, roles_page, create_role, change_role
         },
         route console::people::{
-            users_page, create_user, change_user, audit_page, profile_page, change_profile
+            users_page, create_user, change_user, audit_page, profile_page, profile_confirm_page,
+            change_profile
         },
         route ops::{healthz, readyz, metrics},
         route openapi::{document},

@@ -595,6 +595,17 @@ fn an_api_token_is_created_copied_from_the_dialog_shown_once_and_works() {
     browser.go("/console/tokens");
     browser.navigating(|| browser.run(browser.client().back()).unwrap());
     assert!(!browser.text("body").contains(&token));
+
+    // Disabled, it may be deleted (after a confirmation); then it stops.
+    browser.go("/console/tokens");
+    browser.click_labelled("Nightly export");
+    browser.click_labelled("Disable");
+    assert!(!api_token_works(&app, &token));
+    browser.click_labelled("Delete…");
+    browser.look("delete");
+    browser.click_labelled("Delete Nightly export");
+    assert_eq!(browser.path(), "/console/tokens?notice=deleted");
+    assert!(!browser.text("body").contains("Nightly export"));
 }
 
 #[test]
@@ -695,10 +706,37 @@ fn a_client_is_disabled_enabled_revoked_after_a_confirmation_naming_it_and_delet
     browser.look("edit");
     browser.fill("#name", "edge-gateway-eu");
     browser.fill("#allowed_ips", "10.0.0.0/8");
+    browser.fill("#owner", "Ops team");
+    browser.fill("#owner_email", "ops@example.com");
+    browser.toggle("#can_renew");
+    browser.choose("#expiry", "3m");
+    browser.fill(
+        "#metadata",
+        r#"{"type": "embedded", "allow_unauthenticated": true}"#,
+    );
     browser.click_labelled("Save");
     assert_eq!(browser.text("[role=status]"), "Saved.");
     assert!(browser.text("h1").contains("edge-gateway-eu"));
-    assert!(browser.text(".facts").contains("10.0.0.0/8"));
+    let facts = browser.text(".facts");
+    for shown in [
+        "10.0.0.0/8",
+        "Ops team",
+        "ops@example.com",
+        "tokens may be renewed",
+        "\"embedded\"",
+    ] {
+        assert!(facts.contains(shown), "{shown} in {facts}");
+    }
+    let stored = app
+        .admin("GET", &format!("/admin/v1/clients/{id}"), &admin, None)
+        .json();
+    assert_eq!(stored["metadata"]["type"], "embedded");
+    assert_eq!(stored["can_renew"], true);
+    assert!(stored["expires_at"].is_string());
+    // Role, tenant and kind are fixed: the edit form does not offer them.
+    browser.click_labelled("Edit");
+    assert!(!browser.exists("#role") && !browser.exists("#tenant_id"));
+    browser.click_labelled("Cancel");
 
     browser.click_labelled("Revoke…");
     browser.look("revoke");
@@ -712,9 +750,11 @@ fn a_client_is_disabled_enabled_revoked_after_a_confirmation_naming_it_and_delet
     assert!(browser.text("[role=status]").starts_with("Revoked"));
     assert_eq!(client_status(&app, &admin, id), "revoked");
     assert!(!secret_works(&app, id, secret));
-    // Revoked: no way back, and now it may be deleted.
+    // Revoked: no way back, and now it may be deleted, after a confirmation.
     assert!(!browser.has_labelled("Enable"));
-    browser.click_labelled("Delete");
+    browser.click_labelled("Delete…");
+    assert!(browser.text("h1").contains("Delete “edge-gateway-eu”?"));
+    browser.click_labelled("Delete edge-gateway-eu");
     assert_eq!(browser.path(), "/console?notice=deleted");
     assert_eq!(browser.text("[role=status]"), "Deleted.");
     let gone = app.admin("GET", &format!("/admin/v1/clients/{id}"), &admin, None);
@@ -771,6 +811,14 @@ fn a_new_secret_with_a_grace_period_keeps_the_old_one_working_and_a_token_is_rei
     assert!(api_token_works(&app, &second));
     // API.md 3: earlier token strings keep working until their own expiry.
     assert!(api_token_works(&app, first));
+    // Revoking the API token stops every string it was issued.
+    browser.click_labelled("Done");
+    browser.click_labelled("Revoke…");
+    assert!(browser.text("h1").contains("Revoke “cli-user”?"));
+    browser.click_labelled("Revoke cli-user");
+    assert!(browser.text("[role=status]").starts_with("Revoked"));
+    assert!(!api_token_works(&app, first));
+    assert!(!api_token_works(&app, &second));
 }
 
 #[test]
@@ -902,12 +950,20 @@ fn a_person_creates_regenerates_and_deletes_their_personal_key_in_my_profile() {
 
     browser.click_labelled("Back to my profile");
     assert!(browser.text("#key-title + p + dl").contains(&id));
+    browser.click_labelled("Regenerate secret…");
+    assert_eq!(browser.text("h1"), "Regenerate your key's secret?");
+    // Cancel keeps the secret.
+    browser.click_labelled("Cancel");
+    assert!(secret_works(&app, &id, &secret));
+    browser.click_labelled("Regenerate secret…");
     browser.click_labelled("Regenerate secret");
     let second = browser.value("#credential");
     assert!(secret_works(&app, &id, &second));
     assert!(!secret_works(&app, &id, &secret));
 
     browser.click_labelled("Back to my profile");
+    browser.click_labelled("Delete key…");
+    assert_eq!(browser.text("h1"), "Delete your personal API access key?");
     browser.click_labelled("Delete key");
     assert!(browser.text("[role=status]").contains("deleted"));
     assert!(!secret_works(&app, &id, &second));

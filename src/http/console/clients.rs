@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::frame::{
     action, done, field, list_field, notice_text, number_field, page, request_from, run, segment,
-    Nav, Person, Section,
+    ConfirmPage, Nav, Person, Section,
 };
 use super::pages::{html, PageQuery, EXPIRING_SOON, PAGE_SIZE};
 use crate::http::admin::Scope;
@@ -393,6 +393,8 @@ pub struct Draft {
     pub token_lifetime: String,
     pub scopes: String,
     pub audience: String,
+    pub expires_on: String,
+    pub metadata: String,
 }
 
 impl Draft {
@@ -413,6 +415,8 @@ impl Draft {
             token_lifetime: text("token_lifetime"),
             scopes: text("scopes"),
             audience: text("audience"),
+            expires_on: text("expires_on"),
+            metadata: text("metadata"),
         }
     }
 
@@ -501,6 +505,30 @@ fn section_of(kind: Kind) -> Section {
     }
 }
 
+/// The form's "expires on" day as `expires_at`: the start of that day, UTC.
+fn expires_on(form: &Form) -> Result<Option<String>, OAuthError> {
+    match field(form, "expires_on") {
+        None => Ok(None),
+        Some(day) => chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+            .map(|day| Some(format!("{day}T00:00:00Z")))
+            .map_err(|_| OAuthError::invalid_request("Expires on must be a day, YYYY-MM-DD")),
+    }
+}
+
+/// The metadata textarea: a JSON object (SAFEQ Cloud's key type and flags,
+/// say), or nothing.
+fn metadata_field(form: &Form) -> Result<Option<Value>, OAuthError> {
+    match field(form, "metadata") {
+        None => Ok(None),
+        Some(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(value @ Value::Object(_)) => Ok(Some(value)),
+            _ => Err(OAuthError::invalid_request(
+                "Metadata must be a JSON object, such as {\"type\": \"embedded\"}",
+            )),
+        },
+    }
+}
+
 /// The create form as the admin API's `NewClient`.
 fn new_client(form: &Form, kind: Kind) -> Result<NewClient, OAuthError> {
     let mut fields = Map::new();
@@ -541,6 +569,12 @@ fn new_client(form: &Form, kind: Kind) -> Result<NewClient, OAuthError> {
     }
     if let Some(ttl) = number_field(form, "access_token_ttl", "Access token lifetime")? {
         fields.insert("access_token_ttl".into(), json!(ttl));
+    }
+    if let Some(at) = expires_on(form)? {
+        fields.insert("expires_at".into(), json!(at));
+    }
+    if let Some(metadata) = metadata_field(form)? {
+        fields.insert("metadata".into(), metadata);
     }
     request_from(fields)
 }
@@ -788,6 +822,14 @@ fn facts(view: &ClientView) -> Vec<Fact> {
     }
     facts.extend([
         code("Audience", list(&view.audience)),
+        code("Metadata", {
+            let text = metadata_text(&view.metadata);
+            if text.is_empty() {
+                "none".to_string()
+            } else {
+                text
+            }
+        }),
         text("Created", shown_time(Some(&view.created_at), "")),
         text("Updated", shown_time(Some(&view.updated_at), "")),
         text(
@@ -802,6 +844,14 @@ fn facts(view: &ClientView) -> Vec<Fact> {
         facts.push(code("Personal key of user", user.clone()));
     }
     facts
+}
+
+/// Metadata as the forms and the details page show it: empty when none.
+fn metadata_text(metadata: &Value) -> String {
+    match metadata {
+        Value::Object(map) if map.is_empty() => String::new(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
 }
 
 /// A number of seconds as a person reads it: "1 hour", "30 days".
@@ -883,25 +933,18 @@ pub struct EditPage {
     pub audience: String,
     pub expires: String,
     pub token_lifetime: String,
+    pub metadata: String,
     pub durations: [(&'static str, &'static str); 7],
-}
-
-#[derive(Template)]
-#[template(path = "console/client_revoke.html")]
-pub struct RevokePage {
-    pub nav: Nav,
-    pub view: ClientView,
-    pub href: String,
 }
 
 #[utoipa::path(
     get,
     path = "/console/clients/{client_id}/{action}",
     tag = "console",
-    summary = "A form about one client: edit, or revoke (the confirmation, naming the client) (HTML)",
+    summary = "A form about one client: edit, or the confirmation naming it before revoke or delete (HTML)",
     params(
         ("client_id" = String, Path, description = "the client"),
-        ("action" = String, Path, description = "edit or revoke")
+        ("action" = String, Path, description = "edit, revoke or delete")
     ),
     responses(crate::http::openapi::ConsolePageAnswers),
     security(())
@@ -913,29 +956,64 @@ pub async fn form_page(
 ) -> HttpResponse {
     let (client_id, what) = path.into_inner();
     page(req, state, |person, _, state| async move {
-        if what != "edit" && what != "revoke" {
+        if !["edit", "revoke", "delete"].contains(&what.as_str()) {
             return Err(OAuthError::not_found("no such page"));
         }
-        person.require(Scope::ClientsWrite)?;
+        person.require(if what == "delete" {
+            Scope::ClientsDelete
+        } else {
+            Scope::ClientsWrite
+        })?;
         let view = reachable(&person, &state, client_id).await?;
-        let nav = person.nav(section_of(Kind::parse(&view.kind)));
         let href = format!("/console/clients/{}", segment(&view.client_id));
-        Ok(if what == "edit" {
+        let confirm = |title: String, message: String, button: String| ConfirmPage {
+            nav: person.nav(section_of(Kind::parse(&view.kind))),
+            action: format!("{href}/{what}"),
+            cancel: href.clone(),
+            title,
+            message,
+            button,
+            danger: true,
+        };
+        Ok(if what == "revoke" {
+            html(
+                StatusCode::OK,
+                &confirm(
+                    format!("Revoke “{}”?", view.name),
+                    format!(
+                        "Client {} will stop getting tokens, and every token it holds stops working at once. Revocation cannot be undone.",
+                        view.client_id
+                    ),
+                    format!("Revoke {}", view.name),
+                ),
+            )
+        } else if what == "delete" {
+            html(
+                StatusCode::OK,
+                &confirm(
+                    format!("Delete “{}”?", view.name),
+                    format!(
+                        "Client {} and its record go for good; the audit log keeps what happened to it.",
+                        view.client_id
+                    ),
+                    format!("Delete {}", view.name),
+                ),
+            )
+        } else {
             html(
                 StatusCode::OK,
                 &EditPage {
-                    nav,
+                    nav: person.nav(section_of(Kind::parse(&view.kind))),
                     href,
                     allowed_ips: view.allowed_ips.join("\n"),
                     audience: view.audience.join("\n"),
                     expires: shown_time(view.expires_at.as_deref(), "never"),
                     token_lifetime: span(view.token_lifetime),
+                    metadata: metadata_text(&view.metadata),
                     durations: DURATIONS,
                     view,
                 },
             )
-        } else {
-            html(StatusCode::OK, &RevokePage { nav, view, href })
         })
     })
     .await
@@ -961,6 +1039,13 @@ fn client_patch(form: &Form, kind: &str) -> Result<ClientPatch, OAuthError> {
     if let Some(ttl) = number_field(form, "access_token_ttl", "Access token lifetime")? {
         fields.insert("access_token_ttl".into(), json!(ttl));
     }
+    if let Some(at) = expires_on(form)? {
+        fields.insert("expires_at".into(), json!(at));
+    }
+    fields.insert(
+        "metadata".into(),
+        metadata_field(form)?.unwrap_or_else(|| json!({})),
+    );
     match field(form, "expiry").as_deref() {
         None | Some("keep") => {}
         Some("never") => {

@@ -133,6 +133,21 @@ pub struct NavLink {
     pub current: bool,
 }
 
+/// "Are you sure?" before a change that cannot be undone: a page of its
+/// own, so it works without JavaScript, naming what the change is about.
+#[derive(askama::Template)]
+#[template(path = "console/confirm.html")]
+pub struct ConfirmPage {
+    pub nav: Nav,
+    pub title: String,
+    pub message: String,
+    /// The form's target (a POST with the session's csrf_token).
+    pub action: String,
+    pub button: String,
+    pub cancel: String,
+    pub danger: bool,
+}
+
 /// The person behind the request's session cookie; None without a cookie or
 /// a live session (the page then sends the browser to sign in). `csrf` is
 /// the form's `csrf_token`: required for every change, as on the admin API.

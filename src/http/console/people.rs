@@ -10,7 +10,8 @@ use serde_json::{json, Map, Value};
 
 use super::clients::{shown_once, shown_time, ShownOncePage, DURATIONS};
 use super::frame::{
-    action, done, field, notice_text, page, request_from, run, segment, Nav, Person, Section,
+    action, done, field, notice_text, page, request_from, run, segment, ConfirmPage, Nav, Person,
+    Section,
 };
 use super::pages::{html, PageQuery, PAGE_SIZE};
 use crate::http::admin::Scope;
@@ -471,6 +472,51 @@ fn personal_key_page(person: &Person, title: &str, created: CreatedClient) -> Sh
     page.next_href = "/console/profile".to_string();
     page.next_label = "Back to my profile";
     page
+}
+
+#[utoipa::path(
+    get,
+    path = "/console/profile/{action}",
+    tag = "console",
+    summary = "The confirmation before regenerating (key-secret) or deleting (key-delete) the personal API access key (HTML)",
+    params(("action" = String, Path, description = "key-secret or key-delete")),
+    responses(crate::http::openapi::ConsolePageAnswers),
+    security(())
+)]
+pub async fn profile_confirm_page(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let what = path.into_inner();
+    page(req, state, |person, _, _| async move {
+        let (title, message, button) = match what.as_str() {
+            "key-secret" => (
+                "Regenerate your key's secret?",
+                "The current secret stops working at once; scripts that use it need the new one, shown once on the next page.",
+                "Regenerate secret",
+            ),
+            "key-delete" => (
+                "Delete your personal API access key?",
+                "The key and every token it was issued stop working at once. This cannot be undone; you may create a new key later.",
+                "Delete key",
+            ),
+            _ => return Err(OAuthError::not_found("no such page")),
+        };
+        Ok(html(
+            StatusCode::OK,
+            &ConfirmPage {
+                nav: person.nav(Section::Profile),
+                title: title.into(),
+                message: message.into(),
+                action: format!("/console/profile/{what}"),
+                button: button.into(),
+                cancel: "/console/profile".into(),
+                danger: what == "key-delete",
+            },
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(
