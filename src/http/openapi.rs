@@ -193,10 +193,12 @@ pub enum ConsoleFormAnswers {
 
 /// A console form: the session's `csrf_token` and the fields of the page's
 /// form (each a string; checked as the admin API checks its JSON body).
+/// Without a live session the form is not read: 303 to the sign-in page;
+/// with one, a missing or wrong `csrf_token` is 403.
 #[derive(ToSchema)]
 #[allow(dead_code)] // documents the forms `Form` reads
 pub struct ConsoleForm {
-    csrf_token: String,
+    csrf_token: Option<String>,
 }
 
 // Form fields are optional strings, never null: a form has no null.

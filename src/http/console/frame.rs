@@ -221,9 +221,6 @@ where
 {
     let answer = async {
         let form = Form::read(&req, payload, repeatable).await?;
-        if form.get_all("").next().is_some() {
-            return Err(OAuthError::invalid_request("a field has no name"));
-        }
         match person(&req, &state, Some(form.get("csrf_token").unwrap_or(""))).await? {
             Some(person) => act(person, form, state.clone()).await,
             None => Ok(to_sign_in()),

@@ -11,7 +11,7 @@ use super::clients::shown_time;
 use super::frame::{
     action, done, field, list_field, notice_text, page, request_from, run, segment, Nav, Section,
 };
-use super::pages::html;
+use super::pages::{html, PAGE_SIZE};
 use crate::http::admin::Scope;
 use crate::http::AppState;
 use crate::oauth::form::Form;
@@ -23,6 +23,16 @@ use crate::service::tenants::{self, TenantView};
 
 /// At most this many tenants, groups or roles are shown on one page.
 const SHOWN: i64 = 1000;
+
+/// Trims a page fetched one longer than shown; the next page's URL when
+/// there is more.
+fn next_page<T>(items: &mut Vec<T>, key: impl Fn(&T) -> &String, base: &str) -> Option<String> {
+    let more = items.len() as i64 > PAGE_SIZE;
+    items.truncate(PAGE_SIZE as usize);
+    let last = items.last().filter(|_| more)?;
+    let query = serde_urlencoded::to_string([("after", key(last).as_str())]).ok()?;
+    Some(format!("{base}?{query}"))
+}
 
 /// A tenant in the tree: its depth below the top of the person's reach.
 pub struct TreeRow {
@@ -80,6 +90,8 @@ fn tree(mut all: Vec<TenantView>) -> Vec<TreeRow> {
 pub struct TenantsPage {
     pub nav: Nav,
     pub rows: Vec<TreeRow>,
+    /// The tree is cut at `SHOWN` tenants; then the page says so.
+    pub cut: bool,
     pub can_write: bool,
     pub notice: Option<&'static str>,
 }
@@ -101,6 +113,7 @@ pub async fn tenants_page(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             StatusCode::OK,
             &TenantsPage {
                 nav: person.nav(Section::Tenants),
+                cut: all.len() as i64 >= SHOWN,
                 rows: tree(all),
                 can_write: person.may(Scope::TenantsWrite),
                 notice: notice_text(&query),
@@ -228,6 +241,8 @@ pub struct DeviceGroupsPage {
     pub own_tenant: String,
     pub can_write: bool,
     pub notice: Option<&'static str>,
+    pub next: Option<String>,
+    pub paged: bool,
 }
 
 impl DeviceGroupsPage {
@@ -240,7 +255,8 @@ impl DeviceGroupsPage {
     get,
     path = "/console/device-groups",
     tag = "console",
-    summary = "The device groups in reach, with create and delete (HTML)",
+    summary = "The device groups in reach, 50 a page, with create and delete (HTML)",
+    params(("after" = Option<String>, Query, description = "cursor: the page after this device group id")),
     responses(crate::http::openapi::ConsolePageAnswers),
     security(())
 )]
@@ -248,13 +264,16 @@ pub async fn device_groups_page(req: HttpRequest, state: web::Data<AppState>) ->
     page(req, state, |person, query, state| async move {
         person.require(Scope::TenantsRead)?;
         let actor = person.actor.clone();
-        let (groups, tenants) = run(&state, move |conn| {
+        let after = query.get("after");
+        let paged = after.is_some();
+        let (mut groups, tenants) = run(&state, move |conn| {
             Ok((
-                device_groups::list(conn, &actor, None, SHOWN, None)?,
+                device_groups::list(conn, &actor, None, PAGE_SIZE + 1, after.as_deref())?,
                 tenants::list(conn, &actor, SHOWN, None)?,
             ))
         })
         .await?;
+        let next = next_page(&mut groups, |g| &g.id, "/console/device-groups");
         Ok(html(
             StatusCode::OK,
             &DeviceGroupsPage {
@@ -274,6 +293,8 @@ pub async fn device_groups_page(req: HttpRequest, state: web::Data<AppState>) ->
                 own_tenant: person.actor.tenant_id.clone(),
                 can_write: person.may(Scope::TenantsWrite),
                 notice: notice_text(&query),
+                next,
+                paged,
             },
         ))
     })
@@ -380,6 +401,8 @@ pub struct RolesPage {
     pub own_tenant: String,
     pub can_write: bool,
     pub notice: Option<&'static str>,
+    pub next: Option<String>,
+    pub paged: bool,
 }
 
 impl RolesPage {
@@ -392,7 +415,8 @@ impl RolesPage {
     get,
     path = "/console/roles",
     tag = "console",
-    summary = "The roles in reach (built-in and custom), with create, edit and delete (HTML)",
+    summary = "The roles in reach (built-in and custom), 50 a page, with create, edit and delete (HTML)",
+    params(("after" = Option<String>, Query, description = "cursor: the page after this role name")),
     responses(crate::http::openapi::ConsolePageAnswers),
     security(())
 )]
@@ -400,13 +424,16 @@ pub async fn roles_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     page(req, state, |person, query, state| async move {
         person.require(Scope::TenantsRead)?;
         let actor = person.actor.clone();
-        let (roles, tenants) = run(&state, move |conn| {
+        let after = query.get("after");
+        let paged = after.is_some();
+        let (mut roles, tenants) = run(&state, move |conn| {
             Ok((
-                roles::list(conn, &actor, SHOWN, None)?,
+                roles::list(conn, &actor, PAGE_SIZE + 1, after.as_deref())?,
                 tenants::list(conn, &actor, SHOWN, None)?,
             ))
         })
         .await?;
+        let next = next_page(&mut roles, |r| &r.name, "/console/roles");
         Ok(html(
             StatusCode::OK,
             &RolesPage {
@@ -423,6 +450,8 @@ pub async fn roles_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
                 own_tenant: person.actor.tenant_id.clone(),
                 can_write: person.may(Scope::TenantsWrite),
                 notice: notice_text(&query),
+                next,
+                paged,
             },
         ))
     })
