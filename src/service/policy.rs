@@ -161,6 +161,15 @@ pub fn require_within(actor: &Actor, rights: &ScopeSet, what: &str) -> ServiceRe
     }
 }
 
+/// Whether `actor` may hand out a role holding `role_scopes` (the rule
+/// `require_within` enforces), so that a form offers only those roles.
+pub fn may_hand_out(actor: &Actor, role_scopes: &[String]) -> bool {
+    role_scopes
+        .iter()
+        .filter(|s| ADMIN_SCOPES.contains(&s.as_str()))
+        .all(|s| actor.scopes.contains(s))
+}
+
 fn role_of(conn: &mut AnyConnection, client: &Client) -> ServiceResult<Role> {
     store_roles::find(conn, &client.role)?
         .ok_or_else(|| ServiceError::Internal(format!("client {} has no role", client.client_id)))

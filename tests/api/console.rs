@@ -369,3 +369,60 @@ fn garbage_query_parameters_never_break_a_page() {
     );
     assert!(setup.body.contains(r#"name="token" value="abc""#));
 }
+
+#[test]
+fn the_create_form_offers_only_the_roles_the_person_may_hand_out() {
+    let app = spawn_app();
+    let admin = app.admin_token();
+    let role = app.admin(
+        "POST",
+        "/admin/v1/roles",
+        &admin,
+        Some(json!({"name": "helpdesk", "scopes": ["clients:read", "clients:write", "tenants:read"]})),
+    );
+    assert_eq!(role.status, 201, "{}", role.body);
+    person(&app, &admin, "hal@example.com", "Hal", "helpdesk");
+    let cookie = sign_in(&app, "hal@example.com");
+    let form = page(&app, "/console/clients/new", &cookie);
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert_page(&form);
+    // Roles holding admin scopes Hal lacks are not offered...
+    assert!(
+        !form.body.contains(r#"<option value="admin""#),
+        "{}",
+        form.body
+    );
+    // ...those within his rights are.
+    assert!(
+        form.body.contains(r#"<option value="reader""#),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body.contains(r#"<option value="helpdesk""#),
+        "{}",
+        form.body
+    );
+    // And the server refuses the one not offered, creating nothing.
+    let me = app
+        .request("GET", "/admin/v1/me")
+        .header("Cookie", &cookie)
+        .send();
+    let csrf = me.json()["csrf_token"].as_str().unwrap().to_string();
+    let refused = app
+        .request("POST", "/console/clients")
+        .header("Cookie", &cookie)
+        .header("Accept", BROWSER_ACCEPT)
+        .send_form(&[
+            ("csrf_token", &csrf),
+            ("name", "escalator"),
+            ("role", "admin"),
+        ]);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("escalator"),
+        "the form comes back filled in"
+    );
+    let listed = app.admin("GET", "/admin/v1/clients", &admin, None);
+    assert!(!listed.body.contains("escalator"));
+}

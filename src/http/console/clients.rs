@@ -368,7 +368,11 @@ async fn choices(person: &Person, state: &AppState) -> Result<Choices, OAuthErro
     let actor = person.actor.clone();
     run(state, move |conn| {
         Ok(Choices {
-            roles: roles::list(conn, &actor, CHOICES, None)?,
+            // Only the roles the person may give (no escalation, API.md 3).
+            roles: roles::list(conn, &actor, CHOICES, None)?
+                .into_iter()
+                .filter(|r| crate::service::policy::may_hand_out(&actor, &r.scopes))
+                .collect(),
             tenants: tenants::list(conn, &actor, CHOICES, None)?,
             device_groups: device_groups::list(conn, &actor, None, CHOICES, None)?,
         })

@@ -95,7 +95,11 @@ pub async fn users_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
             let users = users::list(conn, &actor, &filter, PAGE_SIZE + 1, after.as_deref())?;
             let (roles, tenants) = if with_choices {
                 (
-                    roles::list(conn, &actor, CHOICES, None)?,
+                    // Only the roles the person may give (no escalation).
+                    roles::list(conn, &actor, CHOICES, None)?
+                        .into_iter()
+                        .filter(|r| crate::service::policy::may_hand_out(&actor, &r.scopes))
+                        .collect(),
                     tenants::list(conn, &actor, CHOICES, None)?,
                 )
             } else {
