@@ -811,8 +811,12 @@ fn a_new_secret_with_a_grace_period_keeps_the_old_one_working_and_a_token_is_rei
     assert!(api_token_works(&app, &second));
     // API.md 3: earlier token strings keep working until their own expiry.
     assert!(api_token_works(&app, first));
-    // Revoking the API token stops every string it was issued.
+    // The details page lists both strings by their first characters only.
     browser.click_labelled("Done");
+    let issued = browser.text("#issued-title ~ .table-wrap");
+    assert_eq!(issued.matches("kwt_").count(), 2, "{issued}");
+    assert!(!issued.contains(&second) && !issued.contains(first));
+    // Revoking the API token stops every string it was issued.
     browser.click_labelled("Revoke…");
     assert!(browser.text("h1").contains("Revoke “cli-user”?"));
     browser.click_labelled("Revoke cli-user");

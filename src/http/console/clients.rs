@@ -760,6 +760,16 @@ pub struct DetailsPage {
     pub notice: Option<&'static str>,
     pub list_href: &'static str,
     pub graces: [(&'static str, &'static str); 4],
+    /// An API token client's issued strings (never their values).
+    pub tokens: Vec<IssuedRow>,
+}
+
+/// One issued API token string, as the details page lists it.
+pub struct IssuedRow {
+    pub prefix: String,
+    pub issued: String,
+    pub expires: String,
+    pub revoked: Option<String>,
 }
 
 /// The grace periods the new-secret form offers, in seconds.
@@ -908,9 +918,28 @@ pub async fn details_page(
     page(req, state, |person, query, state| async move {
         let view = reachable(&person, &state, client_id).await?;
         let kind = Kind::parse(&view.kind);
+        // Ardexa: the strings issued so far, newest last; values never shown.
+        let tokens = if kind.is_token() {
+            let (actor, id) = (person.actor.clone(), view.client_id.clone());
+            run(&state, move |conn| {
+                clients::list_tokens(conn, &actor, &id, CHOICES, None)
+            })
+            .await?
+            .into_iter()
+            .map(|t| IssuedRow {
+                issued: shown_time(Some(&t.issued_at), ""),
+                expires: shown_time(Some(&t.expires_at), ""),
+                revoked: t.revoked_at.as_deref().map(|at| shown_time(Some(at), "")),
+                prefix: t.prefix,
+            })
+            .collect()
+        } else {
+            Vec::new()
+        };
         Ok(html(
             StatusCode::OK,
             &DetailsPage {
+                tokens,
                 nav: person.nav(section_of(kind)),
                 href: format!("/console/clients/{}", segment(&view.client_id)),
                 facts: facts(&view),
