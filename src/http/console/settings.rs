@@ -53,7 +53,7 @@ impl TreeRow {
 
 /// The tenants in depth-first order, children after their parent by name.
 fn tree(mut all: Vec<TenantView>) -> Vec<TreeRow> {
-    all.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    all.sort_by_key(|a| a.name.to_lowercase());
     let ids: std::collections::HashSet<String> = all.iter().map(|t| t.id.clone()).collect();
     let mut rows = Vec::with_capacity(all.len());
     // The tops: tenants whose parent is outside the reach.
