@@ -120,6 +120,27 @@ pub struct Settings {
     )]
     pub auth_failure_window: u64,
 
+    /// Days after a credential expired or was revoked before it is removed
+    /// with its hashes (API.md section 4, "Retention"). 0 removes whatever
+    /// has expired or been revoked.
+    #[arg(
+        long,
+        env = "KEYWARD_RETENTION_DAYS",
+        default_value_t = 28,
+        value_parser = clap::value_parser!(i64).range(0..=36_500),
+        global = true
+    )]
+    pub retention_days: i64,
+
+    /// Days the audit log keeps an event; unset: forever.
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_RETENTION_DAYS",
+        value_parser = clap::value_parser!(i64).range(1..=36_500),
+        global = true
+    )]
+    pub audit_retention_days: Option<i64>,
+
     /// Not a setting: the clock the credential directory checks expiry and
     /// graces against. None is the system's; tests give a `ManualClock` to
     /// move time instead of sleeping.
@@ -152,11 +173,20 @@ impl std::fmt::Debug for Settings {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("db_pool_size", &self.db_pool_size)
             .field("workers", &self.workers)
+            .field("retention_days", &self.retention_days)
+            .field("audit_retention_days", &self.audit_retention_days)
             .finish()
     }
 }
 
 impl Settings {
+    pub fn retention(&self) -> crate::service::retention::Policy {
+        crate::service::retention::Policy {
+            days: self.retention_days,
+            audit_days: self.audit_retention_days,
+        }
+    }
+
     pub fn issuer(&self) -> String {
         let issuer = self
             .issuer
@@ -187,6 +217,8 @@ impl Settings {
             workers: None,
             auth_failure_limit: 100,
             auth_failure_window: 60,
+            retention_days: 28,
+            audit_retention_days: None,
             clock: None,
         }
     }

@@ -127,6 +127,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    retention: crate::service::retention::Policy,
 }
 
 impl Application {
@@ -222,6 +223,7 @@ impl Application {
             port: local.port(),
             server: server.run(),
             state,
+            retention: settings.retention(),
         })
     }
 
@@ -278,6 +280,18 @@ impl Application {
                 flush_last_used(&usage_state, &usage_db).await;
             }
         });
+        // Retention: at start, then hourly; one server at a time does it
+        // (the purge claim), the others find it taken and skip.
+        let purge_state = self.state.clone();
+        let purge_db = self.state.db.background();
+        let policy = self.retention;
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(PURGE_INTERVAL);
+            loop {
+                tick.tick().await;
+                purge(&purge_state, &purge_db, policy).await;
+            }
+        });
         let result = self.server.await;
         self.state.directory.stop();
         let background = self.state.db.background();
@@ -291,6 +305,28 @@ impl Application {
             );
         }
         result
+    }
+}
+
+/// How often a server looks for what retention removes.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+async fn purge(state: &AppState, db: &Db, policy: crate::service::retention::Policy) {
+    let at = state.directory.now();
+    let result = db
+        .run(move |conn| crate::service::retention::purge(conn, policy, at, false))
+        .await;
+    match result {
+        Ok(report) if report.elsewhere => log::info!("retention: another server is purging"),
+        Ok(report) if !report.clients.is_empty() || !report.api_tokens.is_empty() => log::info!(
+            "retention: removed {} clients, {} API token strings and {} spent records",
+            report.clients.len(),
+            report.api_tokens.len(),
+            report.records
+        ),
+        Ok(_) => {}
+        // The store is down or busy: the next hour tries again.
+        Err(e) => log::warn!("retention: purge not done: {e}"),
     }
 }
 

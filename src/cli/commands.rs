@@ -73,6 +73,16 @@ pub enum Command {
         #[command(subcommand)]
         action: UserCommand,
     },
+    /// Remove credentials expired or revoked more than KEYWARD_RETENTION_DAYS
+    /// ago (and spent records), as servers do hourly. Prints the ids removed,
+    /// one a line.
+    Purge {
+        /// Print the ids that would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The audit log, newest first.
     Audit {
         #[arg(long)]
@@ -486,6 +496,7 @@ pub fn run(settings: &Settings, command: Command) -> Result<(), CliError> {
             let actor = cli_actor(&mut conn)?;
             match other {
                 Command::User { action } => user(&mut conn, &actor, &settings.issuer(), action),
+                Command::Purge { dry_run, json } => purge(&mut conn, settings, dry_run, json),
                 other => store_command(&mut conn, &actor, other),
             }
         }
@@ -731,8 +742,44 @@ fn store_command(conn: &mut Conn<'_>, actor: &Actor, command: Command) -> Result
                 &["at", "actor", "action", "target", "ip"],
             )
         }
-        Command::Serve | Command::Migrate | Command::Keys { .. } | Command::User { .. } => Ok(()),
+        Command::Serve
+        | Command::Migrate
+        | Command::Keys { .. }
+        | Command::User { .. }
+        | Command::Purge { .. } => Ok(()),
     }
+}
+
+/// `keyward purge [--dry-run]`: the ids of the clients and API token
+/// strings removed (or, dry, due), one a line; a summary on stderr.
+fn purge(
+    conn: &mut Conn<'_>,
+    settings: &Settings,
+    dry_run: bool,
+    json: bool,
+) -> Result<(), CliError> {
+    let report = crate::service::retention::purge_now(conn, settings.retention(), dry_run)?;
+    if json {
+        return print(&to_value(&report), true, &[]);
+    }
+    for id in report.clients.iter().chain(&report.api_tokens) {
+        println!("{id}");
+    }
+    if report.elsewhere {
+        eprintln!("another server is purging now; try again later");
+    }
+    eprintln!(
+        "{} {} clients and {} API token strings{}",
+        if dry_run { "would remove" } else { "removed" },
+        report.clients.len(),
+        report.api_tokens.len(),
+        if dry_run {
+            String::new()
+        } else {
+            format!(", and {} spent records", report.records)
+        }
+    );
+    Ok(())
 }
 
 /// The first line of standard input, without its line ending.

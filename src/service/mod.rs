@@ -17,6 +17,7 @@ pub mod passwords;
 pub mod patch;
 pub mod personal_keys;
 pub mod policy;
+pub mod retention;
 pub mod roles;
 pub mod scopes;
 pub mod sessions;

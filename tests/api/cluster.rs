@@ -447,3 +447,60 @@ fn a_key_removed_with_the_cli_is_dropped_by_every_node_within_a_second() {
         admin.assert_error(401, "invalid_token");
     }
 }
+
+#[test]
+fn a_credential_purged_with_the_cli_is_dropped_by_every_node() {
+    let Some(cluster) = cluster("a_credential_purged_with_the_cli_is_dropped_by_every_node") else {
+        return;
+    };
+    // Cached as valid on every node; then, straight in the store (no node
+    // told), revoked 60 days ago.
+    let (id, secret, _) = cluster.warm_client("client_credentials");
+    {
+        use diesel::prelude::*;
+        use keyward::store::schema::clients;
+        let mut conn = cluster.nodes[0].conn();
+        diesel::update(clients::table.find(&id))
+            .set((
+                clients::status.eq("revoked"),
+                clients::revoked_at.eq(Some(keyward::service::now() - 60 * 86_400)),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    for node in &cluster.nodes {
+        assert_eq!(
+            node.post_form("/oauth/token", &[GRANT], Auth::Basic(&id, &secret))
+                .status,
+            200,
+            "the stale cache still has it"
+        );
+    }
+    let data = tempfile::tempdir().unwrap();
+    let cli = CliRunner::new(
+        Some(cluster._schema.url()),
+        data.path(),
+        cluster._keys.path(),
+    );
+    let output = cli.run(&["purge"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), id);
+    let purged_at = Instant::now();
+    for node in &cluster.nodes {
+        while node
+            .post_form("/oauth/token", &[GRANT], Auth::Basic(&id, &secret))
+            .status
+            == 200
+        {
+            assert!(
+                purged_at.elapsed() < Duration::from_secs(1),
+                "a node still knows a purged client"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -20,6 +20,7 @@ mod openapi;
 mod ops;
 mod proxies;
 mod renew;
+mod retention;
 mod revoke;
 mod security;
 mod sessions;

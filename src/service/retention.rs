@@ -1,0 +1,174 @@
+//! Retention (API.md section 4): credentials that expired or were revoked
+//! more than `KEYWARD_RETENTION_DAYS` ago are removed with their hashes,
+//! each removal audited (`purge`) and announced, so every node's directory
+//! drops it; records that outlived what they record go too. Batches of
+//! `BATCH`, each its own short transaction under the purge claim (one server
+//! at a time), so the token endpoint never waits long on a purge.
+
+use serde::Serialize;
+
+use super::{audit, now, Actor, ServiceResult};
+use crate::service::scopes::ScopeSet;
+use crate::store::changes::Change;
+use crate::store::retention as store;
+use crate::store::Conn;
+
+/// Rows per transaction.
+pub const BATCH: i64 = 500;
+
+/// How long what ended is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Days after expiry or revocation before a credential is removed.
+    pub days: i64,
+    /// Days the audit log keeps an event; None: forever.
+    pub audit_days: Option<i64>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            days: 28,
+            audit_days: None,
+        }
+    }
+}
+
+/// What a purge removed (or, dry, would remove).
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub clients: Vec<String>,
+    pub api_tokens: Vec<String>,
+    /// Spent records (revocations of expired tokens, renewal records,
+    /// setup links, sessions) and audit events past their retention.
+    pub records: usize,
+    /// Another server held the purge claim; this one left it to that one.
+    pub elsewhere: bool,
+}
+
+/// The actor purges are audited under.
+fn retention_actor() -> Actor {
+    Actor {
+        name: "retention".into(),
+        client_id: None,
+        user_id: None,
+        tenant_id: String::new(),
+        tenant_path: "/".into(),
+        scopes: ScopeSet::default(),
+        ip: None,
+    }
+}
+
+fn why(due: &store::DueClient, cutoff: i64) -> &'static str {
+    match due.revoked_at {
+        Some(at) if at < cutoff => "revoked",
+        _ => "expired",
+    }
+}
+
+/// Removes what the policy says is due at `at` (a dry run removes nothing
+/// and reports what it would).
+pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> ServiceResult<Report> {
+    let cutoff = at - policy.days.max(0) * 86_400;
+    let mut report = Report::default();
+    if dry_run {
+        // Everything due, read only.
+        report.clients = store::due_clients(conn, cutoff, i64::MAX)?
+            .into_iter()
+            .map(|c| c.client_id)
+            .collect();
+        report.api_tokens = store::due_api_tokens(conn, cutoff, i64::MAX)?
+            .into_iter()
+            .filter(|t| !report.clients.contains(&t.client_id))
+            .map(|t| t.id)
+            .collect();
+        return Ok(report);
+    }
+    let actor = retention_actor();
+    loop {
+        let removed = conn.write(|tx| -> ServiceResult<Option<Vec<String>>> {
+            if !store::claim_purge(tx)? {
+                return Ok(None);
+            }
+            let due = store::due_clients(tx, cutoff, BATCH)?;
+            for client in &due {
+                tx.announce(Change::Client(client.client_id.clone()))?;
+                audit::record(
+                    tx,
+                    &actor,
+                    "purge",
+                    Some(&client.client_id),
+                    Some(&client.tenant_id),
+                    serde_json::json!({
+                        "name": client.name,
+                        "kind": client.kind,
+                        "reason": why(client, cutoff),
+                        "expires_at": client.expires_at.map(super::rfc3339),
+                        "revoked_at": client.revoked_at.map(super::rfc3339),
+                    }),
+                )?;
+            }
+            let ids: Vec<String> = due.into_iter().map(|c| c.client_id).collect();
+            store::delete_clients(tx, &ids)?;
+            Ok(Some(ids))
+        })?;
+        match removed {
+            None => {
+                report.elsewhere = true;
+                return Ok(report);
+            }
+            Some(ids) if ids.is_empty() => break,
+            Some(ids) => report.clients.extend(ids),
+        }
+    }
+    loop {
+        let removed = conn.write(|tx| -> ServiceResult<Option<Vec<String>>> {
+            if !store::claim_purge(tx)? {
+                return Ok(None);
+            }
+            let due = store::due_api_tokens(tx, cutoff, BATCH)?;
+            for token in &due {
+                tx.announce(Change::ApiToken(token.token_hash.clone()))?;
+                audit::record(
+                    tx,
+                    &actor,
+                    "purge",
+                    Some(&token.client_id),
+                    Some(&token.tenant_id),
+                    serde_json::json!({"api_token": token.id, "prefix": token.prefix}),
+                )?;
+            }
+            let ids: Vec<String> = due.into_iter().map(|t| t.id).collect();
+            store::delete_api_tokens(tx, &ids)?;
+            Ok(Some(ids))
+        })?;
+        match removed {
+            None => {
+                report.elsewhere = true;
+                return Ok(report);
+            }
+            Some(ids) if ids.is_empty() => break,
+            Some(ids) => report.api_tokens.extend(ids),
+        }
+    }
+    loop {
+        let removed = conn.write(|tx| -> ServiceResult<usize> {
+            let mut removed = store::delete_spent(tx, at, BATCH)?;
+            if let Some(days) = policy.audit_days {
+                removed += store::delete_audit_before(tx, at - days.max(0) * 86_400, BATCH)?;
+            }
+            Ok(removed)
+        })?;
+        report.records += removed;
+        if removed == 0 {
+            break;
+        }
+    }
+    report.records += super::sessions::purge_expired(conn, at)?;
+    Ok(report)
+}
+
+/// `purge` at the present time.
+pub fn purge_now(conn: &mut Conn<'_>, policy: Policy, dry_run: bool) -> ServiceResult<Report> {
+    purge(conn, policy, now(), dry_run)
+}

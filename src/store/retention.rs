@@ -1,0 +1,173 @@
+//! What retention removes (API.md section 4, "Retention"), a batch at a
+//! time: each function touches at most `limit` rows, picked by key, so that
+//! no statement runs long or holds many row locks.
+
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+
+use super::schema::{
+    api_tokens, audit_events, client_secrets, clients, revoked_access_tokens, token_families,
+    user_setup_links,
+};
+use super::AnyConnection;
+
+/// A client due for removal.
+#[derive(Debug, Clone, Queryable)]
+pub struct DueClient {
+    pub client_id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub kind: String,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Clients expired, or revoked, before `cutoff`: the first `limit` by id.
+pub fn due_clients(
+    conn: &mut AnyConnection,
+    cutoff: i64,
+    limit: i64,
+) -> QueryResult<Vec<DueClient>> {
+    clients::table
+        .filter(
+            clients::expires_at
+                .lt(cutoff)
+                .or(clients::revoked_at.lt(cutoff)),
+        )
+        .order(clients::client_id)
+        .limit(limit)
+        .select((
+            clients::client_id,
+            clients::tenant_id,
+            clients::name,
+            clients::kind,
+            clients::expires_at,
+            clients::revoked_at,
+        ))
+        .load(conn)
+}
+
+/// Removes the clients and what hangs off them (secrets, token strings,
+/// renewal records); SQLite does not cascade without its pragma, so each
+/// child table is cleared here.
+pub fn delete_clients(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<usize> {
+    diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq_any(ids)))
+        .execute(conn)?;
+    diesel::delete(api_tokens::table.filter(api_tokens::client_id.eq_any(ids))).execute(conn)?;
+    diesel::delete(token_families::table.filter(token_families::client_id.eq_any(ids)))
+        .execute(conn)?;
+    diesel::delete(clients::table.filter(clients::client_id.eq_any(ids))).execute(conn)
+}
+
+/// An API token string due for removal: its id, client and hash.
+#[derive(Debug, Clone, Queryable)]
+pub struct DueToken {
+    pub id: String,
+    pub client_id: String,
+    pub token_hash: String,
+    pub prefix: String,
+    pub tenant_id: String,
+}
+
+/// Token strings expired, or revoked, before `cutoff` (of clients that stay).
+pub fn due_api_tokens(
+    conn: &mut AnyConnection,
+    cutoff: i64,
+    limit: i64,
+) -> QueryResult<Vec<DueToken>> {
+    api_tokens::table
+        .filter(
+            api_tokens::expires_at
+                .lt(cutoff)
+                .or(api_tokens::revoked_at.lt(cutoff)),
+        )
+        .order(api_tokens::id)
+        .limit(limit)
+        .select((
+            api_tokens::id,
+            api_tokens::client_id,
+            api_tokens::token_hash,
+            api_tokens::prefix,
+            api_tokens::tenant_id,
+        ))
+        .load(conn)
+}
+
+pub fn delete_api_tokens(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<usize> {
+    diesel::delete(token_families::table.filter(token_families::token_id.eq_any(ids)))
+        .execute(conn)?;
+    diesel::delete(api_tokens::table.filter(api_tokens::id.eq_any(ids))).execute(conn)
+}
+
+/// Records that outlived what they record: revocations of access tokens
+/// that have expired anyway (a JWT past `exp` is refused without them),
+/// renewal records of expired tokens, used-up or expired setup links.
+/// At most `limit` of each; returns how many went.
+pub fn delete_spent(conn: &mut AnyConnection, now: i64, limit: i64) -> QueryResult<usize> {
+    let jtis: Vec<String> = revoked_access_tokens::table
+        .filter(revoked_access_tokens::expires_at.lt(now))
+        .select(revoked_access_tokens::jti)
+        .limit(limit)
+        .load(conn)?;
+    let mut removed = diesel::delete(
+        revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq_any(&jtis)),
+    )
+    .execute(conn)?;
+    let families: Vec<String> = token_families::table
+        .filter(token_families::expires_at.lt(now))
+        .select(token_families::token_id)
+        .limit(limit)
+        .load(conn)?;
+    removed +=
+        diesel::delete(token_families::table.filter(token_families::token_id.eq_any(&families)))
+            .execute(conn)?;
+    let links: Vec<String> = user_setup_links::table
+        .filter(user_setup_links::expires_at.lt(now))
+        .select(user_setup_links::token_hash)
+        .limit(limit)
+        .load(conn)?;
+    removed +=
+        diesel::delete(user_setup_links::table.filter(user_setup_links::token_hash.eq_any(&links)))
+            .execute(conn)?;
+    Ok(removed)
+}
+
+/// Audit events older than `cutoff`, at most `limit`.
+pub fn delete_audit_before(
+    conn: &mut AnyConnection,
+    cutoff: i64,
+    limit: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<String> = audit_events::table
+        .filter(audit_events::at.lt(cutoff))
+        .select(audit_events::id)
+        .limit(limit)
+        .load(conn)?;
+    diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&ids))).execute(conn)
+}
+
+/// The purge claim's query (public so a test can hold the same lock).
+pub const PURGE_CLAIM: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':keyward purge')) AS claimed";
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = Bool)]
+    claimed: bool,
+}
+
+/// The lock that lets one server at a time purge. PostgreSQL: a
+/// transaction-scoped advisory lock (a session lock would not survive
+/// PgBouncer's transaction mode), taken without waiting: false when another
+/// server holds it. SQLite has one writer at a time already.
+pub fn claim_purge(conn: &mut AnyConnection) -> QueryResult<bool> {
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            // Advisory locks are per database: the key names the schema, so
+            // stores in separate schemas of one database do not share it.
+            let row: Claimed = diesel::sql_query(PURGE_CLAIM).get_result(pg)?;
+            Ok(row.claimed)
+        }
+        AnyConnection::Sqlite(_) => Ok(true),
+    }
+}
