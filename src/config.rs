@@ -141,11 +141,85 @@ pub struct Settings {
     )]
     pub audit_retention_days: Option<i64>,
 
+    /// Where expiry notices are sent from (API.md section 4): `smtp://` with
+    /// STARTTLS, `smtps://` with TLS, user and password in the URL. Unset:
+    /// no mail is sent (notices are still recorded), and the log says so.
+    #[arg(long, env = "KEYWARD_SMTP_URL", global = true)]
+    pub smtp_url: Option<String>,
+
+    /// The notices' From address, such as `keyward <keyward@example.com>`.
+    #[arg(long, env = "KEYWARD_SMTP_FROM", global = true)]
+    pub smtp_from: Option<String>,
+
+    /// A PEM file of a CA to trust for the SMTP server, besides the system's.
+    #[arg(long, env = "KEYWARD_SMTP_CA_FILE", global = true)]
+    pub smtp_ca_file: Option<PathBuf>,
+
+    /// Days before expiry at which an owner gets a notice, comma-separated.
+    #[arg(
+        long,
+        env = "KEYWARD_NOTICE_DAYS",
+        value_delimiter = ',',
+        default_values_t = [14, 7, 1],
+        value_parser = clap::value_parser!(i64).range(1..=3650),
+        global = true
+    )]
+    pub notice_days: Vec<i64>,
+
+    /// How often a server looks for due notices, and the base of the retry
+    /// backoff: `1h`, `30s`, `5min` or seconds (here `min` is minutes).
+    #[arg(
+        long,
+        env = "KEYWARD_NOTICE_INTERVAL",
+        default_value = "1h",
+        value_parser = parse_interval,
+        global = true
+    )]
+    pub notice_interval: u64,
+
+    /// Attempts at sending one notice before it stays `failed`.
+    #[arg(
+        long,
+        env = "KEYWARD_NOTICE_MAX_ATTEMPTS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(i64).range(1..=1000),
+        global = true
+    )]
+    pub notice_max_attempts: i64,
+
     /// Not a setting: the clock the credential directory checks expiry and
     /// graces against. None is the system's; tests give a `ManualClock` to
     /// move time instead of sleeping.
     #[arg(skip)]
     pub clock: Option<std::sync::Arc<dyn crate::clock::Clock>>,
+}
+
+/// `KEYWARD_NOTICE_INTERVAL`: `1h`, `30s`, `5min` or plain seconds, at
+/// least one second.
+pub fn parse_interval(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration such as 1h, 30s or 5min"))?;
+    let seconds = match unit.trim() {
+        "s" | "sec" => n,
+        "min" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "{value:?} is not a duration such as 1h, 30s or 5min"
+            ))
+        }
+    };
+    if seconds == 0 {
+        return Err("the interval must be at least one second".into());
+    }
+    Ok(seconds)
 }
 
 /// A CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address (`192.0.2.7`).
@@ -175,6 +249,13 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("retention_days", &self.retention_days)
             .field("audit_retention_days", &self.audit_retention_days)
+            .field(
+                "smtp_url",
+                &self.smtp_url.as_deref().map(crate::mail::redact),
+            )
+            .field("smtp_from", &self.smtp_from)
+            .field("notice_days", &self.notice_days)
+            .field("notice_interval", &self.notice_interval)
             .finish()
     }
 }
@@ -184,6 +265,18 @@ impl Settings {
         crate::service::retention::Policy {
             days: self.retention_days,
             audit_days: self.audit_retention_days,
+        }
+    }
+
+    pub fn notice_policy(&self) -> crate::service::notices::NoticePolicy {
+        let mut thresholds = self.notice_days.clone();
+        thresholds.sort_unstable_by(|a, b| b.cmp(a));
+        thresholds.dedup();
+        crate::service::notices::NoticePolicy {
+            thresholds,
+            interval: i64::try_from(self.notice_interval).unwrap_or(i64::MAX),
+            max_attempts: self.notice_max_attempts,
+            issuer: self.issuer(),
         }
     }
 
@@ -219,6 +312,12 @@ impl Settings {
             auth_failure_window: 60,
             retention_days: 28,
             audit_retention_days: None,
+            smtp_url: None,
+            smtp_from: None,
+            smtp_ca_file: None,
+            notice_days: vec![14, 7, 1],
+            notice_interval: 3600,
+            notice_max_attempts: 10,
             clock: None,
         }
     }
@@ -227,6 +326,20 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notice_intervals_read_as_the_contract_writes_them() {
+        assert_eq!(parse_interval("1h"), Ok(3600));
+        assert_eq!(parse_interval("30s"), Ok(30));
+        assert_eq!(parse_interval("5min"), Ok(300));
+        assert_eq!(parse_interval("90"), Ok(90));
+        assert!(parse_interval("0").is_err());
+        assert!(
+            parse_interval("1m").is_err(),
+            "1m is a month for clients: refused here"
+        );
+        assert!(parse_interval("soon").is_err());
+    }
 
     #[test]
     fn debug_hides_the_database_password() {

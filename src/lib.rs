@@ -7,6 +7,7 @@ pub mod config;
 pub mod directory;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod oauth;
 #[cfg(test)]

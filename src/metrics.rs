@@ -67,6 +67,8 @@ pub fn init() {
     LazyLock::force(&DB_QUERIES);
     LazyLock::force(&TOKENS_ISSUED);
     LazyLock::force(&AUTH_FAILURES);
+    LazyLock::force(&NOTICES);
+    LazyLock::force(&NOTICES_PENDING);
 }
 
 pub fn render() -> String {
@@ -107,6 +109,31 @@ pub static STORE_REACHABLE: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
         prometheus::IntGauge::new(
             "keyward_store_reachable",
             "1 when the last readiness check reached the store",
+        )
+        .expect("valid metric"),
+    )
+});
+
+#[allow(clippy::expect_used)]
+pub static NOTICES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "keyward_notices_total",
+                "Expiry notice deliveries by this node, by outcome: sent, or failed (an attempt that will be retried or was the last)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+#[allow(clippy::expect_used)]
+pub static NOTICES_PENDING: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    register(
+        prometheus::IntGauge::new(
+            "keyward_notices_pending",
+            "Expiry notices recorded and not yet sent, as of this node's last look",
         )
         .expect("valid metric"),
     )

@@ -128,6 +128,9 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     retention: crate::service::retention::Policy,
+    notices: crate::service::notices::NoticePolicy,
+    /// None without KEYWARD_SMTP_URL: notices are recorded, not sent.
+    mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 impl Application {
@@ -137,6 +140,25 @@ impl Application {
             &settings.keys_dir,
             Some(settings.signing_alg),
         )?);
+        let mailer = match (&settings.smtp_url, &settings.smtp_from) {
+            (None, _) => {
+                log::info!(
+                    "expiry notices: KEYWARD_SMTP_URL is not set, so no mail is sent; notices are still recorded (GET /admin/v1/notices)"
+                );
+                None
+            }
+            (Some(_), None) => {
+                return Err(StartupError::Setup(
+                    "KEYWARD_SMTP_FROM is needed with KEYWARD_SMTP_URL".into(),
+                ))
+            }
+            (Some(url), Some(from)) => {
+                let mailer = crate::mail::Mailer::new(url, from, settings.smtp_ca_file.as_deref())
+                    .map_err(StartupError::Setup)?;
+                log::info!("expiry notices: sent through {}", crate::mail::redact(url));
+                Some(Arc::new(mailer))
+            }
+        };
         let (db, created) = open_store(&settings, settings.db_pool_size, SERVER_CHECKOUT)?;
         if let Some(path) = created {
             log::info!(
@@ -224,6 +246,8 @@ impl Application {
             server: server.run(),
             state,
             retention: settings.retention(),
+            notices: settings.notice_policy(),
+            mailer,
         })
     }
 
@@ -292,6 +316,19 @@ impl Application {
                 purge(&purge_state, &purge_db, policy).await;
             }
         });
+        // Expiry notices: at start, then every KEYWARD_NOTICE_INTERVAL.
+        let notice_state = self.state.clone();
+        let notice_db = self.state.db.background();
+        let policy = self.notices.clone();
+        let mailer = self.mailer.clone();
+        actix_web::rt::spawn(async move {
+            let every = Duration::from_secs(u64::try_from(policy.interval).unwrap_or(3600));
+            let mut tick = actix_web::rt::time::interval(every);
+            loop {
+                tick.tick().await;
+                notices_round(&notice_state, &notice_db, &policy, mailer.as_ref()).await;
+            }
+        });
         let result = self.server.await;
         self.state.directory.stop();
         let background = self.state.db.background();
@@ -305,6 +342,71 @@ impl Application {
             );
         }
         result
+    }
+}
+
+/// One look for due notices: record what is due, then, with SMTP, send what
+/// this server can claim. A store or SMTP outage costs this round only: what
+/// was not recorded is recorded next time, what was not sent is retried.
+async fn notices_round(
+    state: &AppState,
+    db: &Db,
+    policy: &crate::service::notices::NoticePolicy,
+    mailer: Option<&Arc<crate::mail::Mailer>>,
+) {
+    use crate::service::notices;
+    let at = state.directory.now();
+    let scheduling = policy.clone();
+    match db
+        .run(move |conn| notices::schedule(conn, &scheduling, at))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => log::info!("expiry notices: {n} recorded"),
+        Err(e) => log::warn!("expiry notices: not looked for: {e}"),
+    }
+    if let Some(mailer) = mailer {
+        loop {
+            let at = state.directory.now();
+            let claimed = match db.run(move |conn| notices::claim(conn, at, 20)).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    log::warn!("expiry notices: none claimed: {e}");
+                    break;
+                }
+            };
+            if claimed.is_empty() {
+                break;
+            }
+            for notice in claimed {
+                let (sender, sending) = (mailer.clone(), notice.clone());
+                let outcome = web::block(move || sender.send(&sending))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                match &outcome {
+                    Ok(()) => crate::metrics::NOTICES.with_label_values(&["sent"]).inc(),
+                    Err(e) => {
+                        crate::metrics::NOTICES.with_label_values(&["failed"]).inc();
+                        log::warn!(
+                            "expiry notice {} to {} not sent: {e}",
+                            notice.id,
+                            notice.recipient
+                        );
+                    }
+                }
+                let (settling, at) = (policy.clone(), state.directory.now());
+                if let Err(e) = db
+                    .run(move |conn| notices::settle(conn, &settling, &notice, at, outcome))
+                    .await
+                {
+                    // Its claim lapses and it is sent again: at most one repeat.
+                    log::warn!("expiry notices: an outcome was not recorded: {e}");
+                }
+            }
+        }
+    }
+    if let Ok(pending) = db.run(|conn| notices::pending(conn)).await {
+        crate::metrics::NOTICES_PENDING.set(pending);
     }
 }
 

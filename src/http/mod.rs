@@ -138,6 +138,7 @@ pub fn table() -> Table {
             delete_personal_key
         },
         admin admin::audit::{list},
+        admin admin::notices::{list},
         route console::pages::{sign_in_page, setup_page, stylesheet, script},
         route console::{sign_in, sign_out, setup},
         route console::clients::{
@@ -148,8 +149,8 @@ pub fn table() -> Table {
             change_device_group, roles_page, create_role, change_role
         },
         route console::people::{
-            users_page, create_user, change_user, audit_page, profile_page, profile_confirm_page,
-            change_profile
+            users_page, create_user, change_user, audit_page, notices_page, profile_page,
+            profile_confirm_page, change_profile
         },
         route ops::{healthz, readyz, metrics},
         route openapi::{document},

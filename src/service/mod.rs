@@ -13,6 +13,7 @@ pub mod clients;
 pub mod credentials;
 pub mod device_groups;
 pub mod durations;
+pub mod notices;
 pub mod passwords;
 pub mod patch;
 pub mod personal_keys;

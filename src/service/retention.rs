@@ -13,6 +13,9 @@ use crate::store::changes::Change;
 use crate::store::retention as store;
 use crate::store::Conn;
 
+/// How long a sent notice is kept.
+const SENT_NOTICES_KEPT: i64 = 90 * 86_400;
+
 /// Rows per transaction.
 pub const BATCH: i64 = 500;
 
@@ -154,6 +157,9 @@ pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> Ser
     loop {
         let removed = conn.write(|tx| -> ServiceResult<usize> {
             let mut removed = store::delete_spent(tx, at, BATCH)?;
+            // Sent notices are kept 90 days (API.md section 4).
+            removed +=
+                crate::store::notices::delete_sent_before(tx, at - SENT_NOTICES_KEPT, BATCH)?;
             if let Some(days) = policy.audit_days {
                 removed += store::delete_audit_before(tx, at - days.max(0) * 86_400, BATCH)?;
             }

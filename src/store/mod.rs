@@ -8,6 +8,7 @@ pub mod clients;
 pub mod device_groups;
 pub mod families;
 pub mod models;
+pub mod notices;
 pub mod retention;
 pub mod revoked;
 pub mod roles;

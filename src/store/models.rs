@@ -207,3 +207,28 @@ impl std::fmt::Debug for SessionRow {
             .finish()
     }
 }
+
+/// An expiry notice in the outbox (API.md section 4, "Expiry notices").
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = notices)]
+pub struct NoticeRow {
+    pub id: String,
+    pub kind: String,
+    pub recipient: String,
+    pub target: String,
+    pub token_id: String,
+    pub threshold: i64,
+    pub expires_at: i64,
+    pub tenant_id: String,
+    pub tenant_path: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub claimed_until: Option<i64>,
+    pub status: String,
+    pub last_error: Option<String>,
+}

@@ -161,6 +161,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notices (id) {
+        id -> Text,
+        kind -> Text,
+        recipient -> Text,
+        target -> Text,
+        token_id -> Text,
+        threshold -> BigInt,
+        expires_at -> BigInt,
+        tenant_id -> Text,
+        tenant_path -> Text,
+        subject -> Text,
+        body_text -> Text,
+        body_html -> Text,
+        created_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        claimed_until -> Nullable<BigInt>,
+        status -> Text,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(clients -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(user_setup_links -> users (user_id));
@@ -182,4 +206,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     user_setup_links,
     sessions,
+    notices,
 );

@@ -16,6 +16,7 @@ mod discovery;
 mod faults;
 mod introspect;
 mod keys;
+mod notices;
 mod openapi;
 mod ops;
 mod proxies;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clients;
 pub mod device_groups;
 pub mod me;
+pub mod notices;
 pub mod roles;
 pub mod scope;
 pub mod tenants;

@@ -67,11 +67,12 @@ pub enum Section {
     Roles,
     Users,
     Audit,
+    Notices,
     Profile,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Clients,
         Section::Tokens,
         Section::Tenants,
@@ -79,6 +80,7 @@ impl Section {
         Section::Roles,
         Section::Users,
         Section::Audit,
+        Section::Notices,
     ];
 
     fn href(self) -> &'static str {
@@ -90,6 +92,7 @@ impl Section {
             Section::Roles => "/console/roles",
             Section::Users => "/console/users",
             Section::Audit => "/console/audit",
+            Section::Notices => "/console/notices",
             Section::Profile => "/console/profile",
         }
     }
@@ -103,6 +106,7 @@ impl Section {
             Section::Roles => "Roles",
             Section::Users => "Users",
             Section::Audit => "Audit",
+            Section::Notices => "Notices",
             Section::Profile => "My profile",
         }
     }
@@ -113,7 +117,7 @@ impl Section {
             Section::Clients | Section::Tokens => Some(Scope::ClientsRead),
             Section::Tenants | Section::DeviceGroups | Section::Roles => Some(Scope::TenantsRead),
             Section::Users => Some(Scope::UsersRead),
-            Section::Audit => Some(Scope::AuditRead),
+            Section::Audit | Section::Notices => Some(Scope::AuditRead),
             Section::Profile => None,
         }
     }

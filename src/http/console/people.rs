@@ -415,6 +415,68 @@ pub async fn audit_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     .await
 }
 
+pub struct NoticeRow {
+    pub notice: crate::service::notices::NoticeView,
+    pub created: String,
+    pub sent: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/notices.html")]
+pub struct NoticesPage {
+    pub nav: Nav,
+    pub rows: Vec<NoticeRow>,
+    pub next: Option<String>,
+    pub paged: bool,
+}
+
+#[utoipa::path(
+    get,
+    path = "/console/notices",
+    tag = "console",
+    summary = "The expiry notices of the tenants in reach, newest first: to whom, about what, sent or not (HTML)",
+    params(("after" = Option<String>, Query, description = "cursor: the page after this notice id")),
+    responses(crate::http::openapi::ConsolePageAnswers),
+    security(())
+)]
+pub async fn notices_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    page(req, state, |person, query, state| async move {
+        person.require(Scope::AuditRead)?;
+        let actor = person.actor.clone();
+        let after = query.get("after");
+        let paged = after.is_some();
+        let mut notices = run(&state, move |conn| {
+            crate::service::notices::list(conn, &actor, PAGE_SIZE + 1, after.as_deref())
+        })
+        .await?;
+        let more = notices.len() as i64 > PAGE_SIZE;
+        notices.truncate(PAGE_SIZE as usize);
+        let next = notices.last().filter(|_| more).map(|last| {
+            format!(
+                "/console/notices?{}",
+                serde_urlencoded::to_string([("after", last.id.as_str())]).unwrap_or_default()
+            )
+        });
+        Ok(html(
+            StatusCode::OK,
+            &NoticesPage {
+                nav: person.nav(Section::Notices),
+                rows: notices
+                    .into_iter()
+                    .map(|notice| NoticeRow {
+                        created: shown_time(Some(&notice.created_at), ""),
+                        sent: shown_time(notice.sent_at.as_deref(), "not yet"),
+                        notice,
+                    })
+                    .collect(),
+                next,
+                paged,
+            },
+        ))
+    })
+    .await
+}
+
 #[derive(Template)]
 #[template(path = "console/profile.html")]
 pub struct ProfilePage {
