@@ -68,17 +68,22 @@ impl NoticePolicy {
     }
 }
 
-/// "in 7 days", "in less than a day", "2 days ago".
+/// "in 7 days", "1 day ago".
+/// Days ahead count up (13 days and an hour is "in 14 days", as a
+/// 14-day notice should read), days past count down.
 pub fn in_words(expires_at: i64, at: i64) -> String {
     let left = expires_at - at;
-    let days = left.abs() / DAY;
-    match (left > 0, days) {
-        (true, 0) => "in less than a day".into(),
-        (true, 1) => "in 1 day".into(),
-        (true, n) => format!("in {n} days"),
-        (false, 0) => "today".into(),
-        (false, 1) => "1 day ago".into(),
-        (false, n) => format!("{n} days ago"),
+    if left > 0 {
+        match (left + DAY - 1) / DAY {
+            1 => "in 1 day".into(),
+            n => format!("in {n} days"),
+        }
+    } else {
+        match -left / DAY {
+            0 => "today".into(),
+            1 => "1 day ago".into(),
+            n => format!("{n} days ago"),
+        }
     }
 }
 

@@ -249,7 +249,9 @@ fn an_owner_hears_once_per_threshold_and_once_expired_and_far_expiries_are_quiet
         (2, 4, "has expired"),
     ];
     for (days, count, words) in steps {
-        clock.advance(Duration::from_secs(days * DAY));
+        // A minute past each mark: the client was made a moment after the
+        // clock was set.
+        clock.advance(Duration::from_secs(days * DAY + 60));
         let mails = sink.wait_for(count);
         let mail = mails.last().unwrap();
         assert_eq!(mail.to, vec!["owner@example.com".to_string()]);
@@ -295,6 +297,7 @@ fn a_credential_first_seen_inside_several_thresholds_gets_one_notice_for_the_nea
     let app = app_mailing(&format!("smtp://127.0.0.1:{}", sink.port), &clock, None);
     let admin = app.admin_token();
     owned_client(&app, &admin, "late-bloomer", 3, Some("owner@example.com"));
+    clock.advance(Duration::from_secs(60));
     let mails = sink.wait_for(1);
     assert!(
         subject(&mails[0]).contains("in 3 days"),
@@ -511,11 +514,107 @@ fn two_servers_on_one_postgres_send_each_notice_once() {
             Some(&format!("o{i}@example.com")),
         );
     }
-    clock.advance(Duration::from_secs(6 * DAY));
+    clock.advance(Duration::from_secs(6 * DAY + 60));
     let mails = sink.wait_for(10);
     let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
     to.sort();
     to.dedup();
     assert_eq!(to.len(), 10, "{to:?}");
     let _ = IpAddr::from([127, 0, 0, 1]);
+}
+
+#[test]
+fn a_reissue_starts_the_thresholds_again_and_a_replaced_string_gets_none() {
+    let sink = SmtpSink::start(false, false);
+    let clock = ManualClock::starting_now();
+    let app = app_mailing(&format!("smtp://127.0.0.1:{}", sink.port), &clock, None);
+    let admin = app.admin_token();
+    let made = app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &admin,
+        Some(
+            json!({"name": "cli-user", "role": "reader", "kind": "api_token",
+                    "token_lifetime": "14d", "owner_email": "owner@example.com"}),
+        ),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()["client_id"].as_str().unwrap().to_string();
+    // A minute on, 14 days from expiry: the 14-day notice.
+    clock.advance(Duration::from_secs(60));
+    let first = sink.wait_for(1);
+    assert!(
+        subject(&first[0]).contains("in 14 days"),
+        "{}",
+        first[0].data
+    );
+    assert!(subject(&first[0]).contains("cli-user"), "{}", first[0].data);
+    // Reissued: a new string with a fresh 14 days. The old string's 7-day
+    // mark passes quietly; the new string starts at 14 again.
+    let reissued = app.admin(
+        "POST",
+        &format!("/admin/v1/clients/{id}/tokens"),
+        &admin,
+        None,
+    );
+    assert_eq!(reissued.status, 201, "{}", reissued.body);
+    clock.advance(Duration::from_secs(DAY));
+    let mails = sink.wait_for(2);
+    assert!(
+        subject(&mails[1]).contains("in 13 days"),
+        "{}",
+        mails[1].data
+    );
+    let recorded = notices(&app, &admin);
+    let strings: std::collections::HashSet<&str> = recorded
+        .iter()
+        .map(|n| n["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(strings.len(), 1, "both about the one client");
+    assert_eq!(recorded.len(), 2);
+}
+
+#[test]
+fn notices_are_read_within_reach_and_need_audit_read() {
+    let clock = ManualClock::starting_now();
+    let app = spawn_app_with({
+        let clock = clock.clone();
+        move |s| {
+            s.notice_interval = 1;
+            s.clock = Some(clock);
+        }
+    });
+    let admin = app.admin_token();
+    let child = app.create_tenant("child", None);
+    owned_client(
+        &app,
+        &admin,
+        "root-owned",
+        5,
+        Some("root-owner@example.com"),
+    );
+    let made = app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &admin,
+        Some(
+            json!({"name": "child-owned", "role": "reader", "tenant_id": child,
+                    "expires_in": 5 * DAY, "owner_email": "child-owner@example.com"}),
+        ),
+    );
+    assert_eq!(made.status, 201);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while notices(&app, &admin).len() < 2 {
+        assert!(Instant::now() < deadline, "notices not recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let child_admin = app.tenant_admin(&child, None);
+    let seen = app.admin("GET", "/admin/v1/notices", &child_admin, None);
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    let items = seen.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:#?}");
+    assert_eq!(items[0]["to"], "child-owner@example.com");
+    let reader = app.tenant_admin(&app.root_tenant, Some(&["clients:read"]));
+    app.admin("GET", "/admin/v1/notices", &reader, None)
+        .assert_error(403, "insufficient_scope");
 }
