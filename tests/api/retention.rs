@@ -245,3 +245,25 @@ fn a_purge_in_progress_elsewhere_is_left_to_that_server() {
     assert!(!report.elsewhere);
     assert_eq!(report.clients, vec![gone.client_id.clone()]);
 }
+
+#[test]
+fn keyward_purge_with_the_store_down_says_so_and_fails() {
+    // Nothing listens on port 1: the store is down.
+    let dir = tempfile::tempdir().unwrap();
+    let output = crate::helpers::keyward_command()
+        .args(["purge"])
+        .env(
+            "KEYWARD_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/keyward",
+        )
+        .env("KEYWARD_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.to_lowercase().contains("database") || stderr.contains("store"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "nothing claimed removed");
+}

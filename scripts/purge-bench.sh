@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The token endpoint while retention purges (issue 12): p99 of token_basic
+# with N expired clients in the store, without a purge and with `keyward
+# purge` removing them during the measured window, RUNS times each.
+# Needs PostgreSQL on 127.0.0.1:5432 and a release build:
+#   cargo build --release && cargo bench --bench load --no-run
+#   N=100000 RUNS=3 bash scripts/purge-bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-100000}
+RUNS=${RUNS:-3}
+SECONDS_MEASURED=${SECONDS_MEASURED:-20}
+DB=keyward_purge_bench
+export KEYWARD_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
+export KEYWARD_BIND=127.0.0.1:8090
+export KEYWARD_DATA_DIR KEYWARD_KEYS_DIR
+KEYWARD_DATA_DIR=$(mktemp -d)
+KEYWARD_KEYS_DIR=$(mktemp -d)
+export RUST_LOG=warn
+BIN=target/release/keyward
+
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $DB" >/dev/null
+"$BIN" serve > "$KEYWARD_DATA_DIR/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    curl -sf "http://$KEYWARD_BIND/healthz" >/dev/null && break
+    sleep 0.2
+done
+
+insert_expired() {
+    psql "$KEYWARD_DATABASE_URL" -qc "
+      INSERT INTO clients (client_id, kind, name, tenant_id, role, scopes, status,
+        expires_at, can_renew, allowed_ips, access_token_ttl, token_lifetime,
+        audience, metadata, created_at, updated_at, version)
+      SELECT 'kwc_p' || lpad(g::text, 19, '0'), 'client_credentials', 'expired-' || g,
+        (SELECT id FROM tenants WHERE parent_id IS NULL), 'reader', 'read', 'active',
+        extract(epoch FROM now())::bigint - 40 * 86400, false, '[]', 3600, 2592000,
+        '[]', '{}', 0, 0, 1
+      FROM generate_series(1, $N) g" >/dev/null
+}
+
+measure() {
+    cargo bench --quiet --bench load -- --url "http://$KEYWARD_BIND" --clients 1 \
+        --scenarios token_basic --duration "$SECONDS_MEASURED" 2>/dev/null |
+        grep '^RESULT' | sed 's/^RESULT //'
+}
+
+for run in $(seq 1 "$RUNS"); do
+    insert_expired
+    echo "run $run without purge: $(measure)"
+    started=$(date +%s.%N)
+    ( sleep 3; /usr/bin/time -f "purge took %e s" "$BIN" purge > /dev/null 2> "$KEYWARD_DATA_DIR/purge.log" ) &
+    purge=$!
+    echo "run $run with purge:    $(measure)"
+    wait $purge
+    tail -1 "$KEYWARD_DATA_DIR/purge.log"
+    left=$(psql "$KEYWARD_DATABASE_URL" -qtAc "SELECT count(*) FROM clients WHERE name LIKE 'expired-%'")
+    echo "run $run: $left expired clients left after the purge (started $(printf %.0f "$started"))"
+done
