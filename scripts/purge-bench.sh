@@ -41,9 +41,11 @@ insert_expired() {
       FROM generate_series(1, $N) g" >/dev/null
 }
 
+# RATE=N: open loop at N requests/s (latency from each request's intended
+# send time); unset: closed loop, as fast as the server answers.
 measure() {
     cargo bench --quiet --bench load -- --url "http://$KEYWARD_BIND" --clients 1 \
-        --scenarios token_basic --duration "$SECONDS_MEASURED" 2>/dev/null |
+        --scenarios token_basic --duration "$SECONDS_MEASURED" ${RATE:+--rate "$RATE"} 2>/dev/null |
         grep '^RESULT' | sed 's/^RESULT //'
 }
 

@@ -255,6 +255,22 @@ impl Cache {
                 maps.api_tokens
                     .retain(|_, t| t.owner.client.client_id != *id);
             }
+            Change::Clients(ids) => {
+                let ids: std::collections::HashSet<&String> = ids.iter().collect();
+                {
+                    let mut unknown = self.unknown();
+                    for id in &ids {
+                        unknown.remove(*id);
+                    }
+                }
+                let mut maps = self.write();
+                for id in &ids {
+                    maps.clients.remove(*id);
+                }
+                // One pass over the tokens for the whole batch.
+                maps.api_tokens
+                    .retain(|_, t| !ids.contains(&t.owner.client.client_id.to_string()));
+            }
             Change::ApiToken(hash) => {
                 self.write().api_tokens.remove(hash);
             }

@@ -9,6 +9,28 @@ use crate::store::{AnyConnection, Tx};
 use crate::tokens::opaque::time_ordered_id;
 
 /// Records what `actor` did, in the transaction that does it.
+/// An entry as `record` writes it, for `Tx::audit_many`.
+pub fn entry(
+    actor: &Actor,
+    action: &str,
+    target: Option<&str>,
+    tenant_id: Option<&str>,
+    details: serde_json::Value,
+) -> Entry {
+    let now = chrono::Utc::now();
+    Entry {
+        id: time_ordered_id(now.timestamp_millis()),
+        at: now.timestamp(),
+        actor: actor.name.clone(),
+        actor_tenant_path: actor.tenant_path.clone(),
+        ip: actor.ip.clone(),
+        action: action.to_string(),
+        target: target.map(str::to_string),
+        tenant_id: tenant_id.map(str::to_string),
+        details: details.to_string(),
+    }
+}
+
 pub fn record(
     tx: &mut Tx<'_>,
     actor: &Actor,

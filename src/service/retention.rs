@@ -18,6 +18,10 @@ const SENT_NOTICES_KEPT: i64 = 90 * 86_400;
 
 /// Rows per transaction.
 pub const BATCH: i64 = 500;
+/// The pause after each batch of clients: a purge is background work, and
+/// gives the token endpoint the CPU (the store's and the node's) back
+/// between batches.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How long what ended is kept.
 #[derive(Debug, Clone, Copy)]
@@ -94,24 +98,31 @@ pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> Ser
                 return Ok(None);
             }
             let due = store::due_clients(tx, cutoff, BATCH)?;
-            for client in &due {
-                tx.announce(Change::Client(client.client_id.clone()))?;
-                audit::record(
-                    tx,
-                    &actor,
-                    "purge",
-                    Some(&client.client_id),
-                    Some(&client.tenant_id),
-                    serde_json::json!({
-                        "name": client.name,
-                        "kind": client.kind,
-                        "reason": why(client, cutoff),
-                        "expires_at": client.expires_at.map(super::rfc3339),
-                        "revoked_at": client.revoked_at.map(super::rfc3339),
-                    }),
-                )?;
+            if due.is_empty() {
+                return Ok(Some(Vec::new()));
             }
+            let entries = due
+                .iter()
+                .map(|client| {
+                    audit::entry(
+                        &actor,
+                        "purge",
+                        Some(&client.client_id),
+                        Some(&client.tenant_id),
+                        serde_json::json!({
+                            "name": client.name,
+                            "kind": client.kind,
+                            "reason": why(client, cutoff),
+                            "expires_at": client.expires_at.map(super::rfc3339),
+                            "revoked_at": client.revoked_at.map(super::rfc3339),
+                        }),
+                    )
+                })
+                .collect();
+            tx.audit_many(entries)?;
             let ids: Vec<String> = due.into_iter().map(|c| c.client_id).collect();
+            // One notification per hundred ids, not one each.
+            tx.announce(Change::Clients(ids.clone()))?;
             store::delete_clients(tx, &ids)?;
             Ok(Some(ids))
         })?;
@@ -121,7 +132,11 @@ pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> Ser
                 return Ok(report);
             }
             Some(ids) if ids.is_empty() => break,
-            Some(ids) => report.clients.extend(ids),
+            Some(ids) => {
+                report.clients.extend(ids);
+                // Room for the requests between two batches.
+                std::thread::sleep(PAUSE);
+            }
         }
     }
     loop {
@@ -130,17 +145,18 @@ pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> Ser
                 return Ok(None);
             }
             let due = store::due_api_tokens(tx, cutoff, BATCH)?;
+            let mut entries = Vec::with_capacity(due.len());
             for token in &due {
                 tx.announce(Change::ApiToken(token.token_hash.clone()))?;
-                audit::record(
-                    tx,
+                entries.push(audit::entry(
                     &actor,
                     "purge",
                     Some(&token.client_id),
                     Some(&token.tenant_id),
                     serde_json::json!({"api_token": token.id, "prefix": token.prefix}),
-                )?;
+                ));
             }
+            tx.audit_many(entries)?;
             let ids: Vec<String> = due.into_iter().map(|t| t.id).collect();
             store::delete_api_tokens(tx, &ids)?;
             Ok(Some(ids))

@@ -48,6 +48,56 @@ pub(super) fn insert(conn: &mut AnyConnection, entry: Entry) -> QueryResult<()> 
     Ok(())
 }
 
+/// Inserts `entries` in one statement, each filed as `insert` would file it
+/// (the path of each distinct tenant read once).
+pub(super) fn insert_many(conn: &mut AnyConnection, entries: Vec<Entry>) -> QueryResult<()> {
+    let mut paths: std::collections::HashMap<String, Option<String>> = Default::default();
+    let mut events = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let tenant_path = match &entry.tenant_id {
+            Some(id) => match paths.get(id) {
+                Some(path) => path.clone(),
+                None => {
+                    let path = tenants::path_of(conn, id)?;
+                    paths.insert(id.clone(), path.clone());
+                    path
+                }
+            },
+            None => None,
+        };
+        events.push(AuditEvent {
+            id: entry.id,
+            at: entry.at,
+            actor: entry.actor,
+            action: entry.action,
+            target: entry.target,
+            tenant_id: entry.tenant_id,
+            tenant_path: tenant_path.or(Some(entry.actor_tenant_path)),
+            ip: entry.ip,
+            details: entry.details,
+        });
+    }
+    match conn {
+        // One statement per hundred rows: a round trip each, not one a row.
+        AnyConnection::Postgresql(pg) => {
+            for chunk in events.chunks(100) {
+                diesel::insert_into(audit_events::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+        }
+        // In process: a row at a time costs no round trip.
+        AnyConnection::Sqlite(lite) => {
+            for event in &events {
+                diesel::insert_into(audit_events::table)
+                    .values(event)
+                    .execute(lite)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub target: Option<String>,

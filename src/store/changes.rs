@@ -19,6 +19,10 @@ pub const CHANNEL: &str = "keyward_changes";
 pub enum Change {
     /// A client's row, status or secrets changed, or it was deleted.
     Client(String),
+    /// Many clients were deleted at once (retention): one notification for
+    /// a batch instead of one each. `Tx::announce` splits a long list so
+    /// that each payload stays under NOTIFY's 8000 bytes.
+    Clients(Vec<String>),
     /// An API token (by its SHA-256) was revoked.
     ApiToken(String),
     /// An access token (by jti) was revoked.
@@ -36,6 +40,7 @@ impl Change {
     pub fn payload(&self) -> String {
         match self {
             Change::Client(id) => format!("client:{id}"),
+            Change::Clients(ids) => format!("clients:{}", ids.join(",")),
             Change::ApiToken(hash) => format!("apitoken:{hash}"),
             Change::Jti(jti) => format!("jti:{jti}"),
             Change::Tenants => "tenants:".into(),
@@ -48,6 +53,12 @@ impl Change {
         let (kind, rest) = payload.split_once(':')?;
         Some(match kind {
             "client" => Change::Client(rest.to_string()),
+            "clients" => Change::Clients(
+                rest.split(',')
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
             "apitoken" => Change::ApiToken(rest.to_string()),
             "jti" => Change::Jti(rest.to_string()),
             "tenants" => Change::Tenants,
@@ -114,6 +125,7 @@ mod tests {
     fn payloads_round_trip() {
         for change in [
             Change::Client("kwc_1".into()),
+            Change::Clients(vec!["kwc_1".into(), "kwc_2".into()]),
             Change::ApiToken("ab".into()),
             Change::Jti("j:1".into()),
             Change::Tenants,

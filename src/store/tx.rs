@@ -99,6 +99,10 @@ macro_rules! on_the_connection {
 
 on_the_connection!(Conn, Tx);
 
+/// Client ids per `Change::Clients` notification: ids are at most 64
+/// characters, so 100 of them keep a payload well under 8000 bytes.
+const CLIENTS_PER_NOTIFY: usize = 100;
+
 /// An open write transaction. It dereferences to the connection for the
 /// store's query functions; announcing and auditing are its own methods.
 pub struct Tx<'t> {
@@ -111,8 +115,25 @@ impl Tx<'_> {
     /// Tells every node of `change` when (and only if) this transaction
     /// commits.
     pub fn announce(&mut self, change: Change) -> QueryResult<()> {
-        changes::notify(self.db, &change.payload())?;
+        if let Change::Clients(ids) = &change {
+            // NOTIFY payloads must stay under 8000 bytes.
+            for chunk in ids.chunks(CLIENTS_PER_NOTIFY) {
+                changes::notify(self.db, &Change::Clients(chunk.to_vec()).payload())?;
+            }
+        } else {
+            changes::notify(self.db, &change.payload())?;
+        }
         self.announced.push(change);
+        Ok(())
+    }
+
+    /// Writes several entries to the audit log in one statement.
+    pub fn audit_many(&mut self, entries: Vec<audit::Entry>) -> QueryResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        audit::insert_many(self.db, entries)?;
+        self.audited = true;
         Ok(())
     }
 
