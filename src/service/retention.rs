@@ -89,6 +89,8 @@ pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> Ser
             .filter(|t| !report.clients.contains(&t.client_id))
             .map(|t| t.id)
             .collect();
+        report.clients.sort();
+        report.api_tokens.sort();
         return Ok(report);
     }
     let actor = retention_actor();
@@ -187,6 +189,8 @@ pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> Ser
         }
     }
     report.records += super::sessions::purge_expired(conn, at)?;
+    report.clients.sort();
+    report.api_tokens.sort();
     Ok(report)
 }
 

@@ -22,7 +22,8 @@ pub struct DueClient {
     pub revoked_at: Option<i64>,
 }
 
-/// Clients expired, or revoked, before `cutoff`: the first `limit` by id.
+/// Clients expired, or revoked, before `cutoff`: `limit` of them (found
+/// through the expiry and revocation indexes; no order, so no sort).
 pub fn due_clients(
     conn: &mut AnyConnection,
     cutoff: i64,
@@ -34,7 +35,6 @@ pub fn due_clients(
                 .lt(cutoff)
                 .or(clients::revoked_at.lt(cutoff)),
         )
-        .order(clients::client_id)
         .limit(limit)
         .select((
             clients::client_id,
@@ -81,7 +81,6 @@ pub fn due_api_tokens(
                 .lt(cutoff)
                 .or(api_tokens::revoked_at.lt(cutoff)),
         )
-        .order(api_tokens::id)
         .limit(limit)
         .select((
             api_tokens::id,
