@@ -17,7 +17,7 @@ use crate::store::Conn;
 const SENT_NOTICES_KEPT: i64 = 90 * 86_400;
 
 /// Rows per transaction.
-pub const BATCH: i64 = 500;
+pub const BATCH: i64 = 200;
 /// The pause after each batch of clients: a purge is background work, and
 /// gives the token endpoint the CPU (the store's and the node's) back
 /// between batches.
