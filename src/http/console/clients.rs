@@ -11,8 +11,8 @@ use askama::Template;
 use serde_json::{json, Map, Value};
 
 use super::frame::{
-    action, done, field, list_field, notice_text, number_field, page, request_from, run, segment,
-    ConfirmPage, Nav, Person, Section,
+    action, done, field, list_field, next_page, notice_text, number_field, page, request_from, run,
+    segment, ConfirmPage, Nav, Person, Section,
 };
 use super::pages::{html, PageQuery, EXPIRING_SOON, PAGE_SIZE};
 use crate::http::admin::Scope;
@@ -314,12 +314,9 @@ async fn list_page(
         clients::list(conn, &actor, &filter, PAGE_SIZE + 1, after.as_deref())
     })
     .await?;
-    let more = views.len() as i64 > PAGE_SIZE;
-    views.truncate(PAGE_SIZE as usize);
-    let next = views
-        .last()
-        .filter(|_| more)
-        .map(|last| filters.url(kind.list_href(), Some(&last.client_id)));
+    let next = next_page(&mut views, |last| {
+        filters.url(kind.list_href(), Some(&last.client_id))
+    });
     let now = state.directory.now();
     let section = if kind.is_token() {
         Section::Tokens

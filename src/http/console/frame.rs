@@ -267,6 +267,23 @@ where
     crate::http::admin::run(state, f).await
 }
 
+/// A list fetched one row longer than a page (`PAGE_SIZE + 1`): trimmed to
+/// the page, and the next page's URL (`url_after` of the last row shown)
+/// when there is more.
+pub fn next_page<T>(rows: &mut Vec<T>, url_after: impl FnOnce(&T) -> String) -> Option<String> {
+    let more = rows.len() as i64 > super::pages::PAGE_SIZE;
+    rows.truncate(super::pages::PAGE_SIZE as usize);
+    rows.last().filter(|_| more).map(url_after)
+}
+
+/// `base?after=<key>`.
+pub fn after_url(base: &str, key: &str) -> String {
+    format!(
+        "{base}?{}",
+        serde_urlencoded::to_string([("after", key)]).unwrap_or_default()
+    )
+}
+
 /// A form field as given, trimmed; absent and empty alike are None.
 pub fn field(form: &Form, name: &str) -> Option<String> {
     form.get(name)

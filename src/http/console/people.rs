@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use super::clients::{shown_once, shown_time, ShownOncePage, DURATIONS};
 use super::frame::{
-    action, done, field, notice_text, page, request_from, run, segment, ConfirmPage, Nav, Person,
-    Section,
+    action, after_url, done, field, next_page, notice_text, page, request_from, run, segment,
+    ConfirmPage, Nav, Person, Section,
 };
 use super::pages::{html, PageQuery, PAGE_SIZE};
 use crate::http::admin::Scope;
@@ -108,9 +108,7 @@ pub async fn users_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
             Ok((users, roles, tenants))
         })
         .await?;
-        let more = users.len() as i64 > PAGE_SIZE;
-        users.truncate(PAGE_SIZE as usize);
-        let next = users.last().filter(|_| more).map(|last| {
+        let next = next_page(&mut users, |last| {
             let mut pairs = vec![("after", last.user_id.as_str())];
             if !status.is_empty() {
                 pairs.push(("status", status.as_str()));
@@ -384,12 +382,7 @@ pub async fn audit_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
             audit::list(conn, &actor, &filter, PAGE_SIZE + 1, after.as_deref())
         })
         .await?;
-        let more = events.len() as i64 > PAGE_SIZE;
-        events.truncate(PAGE_SIZE as usize);
-        let next = events
-            .last()
-            .filter(|_| more)
-            .map(|last| filters.url(Some(&last.id)));
+        let next = next_page(&mut events, |last| filters.url(Some(&last.id)));
         Ok(html(
             StatusCode::OK,
             &AuditPage {
@@ -449,14 +442,7 @@ pub async fn notices_page(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             crate::service::notices::list(conn, &actor, PAGE_SIZE + 1, after.as_deref())
         })
         .await?;
-        let more = notices.len() as i64 > PAGE_SIZE;
-        notices.truncate(PAGE_SIZE as usize);
-        let next = notices.last().filter(|_| more).map(|last| {
-            format!(
-                "/console/notices?{}",
-                serde_urlencoded::to_string([("after", last.id.as_str())]).unwrap_or_default()
-            )
-        });
+        let next = next_page(&mut notices, |last| after_url("/console/notices", &last.id));
         Ok(html(
             StatusCode::OK,
             &NoticesPage {

@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::clients::shown_time;
 use super::frame::{
-    action, done, field, list_field, notice_text, page, request_from, run, segment, Nav, Section,
+    action, after_url, done, field, list_field, next_page, notice_text, page, request_from, run,
+    segment, Nav, Section,
 };
 use super::pages::{html, PAGE_SIZE};
 use crate::http::admin::Scope;
@@ -23,16 +24,6 @@ use crate::service::tenants::{self, TenantView};
 
 /// At most this many tenants, groups or roles are shown on one page.
 const SHOWN: i64 = 1000;
-
-/// Trims a page fetched one longer than shown; the next page's URL when
-/// there is more.
-fn next_page<T>(items: &mut Vec<T>, key: impl Fn(&T) -> &String, base: &str) -> Option<String> {
-    let more = items.len() as i64 > PAGE_SIZE;
-    items.truncate(PAGE_SIZE as usize);
-    let last = items.last().filter(|_| more)?;
-    let query = serde_urlencoded::to_string([("after", key(last).as_str())]).ok()?;
-    Some(format!("{base}?{query}"))
-}
 
 /// A tenant in the tree: its depth below the top of the person's reach.
 pub struct TreeRow {
@@ -273,7 +264,7 @@ pub async fn device_groups_page(req: HttpRequest, state: web::Data<AppState>) ->
             ))
         })
         .await?;
-        let next = next_page(&mut groups, |g| &g.id, "/console/device-groups");
+        let next = next_page(&mut groups, |g| after_url("/console/device-groups", &g.id));
         Ok(html(
             StatusCode::OK,
             &DeviceGroupsPage {
@@ -433,7 +424,7 @@ pub async fn roles_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
             ))
         })
         .await?;
-        let next = next_page(&mut roles, |r| &r.name, "/console/roles");
+        let next = next_page(&mut roles, |r| after_url("/console/roles", &r.name));
         Ok(html(
             StatusCode::OK,
             &RolesPage {
