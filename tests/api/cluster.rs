@@ -33,6 +33,8 @@ fn cluster(test: &str) -> Option<Cluster> {
             settings.keys_dir = keys.path().to_path_buf();
             // One issuer for the whole cluster, as behind a load balancer.
             settings.issuer = Some("https://auth.cluster.test".into());
+            // The nodes' own purges keep everything; the tests purge by hand.
+            settings.retention_days = 36_500;
             start(settings, tempfile::tempdir().unwrap(), None)
         })
         .collect();

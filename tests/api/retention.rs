@@ -8,7 +8,14 @@ use keyward::service::retention::{self, Policy, Report};
 use keyward::store::schema::{api_tokens, clients};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, Auth, CliRunner, TestApp};
+use crate::helpers::{spawn_app_with, Auth, CliRunner, TestApp};
+
+/// An app whose own purge (at start, then hourly) keeps everything, so that
+/// only the test's purges remove anything: otherwise the server's start-up
+/// purge, late on a busy machine, could take a client the test aged.
+fn spawn_app() -> TestApp {
+    spawn_app_with(|s| s.retention_days = 36_500)
+}
 
 const DAY: i64 = 86_400;
 
