@@ -187,6 +187,19 @@ pub struct Settings {
     )]
     pub notice_max_attempts: i64,
 
+    /// Fetch JWK Sets and discovery documents over plain http and from
+    /// loopback, link-local and private addresses. Development and tests
+    /// only: otherwise a sub-tenant admin could point `jwks_uri` at a
+    /// service on the server's own network.
+    #[arg(
+        long,
+        env = "KEYWARD_ALLOW_INSECURE_JWKS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub allow_insecure_jwks: bool,
+
     /// Not a setting: the clock the credential directory checks expiry and
     /// graces against. None is the system's; tests give a `ManualClock` to
     /// move time instead of sleeping.
@@ -256,6 +269,7 @@ impl std::fmt::Debug for Settings {
             .field("smtp_from", &self.smtp_from)
             .field("notice_days", &self.notice_days)
             .field("notice_interval", &self.notice_interval)
+            .field("allow_insecure_jwks", &self.allow_insecure_jwks)
             .finish()
     }
 }
@@ -318,6 +332,7 @@ impl Settings {
             notice_days: vec![14, 7, 1],
             notice_interval: 3600,
             notice_max_attempts: 10,
+            allow_insecure_jwks: false,
             clock: None,
         }
     }

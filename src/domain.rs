@@ -292,6 +292,76 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// How a client authenticates at the token endpoint, introspection and
+    /// revocation (API.md section 2). Either secret method accepts the
+    /// other; `private_key_jwt` has no secret at all.
+    AuthMethod, "token_endpoint_auth_method" {
+        ClientSecretBasic => "client_secret_basic",
+        ClientSecretPost => "client_secret_post",
+        PrivateKeyJwt => "private_key_jwt",
+    }
+);
+
+impl AuthMethod {
+    pub fn uses_secret(self) -> bool {
+        self != AuthMethod::PrivateKeyJwt
+    }
+}
+
+/// An external workload identity a client answers to: the assertion's
+/// `iss` and `sub`, matched exactly.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct FederatedSubject {
+    pub issuer: String,
+    pub subject: String,
+}
+
+/// A client's federated subjects, as stored (JSON) and shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FederatedSubjects(pub Vec<FederatedSubject>);
+
+impl FederatedSubjects {
+    pub fn from_json(text: &str) -> Result<FederatedSubjects, String> {
+        serde_json::from_str(text)
+            .map(FederatedSubjects)
+            .map_err(unreadable_json)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).unwrap_or_else(|_| "[]".into())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A client's registered public keys (a JWK Set), parsed. Stored as the
+/// parsed set re-serialised, so nothing but the public parameters is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKeys(pub jsonwebtoken::jwk::JwkSet);
+
+impl ClientKeys {
+    pub fn from_json(text: &str) -> Result<ClientKeys, String> {
+        serde_json::from_str(text)
+            .map(ClientKeys)
+            .map_err(unreadable_json)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).unwrap_or_else(|_| r#"{"keys":[]}"#.into())
+    }
+
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 impl ClientStatus {
     /// The status shown at `now`: revoked stays revoked (revocation is final
     /// and says more than expiry), otherwise a client whose `expires_at` is
@@ -638,6 +708,12 @@ pub struct Client {
     pub version: i64,
     /// Set for a personal API access key: the user it belongs to.
     pub user_id: Option<UserId>,
+    pub auth_method: AuthMethod,
+    /// Public keys for `private_key_jwt`, registered inline.
+    pub jwks: Option<ClientKeys>,
+    /// Or where the client publishes them.
+    pub jwks_uri: Option<String>,
+    pub federated_subjects: FederatedSubjects,
 }
 
 impl Client {
@@ -671,6 +747,18 @@ impl TryFrom<models::Client> for Client {
             AllowedNetworks::from_json(&row.allowed_ips).map_err(|e| corrupt("allowed_ips", e))?;
         let audience = Audience::from_json(&row.audience).map_err(|e| corrupt("audience", e))?;
         let metadata = Metadata::from_json(&row.metadata).map_err(|e| corrupt("metadata", e))?;
+        let auth_method = row
+            .token_endpoint_auth_method
+            .parse::<AuthMethod>()
+            .map_err(|e| corrupt("token_endpoint_auth_method", e.to_string()))?;
+        let jwks = row
+            .jwks
+            .as_deref()
+            .map(ClientKeys::from_json)
+            .transpose()
+            .map_err(|e| corrupt("jwks", e))?;
+        let federated_subjects = FederatedSubjects::from_json(&row.federated_subjects)
+            .map_err(|e| corrupt("federated_subjects", e))?;
         Ok(Client {
             client_id: ClientId(id),
             kind,
@@ -696,6 +784,10 @@ impl TryFrom<models::Client> for Client {
             last_used_at: row.last_used_at,
             version: row.version,
             user_id: row.user_id.map(UserId),
+            auth_method,
+            jwks,
+            jwks_uri: row.jwks_uri,
+            federated_subjects,
         })
     }
 }
@@ -729,6 +821,10 @@ impl From<&Client> for models::Client {
             last_used_at: c.last_used_at,
             version: c.version,
             user_id: c.user_id.as_ref().map(|u| u.0.clone()),
+            token_endpoint_auth_method: c.auth_method.as_str().to_string(),
+            jwks: c.jwks.as_ref().map(ClientKeys::to_json),
+            jwks_uri: c.jwks_uri.clone(),
+            federated_subjects: c.federated_subjects.to_json(),
         }
     }
 }
@@ -927,6 +1023,10 @@ mod tests {
             last_used_at: Some(1_600),
             version: 3,
             user_id: None,
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            jwks: None,
+            jwks_uri: None,
+            federated_subjects: "[]".into(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! keyward: an OAuth 2.0 client-credentials authorization server for machines.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod assertions;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -188,6 +188,15 @@ impl Application {
             }
         };
         let clock = settings.clock.clone().unwrap_or_else(crate::clock::system);
+        if settings.allow_insecure_jwks {
+            log::warn!(
+                "KEYWARD_ALLOW_INSECURE_JWKS is true: key sets are fetched over http and from private addresses (development and tests only)"
+            );
+        }
+        let assertion_keys = crate::assertions::key_cache::KeyCache::new(
+            crate::assertions::fetch::KeyFetcher::new(settings.allow_insecure_jwks),
+            clock.clone(),
+        );
         let directory = crate::directory::Directory::with_clock(keys.clone(), clock);
         let changes = directory.start(&db, settings.listen_database_url.as_deref());
         let throttle = Arc::new(FailureThrottle::from_settings(&settings));
@@ -196,6 +205,8 @@ impl Application {
             db: db.clone(),
             issuer: issuer.clone(),
             throttle: throttle.clone(),
+            assertion_keys,
+            token_endpoint: format!("{issuer}/oauth/token"),
         };
         let state = web::Data::new(AppState {
             db,

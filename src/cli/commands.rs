@@ -919,6 +919,7 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
                         .map(|(k, v)| (k, Value::from(v)))
                         .collect()
                 }),
+                ..Default::default()
             };
             let (view, credential) = clients::register(conn, actor, request)?;
             secret_shown_once();

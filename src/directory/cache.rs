@@ -55,6 +55,16 @@ pub const UNKNOWN_CAPACITY: usize = 50_000;
 pub const CLIENT_CAPACITY: usize = 250_000;
 pub const API_TOKEN_CAPACITY: usize = 250_000;
 pub const TENANT_PATH_CAPACITY: usize = 100_000;
+/// Federated lookups: (issuer, subject) pairs and issuers, found or not.
+pub const FEDERATED_CAPACITY: usize = 100_000;
+
+/// A tenant's trust in an external issuer, as authentication needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerTrust {
+    pub id: String,
+    pub tenant_path: String,
+    pub jwks_uri: Option<String>,
+}
 
 /// Ids longer than any this server issues are not worth remembering.
 const UNKNOWN_MAX_ID_LEN: usize = 64;
@@ -71,6 +81,8 @@ pub struct ClientEntry {
     pub secrets: Vec<ClientSecret>,
     /// The client's scopes, shared with every client that has the same.
     pub scopes: Arc<ScopeSet>,
+    /// Its registered public keys (`jwks`), for `private_key_jwt`.
+    pub assertion_keys: Option<Arc<jsonwebtoken::jwk::JwkSet>>,
 }
 
 impl ClientEntry {
@@ -89,6 +101,7 @@ impl ClientEntry {
         client.description = None;
         client.owner = None;
         client.owner_email = None;
+        let assertion_keys = client.jwks.take().map(|keys| Arc::new(keys.0));
         let secrets = secrets
             .into_iter()
             .map(|s| ClientSecret {
@@ -101,6 +114,7 @@ impl ClientEntry {
             scopes,
             record: Arc::new(record),
             secrets,
+            assertion_keys,
         }
     }
 
@@ -145,6 +159,10 @@ struct Maps {
     api_tokens: HashMap<String, Arc<ApiTokenRecord>>,
     tenant_paths: HashMap<String, String>,
     revoked_jtis: HashSet<String>,
+    /// (issuer, subject) to the clients that list it.
+    federated: HashMap<(String, String), Arc<Vec<String>>>,
+    /// Issuer to the tenants that trust it.
+    issuers: HashMap<String, Arc<Vec<IssuerTrust>>>,
 }
 
 /// A verified token's claims and the kid of the key that verified it: a hit
@@ -251,6 +269,7 @@ impl Cache {
             Change::Client(id) => {
                 self.unknown().remove(id);
                 let mut maps = self.write();
+                maps.federated.clear();
                 maps.clients.remove(id);
                 maps.api_tokens
                     .retain(|_, t| t.owner.client.client_id != *id);
@@ -264,6 +283,7 @@ impl Cache {
                     }
                 }
                 let mut maps = self.write();
+                maps.federated.clear();
                 for id in &ids {
                     maps.clients.remove(*id);
                 }
@@ -282,6 +302,11 @@ impl Cache {
                 maps.clients.clear();
                 maps.api_tokens.clear();
                 maps.tenant_paths.clear();
+                maps.federated.clear();
+                maps.issuers.clear();
+            }
+            Change::TrustedIssuers => {
+                self.write().issuers.clear();
             }
             Change::Keys => {}
             // Sessions are not cached (every request reads its row); a
@@ -358,6 +383,46 @@ impl Cache {
         self.store(seen, |maps| {
             make_room(&mut maps.tenant_paths, TENANT_PATH_CAPACITY);
             maps.tenant_paths.insert(tenant_id.to_string(), path);
+        });
+    }
+
+    /// The clients that list (issuer, subject).
+    pub fn federated(&self, issuer: &str, subject: &str) -> Option<Arc<Vec<String>>> {
+        if !self.is_trusted() {
+            return None;
+        }
+        self.read()
+            .federated
+            .get(&(issuer.to_string(), subject.to_string()))
+            .cloned()
+    }
+
+    pub fn fill_federated(
+        &self,
+        seen: Generation,
+        issuer: &str,
+        subject: &str,
+        clients: Arc<Vec<String>>,
+    ) {
+        self.store(seen, |maps| {
+            make_room(&mut maps.federated, FEDERATED_CAPACITY);
+            maps.federated
+                .insert((issuer.to_string(), subject.to_string()), clients);
+        });
+    }
+
+    /// The tenants that trust `issuer`.
+    pub fn issuer_trust(&self, issuer: &str) -> Option<Arc<Vec<IssuerTrust>>> {
+        if !self.is_trusted() {
+            return None;
+        }
+        self.read().issuers.get(issuer).cloned()
+    }
+
+    pub fn fill_issuer_trust(&self, seen: Generation, issuer: &str, trust: Arc<Vec<IssuerTrust>>) {
+        self.store(seen, |maps| {
+            make_room(&mut maps.issuers, FEDERATED_CAPACITY);
+            maps.issuers.insert(issuer.to_string(), trust);
         });
     }
 
@@ -489,6 +554,10 @@ mod tests {
                 last_used_at: None,
                 version: 1,
                 user_id: None,
+                token_endpoint_auth_method: "client_secret_basic".into(),
+                jwks: None,
+                jwks_uri: None,
+                federated_subjects: "[]".into(),
             })
             .expect("a well-formed row"),
             tenant_path: "/t/".into(),

@@ -26,8 +26,8 @@ pub mod listener;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use cache::ClientEntry;
 use cache::{Cache, Remembered};
+pub use cache::{ClientEntry, IssuerTrust};
 use listener::Listener;
 
 use crate::clock::{self, Clock};
@@ -172,6 +172,59 @@ impl Directory {
         let jti = jti.to_string();
         db.run(move |conn| revoked::is_revoked(conn, &jti).map_err(StoreError::from))
             .await
+    }
+
+    /// The clients whose federated subjects list (issuer, subject).
+    pub async fn federated_clients(
+        &self,
+        db: &Db,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Arc<Vec<String>>, StoreError> {
+        if let Some(found) = self.cache.federated(issuer, subject) {
+            return Ok(found);
+        }
+        let seen = self.cache.generation();
+        let (i, s) = (issuer.to_string(), subject.to_string());
+        let found = Arc::new(
+            db.run(move |conn| {
+                crate::store::clients::with_federated_subject(conn, &i, &s)
+                    .map_err(StoreError::from)
+            })
+            .await?,
+        );
+        self.cache
+            .fill_federated(seen, issuer, subject, found.clone());
+        Ok(found)
+    }
+
+    /// The tenants that trust `issuer`, with where each takes its keys.
+    pub async fn issuer_trust(
+        &self,
+        db: &Db,
+        issuer: &str,
+    ) -> Result<Arc<Vec<IssuerTrust>>, StoreError> {
+        if let Some(found) = self.cache.issuer_trust(issuer) {
+            return Ok(found);
+        }
+        let seen = self.cache.generation();
+        let i = issuer.to_string();
+        let rows = db
+            .run(move |conn| {
+                crate::store::trusted_issuers::by_issuer(conn, &i).map_err(StoreError::from)
+            })
+            .await?;
+        let found = Arc::new(
+            rows.into_iter()
+                .map(|(row, tenant_path)| IssuerTrust {
+                    id: row.id,
+                    tenant_path,
+                    jwks_uri: row.jwks_uri,
+                })
+                .collect::<Vec<_>>(),
+        );
+        self.cache.fill_issuer_trust(seen, issuer, found.clone());
+        Ok(found)
     }
 
     pub async fn tenant_path(

@@ -43,10 +43,19 @@ pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, OAuthE
             .collect()
     });
     let issuer = &state.issuer;
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
     // Introspection and revocation also take one of this server's tokens as
     // a bearer credential.
-    let caller_methods = ["client_secret_basic", "client_secret_post", "bearer"];
+    let caller_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "bearer",
+    ];
     let endpoint = |path: &str| format!("{issuer}{path}");
     let body = ServerMetadata {
         issuer: issuer.clone(),
@@ -60,7 +69,8 @@ pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, OAuthE
         token_endpoint_auth_methods_supported: auth_methods.to_vec(),
         introspection_endpoint_auth_methods_supported: caller_methods.to_vec(),
         revocation_endpoint_auth_methods_supported: caller_methods.to_vec(),
-        token_endpoint_auth_signing_alg_values_supported: Vec::new(),
+        token_endpoint_auth_signing_alg_values_supported:
+            crate::assertions::jwks::SIGNING_ALGORITHMS.to_vec(),
         access_token_signing_alg_values_supported: vec![state
             .keys
             .current()

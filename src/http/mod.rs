@@ -127,6 +127,7 @@ pub fn table() -> Table {
         route renew::{renew},
         admin admin::tenants::{list, create, get, update, delete},
         admin admin::device_groups::{list, create, get, delete},
+        admin admin::trusted_issuers::{list, create, get, delete},
         admin admin::roles::{list, create, update, delete},
         admin admin::clients::{
             list, create, get, update, delete, disable, enable, revoke, rotate_secret,

@@ -212,6 +212,13 @@ pub struct TokenForm {
     client_id: String,
     #[schema(required = false, min_length = 1)]
     client_secret: String,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`, with
+    /// `client_assertion` (private_key_jwt or a federated assertion).
+    #[schema(required = false)]
+    client_assertion_type: String,
+    /// A signed JWT (RFC 7523 2.2).
+    #[schema(required = false)]
+    client_assertion: String,
     /// Space-separated; each must be among the client's scopes.
     #[schema(required = false)]
     scope: String,
@@ -248,6 +255,10 @@ pub struct TokenParamForm {
     client_id: String,
     #[schema(required = false)]
     client_secret: String,
+    #[schema(required = false)]
+    client_assertion_type: String,
+    #[schema(required = false)]
+    client_assertion: String,
 }
 
 #[derive(IntoParams)]
@@ -475,6 +486,7 @@ fn declare_constraints(doc: &mut Value) {
         "NewTenant",
         "TenantPatch",
         "NewDeviceGroup",
+        "NewTrustedIssuer",
         "NewUser",
         "UserPatch",
         "PasswordChange",

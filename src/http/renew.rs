@@ -45,7 +45,7 @@ pub async fn renew(
             TokenLookup::Access(claims.clone(), entry.clone())
         }
         Credential::ApiToken(record) => TokenLookup::Api(record.clone()),
-        Credential::Secret(_) => {
+        Credential::Client(_) => {
             return Err(OAuthError::invalid_token(
                 "send the token to renew as a bearer token",
             ))

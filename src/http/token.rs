@@ -42,7 +42,7 @@ pub async fn token(
         .auth
         .authenticate(req.headers(), Some(&form), ip, Endpoint::Token)
         .await?;
-    let Credential::Secret(entry) = &caller.credential else {
+    let Credential::Client(entry) = &caller.credential else {
         return Err(OAuthError::server_error(
             &"the token endpoint authenticated a caller without a client secret",
         ));

@@ -7,8 +7,13 @@
 //!
 //! What is checked, for every caller:
 //! - a client secret: the client exists, is of kind `client_credentials`,
-//!   the secret is one of its live ones (constant time), the client is
-//!   active, and the address is within its `allowed_ips`;
+//!   uses a secret method, the secret is one of its live ones (constant
+//!   time), the client is active, and the address is within its
+//!   `allowed_ips`;
+//! - a client assertion: signed by the client's registered keys
+//!   (`private_key_jwt`) or by a trusted issuer for one of the client's
+//!   federated subjects, its claims within the rules of `assertions::verify`,
+//!   its (issuer, jti) not used before on any node, then as for a secret;
 //! - a bearer token: it is active (signature by a key still in the JWKS,
 //!   expiry, jti not revoked, client active; or a live API token), its `aud`
 //!   contains the issuer (except for renewal, the holder's own act), the
@@ -49,7 +54,7 @@ pub enum Endpoint {
 impl Endpoint {
     /// Client authentication (RFC 6749 2.3) is taken where RFC 7662 and
     /// RFC 7009 expect it; renewal and the admin API take bearer tokens.
-    fn takes_client_secret(self) -> bool {
+    pub fn takes_client_secret(self) -> bool {
         matches!(
             self,
             Endpoint::Token | Endpoint::Introspection | Endpoint::Revocation
@@ -77,6 +82,10 @@ pub enum FailureReason {
     SessionEnded,
     /// A console sign-in with a wrong email or password.
     BadPassword,
+    /// A client assertion that does not verify or breaks a rule.
+    BadAssertion,
+    /// A client assertion whose (issuer, jti) was used before.
+    ReplayedAssertion,
 }
 
 impl FailureReason {
@@ -93,6 +102,8 @@ impl FailureReason {
             FailureReason::TenantOutOfReach => "tenant_out_of_reach",
             FailureReason::SessionEnded => "session_ended",
             FailureReason::BadPassword => "bad_password",
+            FailureReason::BadAssertion => "bad_assertion",
+            FailureReason::ReplayedAssertion => "replayed_assertion",
         }
     }
 }
@@ -115,7 +126,8 @@ pub struct Principal {
 /// How the caller proved itself.
 #[derive(Debug, Clone)]
 pub enum Credential {
-    Secret(Arc<ClientEntry>),
+    /// Client authentication: a secret or a client assertion.
+    Client(Arc<ClientEntry>),
     AccessToken(Arc<jwt::AccessClaims>, Arc<ClientEntry>),
     ApiToken(Arc<ApiTokenRecord>),
 }
@@ -181,6 +193,10 @@ pub struct Authenticator {
     /// Failed authentications per source address: past the limit, the
     /// address is answered 429 before its credentials are looked at.
     pub throttle: Arc<FailureThrottle>,
+    /// Remote key sets of `private_key_jwt` clients and trusted issuers.
+    pub assertion_keys: Arc<crate::assertions::key_cache::KeyCache>,
+    /// The token endpoint's URL: an assertion's `aud` may name it.
+    pub token_endpoint: String,
 }
 
 /// The console's session cookie (API.md section 4, "Sessions").
@@ -399,12 +415,26 @@ impl Authenticator {
                 }
                 self.by_secret(&client_id, &secret, ip, endpoint).await
             }
+            Presented::Assertion {
+                assertion,
+                client_id,
+            } => {
+                if !endpoint.takes_client_secret() {
+                    return Err(self.refuse(
+                        false,
+                        FailureReason::Malformed,
+                        "send an access token or API token as a bearer token",
+                    ));
+                }
+                self.by_assertion(&assertion, client_id.as_deref(), ip)
+                    .await
+            }
             Presented::Bearer(token) => {
                 if !endpoint.takes_bearer() {
                     return Err(self.refuse(
                         true,
                         FailureReason::Malformed,
-                        "the token endpoint takes client_secret_basic or client_secret_post",
+                        "the token endpoint takes client_secret_basic, client_secret_post or private_key_jwt",
                     ));
                 }
                 self.by_token(&token, ip, endpoint).await
@@ -440,9 +470,19 @@ impl Authenticator {
             }
             return Err(failed(FailureReason::BadSecret));
         }
-        if !credentials::secret_matches(&entry.secrets, secret, now) {
+        if !client.auth_method.uses_secret()
+            || !credentials::secret_matches(&entry.secrets, secret, now)
+        {
             return Err(failed(FailureReason::BadSecret));
         }
+        self.admit(entry, ip)
+    }
+
+    /// The checks every authenticated client passes, however it proved
+    /// itself: it is active, and the address is within its `allowed_ips`.
+    fn admit(&self, entry: Arc<ClientEntry>, ip: Option<IpAddr>) -> Result<Principal, Failure> {
+        let client = &entry.record.client;
+        let now = self.directory.now();
         let status = status_of(client, now);
         if status != STATUS_ACTIVE {
             return Err(self.refuse(
@@ -464,8 +504,120 @@ impl Authenticator {
             tenant_id: client.tenant_id.to_string(),
             tenant_path: entry.record.tenant_path.clone(),
             ip,
-            credential: Credential::Secret(entry.clone()),
+            credential: Credential::Client(entry.clone()),
         })
+    }
+
+    /// A client assertion (API.md section 2): `private_key_jwt` when `iss`
+    /// and `sub` are both a client ID, federated otherwise. The assertion's
+    /// id is taken last, so a refused assertion does not use it up.
+    async fn by_assertion(
+        &self,
+        assertion: &str,
+        named: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<Principal, Failure> {
+        use crate::assertions::key_cache::KeySource;
+        use crate::assertions::verify;
+        let bad = |why: &str| self.refuse(true, FailureReason::BadAssertion, why);
+        let unavailable = |e: crate::assertions::key_cache::KeysUnavailable| {
+            log::warn!("client assertion refused for now: {e}");
+            Failure::Other(OAuthError::keys_unavailable())
+        };
+        let peeked = verify::peek(assertion).map_err(|e| bad(&e.0))?;
+        let own_client = peeked.iss == peeked.sub
+            && peeked
+                .iss
+                .starts_with(crate::tokens::opaque::CLIENT_ID_PREFIX);
+        let (entry, keys) = if own_client {
+            if named.is_some_and(|id| id != peeked.iss) {
+                return Err(bad("client_id does not match the client assertion's iss"));
+            }
+            let Some(entry) = self.directory.client(&self.db, &peeked.iss).await? else {
+                return Err(self.refuse(
+                    true,
+                    FailureReason::UnknownClient,
+                    "client authentication failed",
+                ));
+            };
+            let client = &entry.record.client;
+            if client.auth_method != crate::domain::AuthMethod::PrivateKeyJwt {
+                return Err(bad("the client does not use private_key_jwt"));
+            }
+            let keys = match (&entry.assertion_keys, &client.jwks_uri) {
+                (Some(keys), _) => keys.clone(),
+                (None, Some(uri)) => self
+                    .assertion_keys
+                    .keys(&KeySource::JwksUri(uri.clone()), peeked.kid.as_deref())
+                    .await
+                    .map_err(unavailable)?,
+                (None, None) => return Err(bad("the client has no keys registered")),
+            };
+            (entry, keys)
+        } else {
+            let trust = self.directory.issuer_trust(&self.db, &peeked.iss).await?;
+            if trust.is_empty() {
+                return Err(bad("the client assertion's issuer is not trusted"));
+            }
+            let ids = self
+                .directory
+                .federated_clients(&self.db, &peeked.iss, &peeked.sub)
+                .await?;
+            let id = match named {
+                Some(id) => ids.iter().find(|c| *c == id),
+                None if ids.len() > 1 => return Err(bad(
+                    "several clients answer to this issuer and subject: name one with client_id",
+                )),
+                None => ids.first(),
+            };
+            let Some(id) = id else {
+                return Err(bad("no client answers to this issuer and subject"));
+            };
+            let Some(entry) = self.directory.client(&self.db, id).await? else {
+                return Err(bad("no client answers to this issuer and subject"));
+            };
+            // The tenant nearest the client's that trusts the issuer says
+            // where the keys come from.
+            let Some(trusted) = trust
+                .iter()
+                .filter(|t| entry.record.tenant_path.starts_with(&t.tenant_path))
+                .max_by_key(|t| t.tenant_path.len())
+            else {
+                return Err(bad("the client's tenant does not trust this issuer"));
+            };
+            let source = KeySource::for_issuer(&peeked.iss, trusted.jwks_uri.as_deref());
+            let keys = self
+                .assertion_keys
+                .keys(&source, peeked.kid.as_deref())
+                .await
+                .map_err(unavailable)?;
+            (entry, keys)
+        };
+        let audiences = [self.issuer.as_str(), self.token_endpoint.as_str()];
+        let claims = verify::verify(assertion, &peeked, &keys, &audiences, self.directory.now())
+            .map_err(|e| bad(&e.0))?;
+        let principal = self.admit(entry, ip)?;
+        if let Some(jti) = claims.jti {
+            // Namespaced by issuer: a client's own id for private_key_jwt.
+            let issuer = claims.iss;
+            let until = claims.exp.saturating_add(verify::LEEWAY);
+            let now = self.directory.now();
+            let first = self
+                .db
+                .run(move |conn| {
+                    crate::store::assertion_jtis::take(conn, &issuer, &jti, until, now)
+                        .map_err(StoreError::from)
+                })
+                .await?;
+            if !first {
+                return Err(self.refuse(
+                    true,
+                    FailureReason::ReplayedAssertion,
+                    "the client assertion was used before (its jti is single-use)",
+                ));
+            }
+        }
+        Ok(principal)
     }
 
     async fn by_token(

@@ -1,5 +1,6 @@
 //! How a caller presents itself: client_secret_basic, client_secret_post
-//! (RFC 6749 2.3.1) or a bearer token (RFC 6750 2.1).
+//! (RFC 6749 2.3.1), a client assertion (RFC 7521 4.2, RFC 7523 2.2) or a
+//! bearer token (RFC 6750 2.1).
 
 use actix_web::http::header::{self, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +15,11 @@ pub enum Presented {
         client_id: String,
         secret: String,
         basic: bool,
+    },
+    /// A signed JWT; `client_id` when the request names the client too.
+    Assertion {
+        assertion: String,
+        client_id: Option<String>,
     },
     Bearer(String),
 }
@@ -88,6 +94,30 @@ pub fn presented(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuthErr
     }
     let form_id = form.get("client_id");
     let form_secret = form.get("client_secret");
+    let assertion_type = form.get("client_assertion_type");
+    let assertion = form.get("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        if header_value.is_some() || form_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "a client assertion cannot be used together with another client authentication",
+            ));
+        }
+        let (Some(kind), Some(assertion)) = (assertion_type, assertion) else {
+            return Err(OAuthError::invalid_request(
+                "client_assertion and client_assertion_type go together",
+            ));
+        };
+        if kind != crate::assertions::verify::JWT_BEARER {
+            return Err(OAuthError::invalid_client(format!(
+                "client_assertion_type must be {}",
+                crate::assertions::verify::JWT_BEARER
+            )));
+        }
+        return Ok(Presented::Assertion {
+            assertion: assertion.to_string(),
+            client_id: form_id.map(str::to_string),
+        });
+    }
     if let Some(value) = header_value {
         let value = value
             .to_str()

@@ -134,6 +134,15 @@ impl OAuthError {
         )
     }
 
+    /// An assertion's keys could not be fetched and none are cached.
+    pub fn keys_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the keys that verify this client assertion could not be fetched; try again shortly",
+        )
+    }
+
     /// Logs `cause` and answers a fixed 500.
     pub fn server_error(cause: &dyn std::fmt::Display) -> Self {
         log::error!("internal error: {cause}");

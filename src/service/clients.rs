@@ -4,13 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::client_keys;
 use super::durations::{self, DurationSpec};
 pub use super::patch::ClientPatch;
 use super::policy::{self, ClientAction};
 use super::scopes::ScopeSet;
 use super::{audit, now, rfc3339, tenants, Actor, ServiceError, ServiceResult};
 use crate::domain::{
-    AllowedNetworks, Audience, Client, ClientId, ClientKind, ClientStatus, Metadata, ShownStatus,
+    AllowedNetworks, Audience, Client, ClientId, ClientKeys, ClientKind, ClientStatus, Metadata,
+    ShownStatus,
 };
 use crate::store::changes::Change;
 use crate::store::clients::{self as store, ListFilter, StatusFilter};
@@ -64,6 +66,13 @@ pub struct ClientView {
     pub last_used_at: Option<String>,
     /// Set on a person's personal API access key: that person's user_id.
     pub user_id: Option<String>,
+    /// client_secret_basic, client_secret_post or private_key_jwt.
+    pub token_endpoint_auth_method: String,
+    /// The registered JWK Set (public keys), or null.
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
+    pub federated_subjects: Vec<crate::domain::FederatedSubject>,
 }
 
 impl ClientView {
@@ -92,6 +101,10 @@ impl ClientView {
             revoked_at: c.revoked_at.map(rfc3339),
             last_used_at: c.last_used_at.map(rfc3339),
             user_id: c.user_id.as_ref().map(ToString::to_string),
+            token_endpoint_auth_method: c.auth_method.as_str().to_string(),
+            jwks: c.jwks.as_ref().map(ClientKeys::to_value),
+            jwks_uri: c.jwks_uri.clone(),
+            federated_subjects: c.federated_subjects.0.clone(),
         }
     }
 }
@@ -144,13 +157,31 @@ pub struct NewClient {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// client_secret_basic (default), client_secret_post or private_key_jwt.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// A JWK Set of public keys (private_key_jwt).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its JWK Set (private_key_jwt).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// (issuer, subject) pairs of trusted issuers this client answers to.
+    #[serde(default)]
+    pub federated_subjects: Option<Vec<crate::domain::FederatedSubject>>,
 }
 
 /// What a new client (or a rotation) hands out, exactly once.
 #[derive(Debug)]
 pub enum IssuedCredential {
     ClientSecret(Secret),
-    ApiToken { token: Secret, expires_at: i64 },
+    ApiToken {
+        token: Secret,
+        expires_at: i64,
+    },
+    /// A private_key_jwt client: its keys are its credential.
+    Nothing,
 }
 
 /// The client and its tenant's path.
@@ -361,6 +392,13 @@ pub fn register_in(
     let allowed_ips = validate_allowed_ips(req.allowed_ips.as_deref().unwrap_or(&[]))?;
     let audience = validate_audience(req.audience.as_deref().unwrap_or(&[]))?;
     let metadata = Metadata::new(req.metadata.clone().unwrap_or_default());
+    let auth_method = client_keys::parse_method(req.token_endpoint_auth_method.as_deref())?;
+    let jwks = req.jwks.as_ref().map(client_keys::parse_jwks).transpose()?;
+    let jwks_uri = req
+        .jwks_uri
+        .as_deref()
+        .map(client_keys::parse_jwks_uri)
+        .transpose()?;
     let requested_scopes = match &req.scopes {
         Some(list) => Some(
             ScopeSet::from_tokens(list.iter().map(String::as_str))
@@ -401,8 +439,20 @@ pub fn register_in(
                 return Err(ServiceError::NotFound("device group"));
             }
         }
+        let federated_subjects = client_keys::parse_subjects(
+            tx,
+            &tenant.path,
+            req.federated_subjects.as_deref().unwrap_or(&[]),
+        )?;
+        client_keys::check_combination(
+            kind,
+            auth_method,
+            jwks.as_ref(),
+            jwks_uri.as_deref(),
+            &federated_subjects,
+        )?;
         let client = Client {
-            client_id: ClientId::from(random_id("kwc_")),
+            client_id: ClientId::from(random_id(opaque::CLIENT_ID_PREFIX)),
             kind,
             name: name.clone(),
             description: description.clone(),
@@ -426,6 +476,10 @@ pub fn register_in(
             last_used_at: None,
             version: 1,
             user_id: None,
+            auth_method,
+            jwks,
+            jwks_uri,
+            federated_subjects,
         };
         store::insert(tx, &client)?;
         // Nodes that remembered this id as unknown must forget that.
@@ -443,8 +497,10 @@ pub fn register_in(
                 token,
                 expires_at: row.expires_at,
             }
-        } else {
+        } else if auth_method.uses_secret() {
             IssuedCredential::ClientSecret(insert_secret(tx, &client.client_id, ts)?)
+        } else {
+            IssuedCredential::Nothing
         };
         audit::record(
             tx,
@@ -452,7 +508,13 @@ pub fn register_in(
             "client.create",
             Some(&client.client_id),
             Some(&client.tenant_id),
-            serde_json::json!({"name": client.name, "kind": client.kind, "role": client.role, "scopes": client.scopes.to_string()}),
+            serde_json::json!({
+                "name": client.name, "kind": client.kind, "role": client.role,
+                "scopes": client.scopes.to_string(),
+                "token_endpoint_auth_method": client.auth_method,
+                "jwks_uri": client.jwks_uri,
+                "federated_subjects": client.federated_subjects,
+            }),
         )?;
         Ok((ClientView::new(&client, ts), credential))
     }
@@ -608,6 +670,7 @@ pub fn with_credential(view: &ClientView, credential: &IssuedCredential) -> Crea
             created.token = Some(token.expose().to_string());
             created.token_expires_at = Some(rfc3339(*expires_at));
         }
+        IssuedCredential::Nothing => {}
     }
     created
 }
@@ -707,6 +770,27 @@ pub fn update(
         if let Some(spec) = &patch.token_lifetime {
             client.token_lifetime = validate_token_lifetime(spec)?;
         }
+        if let Some(jwks) = &patch.jwks {
+            client.jwks = jwks.as_ref().map(client_keys::parse_jwks).transpose()?;
+        }
+        if let Some(uri) = &patch.jwks_uri {
+            client.jwks_uri = uri
+                .as_deref()
+                .map(client_keys::parse_jwks_uri)
+                .transpose()?;
+        }
+        if let Some(list) = &patch.federated_subjects {
+            let path = crate::store::tenants::path_of(tx, &client.tenant_id)?
+                .ok_or(ServiceError::NotFound("tenant"))?;
+            client.federated_subjects = client_keys::parse_subjects(tx, &path, list)?;
+        }
+        client_keys::check_combination(
+            client.kind,
+            client.auth_method,
+            client.jwks.as_ref(),
+            client.jwks_uri.as_deref(),
+            &client.federated_subjects,
+        )?;
         bump_version(tx, &mut client, ts)?;
         store::save(tx, &client)?;
         tx.announce(Change::Client(client.client_id.to_string()))?;
@@ -784,6 +868,12 @@ pub fn rotate_secret(
         if client.kind != ClientKind::ClientCredentials {
             return Err(ServiceError::Invalid(
                 "an api_token client has no secret; reissue its token instead".into(),
+            ));
+        }
+        if !client.auth_method.uses_secret() {
+            return Err(ServiceError::Invalid(
+                "a private_key_jwt client has no secret; it signs client assertions with its keys"
+                    .into(),
             ));
         }
         let ts = now();

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod client_keys;
 pub mod clients;
 pub mod credentials;
 pub mod device_groups;
@@ -23,6 +24,7 @@ pub mod roles;
 pub mod scopes;
 pub mod sessions;
 pub mod tenants;
+pub mod trusted_issuers;
 pub mod users;
 
 use crate::store::{StoreError, StoreFailure};

@@ -58,6 +58,18 @@ pub struct ClientPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Object, required = false)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A JWK Set of public keys (private_key_jwt); `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>, required = false)]
+    pub jwks: Option<Option<serde_json::Value>>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub jwks_uri: Option<Option<String>>,
+    /// The whole list; `[]` removes every one.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Vec<crate::domain::FederatedSubject>, required = false)]
+    pub federated_subjects: Option<Vec<crate::domain::FederatedSubject>>,
     #[serde(default)]
     #[schema(ignore)]
     pub kind: Fixed,
@@ -86,6 +98,9 @@ impl ClientPatch {
             ("description", self.description.is_some()),
             ("expires_at", self.expires_at.is_some()),
             ("expires_in", self.expires_in.is_some()),
+            ("federated_subjects", self.federated_subjects.is_some()),
+            ("jwks", self.jwks.is_some()),
+            ("jwks_uri", self.jwks_uri.is_some()),
             ("metadata", self.metadata.is_some()),
             ("name", self.name.is_some()),
             ("owner", self.owner.is_some()),

@@ -10,7 +10,7 @@ use super::durations::{self, DurationSpec};
 use super::scopes::ScopeSet;
 use super::users::actor_for;
 use super::{audit, now, ServiceError, ServiceResult};
-use crate::domain::{Client, ClientId, ClientKind, ClientStatus, User, UserStatus};
+use crate::domain::{AuthMethod, Client, ClientId, ClientKind, ClientStatus, User, UserStatus};
 use crate::store::changes::Change;
 use crate::store::{clients as store_clients, roles as store_roles, users as store_users};
 use crate::store::{AnyConnection, Conn, Tx};
@@ -53,7 +53,7 @@ pub fn create(
         }
         let (role, scopes) = role_scopes(tx, &user.role)?;
         let client = Client {
-            client_id: ClientId::from(random_id("kwc_")),
+            client_id: ClientId::from(random_id(crate::tokens::opaque::CLIENT_ID_PREFIX)),
             kind: ClientKind::ClientCredentials,
             name: format!("Personal API access key of {}", user.email),
             description: None,
@@ -78,6 +78,10 @@ pub fn create(
             last_used_at: None,
             version: 1,
             user_id: Some(user.user_id.clone()),
+            auth_method: AuthMethod::ClientSecretBasic,
+            jwks: None,
+            jwks_uri: None,
+            federated_subjects: Default::default(),
         };
         store_clients::insert(tx, &client)?;
         tx.announce(Change::Client(client.client_id.to_string()))?;

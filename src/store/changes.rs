@@ -34,6 +34,8 @@ pub enum Change {
     /// A user was disabled, deleted or given another role: its sessions
     /// ended (a node that caches sessions drops the user's).
     User(String),
+    /// A trusted issuer was added or removed.
+    TrustedIssuers,
 }
 
 impl Change {
@@ -46,6 +48,7 @@ impl Change {
             Change::Tenants => "tenants:".into(),
             Change::Keys => "keys:".into(),
             Change::User(id) => format!("user:{id}"),
+            Change::TrustedIssuers => "issuers:".into(),
         }
     }
 
@@ -64,6 +67,7 @@ impl Change {
             "tenants" => Change::Tenants,
             "keys" => Change::Keys,
             "user" => Change::User(rest.to_string()),
+            "issuers" => Change::TrustedIssuers,
             _ => return None,
         })
     }

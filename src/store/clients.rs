@@ -5,7 +5,7 @@ use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 
 use super::models::{self, ClientSecret};
-use super::schema::{api_tokens, client_secrets, clients, tenants};
+use super::schema::{api_tokens, client_federated_subjects, client_secrets, clients, tenants};
 use super::tenants::subtree_pattern;
 use super::AnyConnection;
 use crate::domain::{Client, ClientStatus};
@@ -110,8 +110,43 @@ pub fn list_under(
 pub fn insert(conn: &mut AnyConnection, client: &Client) -> QueryResult<()> {
     diesel::insert_into(clients::table)
         .values(&models::Client::from(client))
-        .execute(conn)
-        .map(|_| ())
+        .execute(conn)?;
+    index_federated_subjects(conn, client)
+}
+
+/// Keeps `client_federated_subjects` (the lookup by issuer and subject) the
+/// same list as the client's `federated_subjects` column.
+fn index_federated_subjects(conn: &mut AnyConnection, client: &Client) -> QueryResult<()> {
+    let id = client.client_id.as_str();
+    diesel::delete(
+        client_federated_subjects::table.filter(client_federated_subjects::client_id.eq(id)),
+    )
+    .execute(conn)?;
+    for subject in &client.federated_subjects.0 {
+        diesel::insert_into(client_federated_subjects::table)
+            .values((
+                client_federated_subjects::issuer.eq(&subject.issuer),
+                client_federated_subjects::subject.eq(&subject.subject),
+                client_federated_subjects::client_id.eq(id),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The clients that list (issuer, subject) among their federated subjects.
+pub fn with_federated_subject(
+    conn: &mut AnyConnection,
+    issuer: &str,
+    subject: &str,
+) -> QueryResult<Vec<String>> {
+    client_federated_subjects::table
+        .filter(client_federated_subjects::issuer.eq(issuer))
+        .filter(client_federated_subjects::subject.eq(subject))
+        .select(client_federated_subjects::client_id)
+        .order(client_federated_subjects::client_id)
+        .limit(100)
+        .load(conn)
 }
 
 /// Bumps `version` from `version` (and sets `updated_at`), only if nobody
@@ -139,8 +174,8 @@ pub fn claim_version(
 pub fn save(conn: &mut AnyConnection, client: &Client) -> QueryResult<()> {
     diesel::update(clients::table.find(client.client_id.as_str()))
         .set(&models::Client::from(client))
-        .execute(conn)
-        .map(|_| ())
+        .execute(conn)?;
+    index_federated_subjects(conn, client)
 }
 
 pub fn set_status(conn: &mut AnyConnection, client: &Client) -> QueryResult<()> {
@@ -158,6 +193,10 @@ pub fn delete(conn: &mut AnyConnection, client_id: &str) -> QueryResult<()> {
     diesel::delete(client_secrets::table.filter(client_secrets::client_id.eq(client_id)))
         .execute(conn)?;
     diesel::delete(api_tokens::table.filter(api_tokens::client_id.eq(client_id))).execute(conn)?;
+    diesel::delete(
+        client_federated_subjects::table.filter(client_federated_subjects::client_id.eq(client_id)),
+    )
+    .execute(conn)?;
     diesel::delete(clients::table.find(client_id)).execute(conn)?;
     Ok(())
 }

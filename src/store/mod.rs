@@ -2,6 +2,7 @@
 //! (zero-setup default). Nothing here knows about HTTP.
 
 pub mod api_tokens;
+pub mod assertion_jtis;
 pub mod audit;
 pub mod changes;
 pub mod clients;
@@ -15,6 +16,7 @@ pub mod roles;
 pub mod schema;
 pub mod sessions;
 pub mod tenants;
+pub mod trusted_issuers;
 pub mod tx;
 pub mod users;
 

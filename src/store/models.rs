@@ -38,6 +38,19 @@ pub struct DeviceGroup {
     pub created_at: i64,
 }
 
+/// An external issuer a tenant trusts for workload identity federation.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = trusted_issuers)]
+pub struct TrustedIssuer {
+    pub id: String,
+    pub tenant_id: String,
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    pub description: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = clients, treat_none_as_null = true)]
 pub struct Client {
@@ -65,6 +78,10 @@ pub struct Client {
     pub last_used_at: Option<i64>,
     pub version: i64,
     pub user_id: Option<String>,
+    pub token_endpoint_auth_method: String,
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub federated_subjects: String,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 
 use super::schema::{
-    api_tokens, audit_events, client_secrets, clients, revoked_access_tokens, token_families,
-    user_setup_links,
+    api_tokens, audit_events, client_federated_subjects, client_secrets, clients,
+    revoked_access_tokens, token_families, user_setup_links,
 };
 use super::AnyConnection;
 
@@ -56,6 +56,10 @@ pub fn delete_clients(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<u
     diesel::delete(api_tokens::table.filter(api_tokens::client_id.eq_any(ids))).execute(conn)?;
     diesel::delete(token_families::table.filter(token_families::client_id.eq_any(ids)))
         .execute(conn)?;
+    diesel::delete(
+        client_federated_subjects::table.filter(client_federated_subjects::client_id.eq_any(ids)),
+    )
+    .execute(conn)?;
     diesel::delete(clients::table.filter(clients::client_id.eq_any(ids))).execute(conn)
 }
 

@@ -61,6 +61,38 @@ diesel::table! {
         version -> BigInt,
         /// Set for a personal API access key: the user it belongs to.
         user_id -> Nullable<Text>,
+        token_endpoint_auth_method -> Text,
+        jwks -> Nullable<Text>,
+        jwks_uri -> Nullable<Text>,
+        federated_subjects -> Text,
+    }
+}
+
+diesel::table! {
+    client_federated_subjects (issuer, subject, client_id) {
+        issuer -> Text,
+        subject -> Text,
+        client_id -> Text,
+    }
+}
+
+diesel::table! {
+    trusted_issuers (id) {
+        id -> Text,
+        tenant_id -> Text,
+        issuer -> Text,
+        jwks_uri -> Nullable<Text>,
+        description -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    assertion_jtis (issuer, jti) {
+        issuer -> Text,
+        jti -> Text,
+        expires_at -> BigInt,
     }
 }
 
@@ -192,9 +224,13 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(device_groups -> tenants (tenant_id));
 diesel::joinable!(client_secrets -> clients (client_id));
 diesel::joinable!(api_tokens -> clients (client_id));
+diesel::joinable!(trusted_issuers -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
+    client_federated_subjects,
+    trusted_issuers,
+    assertion_jtis,
     roles,
     device_groups,
     clients,

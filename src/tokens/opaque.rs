@@ -13,6 +13,8 @@ use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
+/// Every client ID starts with this (not a secret).
+pub const CLIENT_ID_PREFIX: &str = "kwc_";
 pub const CLIENT_SECRET_PREFIX: &str = "kws_";
 pub const API_TOKEN_PREFIX: &str = "kwt_";
 /// A user's one-time setup link (`/console/setup?token=kwl_...`).

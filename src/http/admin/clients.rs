@@ -24,6 +24,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let body: NewClient = read_json(payload, false).await?;
+    check_jwks_uri(&state, body.jwks_uri.as_deref()).await?;
     let (view, credential) = run(&state, move |conn| clients::register(conn, &actor, body)).await?;
     Ok(created(&clients::with_credential(&view, &credential)))
 }
@@ -99,12 +100,30 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let patch: ClientPatch = read_json(payload, false).await?;
+    check_jwks_uri(&state, patch.jwks_uri.clone().flatten().as_deref()).await?;
     let id = path.into_inner();
     let view = run(&state, move |conn| {
         clients::update(conn, &actor, &id, patch)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// A `jwks_uri` being registered is fetched first (API.md section 3), on a
+/// thread of its own: an unreachable or unusable one is a 400 naming why.
+pub async fn check_jwks_uri(state: &AppState, jwks_uri: Option<&str>) -> Result<(), OAuthError> {
+    let Some(uri) = jwks_uri.map(str::to_string) else {
+        return Ok(());
+    };
+    let keys = state.auth.assertion_keys.clone();
+    crate::assertions::off_thread(move || crate::service::client_keys::check_jwks_uri(&keys, &uri))
+        .await
+        .unwrap_or_else(|| {
+            Err(crate::service::ServiceError::Invalid(
+                "jwks_uri could not be fetched".into(),
+            ))
+        })
+        .map_err(OAuthError::from)
 }
 
 async fn change(

@@ -10,6 +10,7 @@ pub mod notices;
 pub mod roles;
 pub mod scope;
 pub mod tenants;
+pub mod trusted_issuers;
 pub mod users;
 
 use actix_web::http::StatusCode;
