@@ -49,6 +49,10 @@ const SEED_REPORT_EVERY: usize = 10_000;
 const DISTINCT_TOKENS_MAX: usize = 10_000;
 /// Time spent minting them, at most.
 const DISTINCT_MINT_TIME: Duration = Duration::from_secs(5);
+/// Assertions signed ahead for `token_private_key_jwt`, at most, and the
+/// time spent signing them (15 minutes of validity each).
+const PRESIGNED_MAX: usize = 600_000;
+const PRESIGN_TIME: Duration = Duration::from_secs(12);
 /// How long `propagation` waits for one change before counting an error.
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between two introspections while waiting for a change.
@@ -64,6 +68,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
         healthz              GET /healthz (the HTTP stack alone)\n  \
         token_basic          POST /oauth/token, client_secret_basic, a random bench client each time\n  \
         token_post           POST /oauth/token, client_secret_post, a random bench client each time\n  \
+        token_private_key_jwt POST /oauth/token, private_key_jwt (EdDSA), a fresh jti each time\n  \
         introspect_same      POST /oauth/introspect of one access token, as the bootstrap admin\n  \
         introspect_distinct  POST /oauth/introspect over up to 10,000 distinct access tokens\n  \
         renew                GET /api/v1/token/renew with the access token as bearer\n  \
@@ -135,6 +140,7 @@ enum Scenario {
     Healthz,
     TokenBasic,
     TokenPost,
+    TokenPrivateKeyJwt,
     IntrospectSame,
     IntrospectDistinct,
     Renew,
@@ -142,10 +148,11 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 7] = [
+    const ALL: [Scenario; 8] = [
         Scenario::Healthz,
         Scenario::TokenBasic,
         Scenario::TokenPost,
+        Scenario::TokenPrivateKeyJwt,
         Scenario::IntrospectSame,
         Scenario::IntrospectDistinct,
         Scenario::Renew,
@@ -157,6 +164,7 @@ impl Scenario {
             Scenario::Healthz => "healthz",
             Scenario::TokenBasic => "token_basic",
             Scenario::TokenPost => "token_post",
+            Scenario::TokenPrivateKeyJwt => "token_private_key_jwt",
             Scenario::IntrospectSame => "introspect_same",
             Scenario::IntrospectDistinct => "introspect_distinct",
             Scenario::Renew => "renew",
@@ -950,6 +958,33 @@ impl Bench {
                 |i, _| Rng::seeded(i as u64),
                 |agent, rng| request_token_post(agent, url, pick(rng)).map(drop),
             ),
+            Scenario::TokenPrivateKeyJwt => {
+                let assertions = self.signed_assertions()?;
+                let next = AtomicUsize::new(0);
+                let (assertions, next) = (&assertions, &next);
+                self.load(
+                    scenario,
+                    |_, _| (),
+                    |agent, _| {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(assertion) = assertions.get(i) else {
+                            return Err("out of pre-signed assertions: lower --duration".into());
+                        };
+                        expect_status(
+                            agent.send(
+                                "POST",
+                                &format!("{url}/oauth/token"),
+                                &[("Content-Type", FORM)],
+                                &format!(
+                                    "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}"
+                                ),
+                            ),
+                            200,
+                        )
+                        .map(drop)
+                    },
+                )
+            }
             Scenario::IntrospectSame => {
                 let token = mint_token(&agent(), url, &clients[0])
                     .map_err(|e| format!("introspect_same: no token to introspect: {e}"))?;
@@ -1056,6 +1091,84 @@ impl Bench {
 
     /// min(10,000, as many as ~5 s allow) access tokens, spread round-robin
     /// over the bench clients, minted on all connections at once.
+    /// A private_key_jwt client (an Ed25519 key registered inline) and
+    /// assertions for it, each with its own jti, signed before the
+    /// measurement so that the load generator's signing does not take the
+    /// server's cores: as many as `PRESIGNED_MAX` or `PRESIGN_TIME` allow.
+    fn signed_assertions(&mut self) -> Result<Vec<String>, String> {
+        use ring::signature::KeyPair as _;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| "no Ed25519 key".to_string())?;
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .map_err(|_| "no Ed25519 key".to_string())?;
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let mut pooled = self.connection()?;
+        let mut conn = Conn::detached(&mut pooled);
+        let actor = bench_actor(&mut conn)?;
+        let (view, _) = clients::register(
+            &mut conn,
+            &actor,
+            NewClient {
+                name: format!("bench-pkj-{}", now()),
+                role: "reader".into(),
+                token_endpoint_auth_method: Some("private_key_jwt".into()),
+                jwks: Some(
+                    json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "bench", "x": x}]}),
+                ),
+                ..NewClient::default()
+            },
+        )
+        .map_err(|e| format!("registering the private_key_jwt client: {e}"))?;
+        let client_id = view.client_id;
+        // The token endpoint's URL is always an accepted audience.
+        let aud = format!("{}/oauth/token", self.url);
+        let started = Instant::now();
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"EdDSA","typ":"JWT","kid":"bench"}"#);
+        let presigned: Vec<String> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (pair, client_id, aud, header) = (&pair, &client_id, &aud, &header);
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        let mut n = 0u64;
+                        while out.len() < PRESIGNED_MAX / 2 && started.elapsed() < PRESIGN_TIME {
+                            n += 1;
+                            let at = now();
+                            let claims = json!({"iss": client_id, "sub": client_id, "aud": aud,
+                                                "iat": at, "exp": at + 900,
+                                                "jti": format!("bench-{w}-{n}-{at}")});
+                            let mut token = format!(
+                                "{header}.{}",
+                                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                                    .encode(claims.to_string())
+                            );
+                            let signature = pair.sign(token.as_bytes());
+                            token.push('.');
+                            token.push_str(
+                                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                                    .encode(signature.as_ref()),
+                            );
+                            out.push(token);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        eprintln!(
+            "  token_private_key_jwt: {} assertions signed in {:.1} s",
+            presigned.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(presigned)
+    }
+
     fn mint_distinct(&self) -> Result<Vec<String>, String> {
         let started = Instant::now();
         let until = started + DISTINCT_MINT_TIME;

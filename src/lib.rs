@@ -20,3 +20,11 @@ pub mod tokens;
 
 pub use config::Settings;
 pub use startup::Application;
+
+/// Makes aws-lc-rs the process's TLS provider. rustls is built with two
+/// (aws-lc-rs for SMTP and the signing keys, ring through ureq, which
+/// fetches key sets), and then a library that asks rustls for "the" default
+/// without naming one panics. Harmless when called again.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

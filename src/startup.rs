@@ -135,6 +135,7 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings) -> Result<Application, StartupError> {
+        crate::install_crypto_provider();
         crate::metrics::init();
         let keys = Arc::new(KeyRing::open(
             &settings.keys_dir,

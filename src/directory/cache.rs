@@ -850,4 +850,44 @@ mod tests {
             Remembered::Valid(_)
         ));
     }
+
+    #[test]
+    fn federated_lookups_are_dropped_by_client_and_issuer_changes() {
+        let (cache, _) = live_cache();
+        let trust = Arc::new(vec![IssuerTrust {
+            id: "iss_1".into(),
+            tenant_path: "/t/".into(),
+            jwks_uri: None,
+        }]);
+        let fill = |cache: &Cache| {
+            cache.fill_federated(
+                cache.generation(),
+                "https://i",
+                "s",
+                Arc::new(vec!["c1".into()]),
+            );
+            cache.fill_issuer_trust(cache.generation(), "https://i", trust.clone());
+        };
+        fill(&cache);
+        assert_eq!(
+            cache.federated("https://i", "s").unwrap().as_slice(),
+            ["c1"]
+        );
+        assert_eq!(cache.issuer_trust("https://i").unwrap(), trust);
+        // A client's subjects may have changed: every (issuer, subject) goes.
+        cache.apply(&Change::Client("c2".into()));
+        assert!(cache.federated("https://i", "s").is_none());
+        assert!(cache.issuer_trust("https://i").is_some());
+        cache.apply(&Change::TrustedIssuers);
+        assert!(cache.issuer_trust("https://i").is_none());
+        fill(&cache);
+        cache.apply(&Change::Tenants);
+        assert!(cache.federated("https://i", "s").is_none());
+        assert!(cache.issuer_trust("https://i").is_none());
+        // A fill that raced an invalidation is not stored.
+        let seen = cache.generation();
+        cache.apply(&Change::TrustedIssuers);
+        cache.fill_issuer_trust(seen, "https://i", trust.clone());
+        assert!(cache.issuer_trust("https://i").is_none());
+    }
 }

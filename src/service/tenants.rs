@@ -205,6 +205,7 @@ pub fn update(
             }
             let old_path = tenant.path.clone();
             roles_stay_in_reach(tx, &old_path, &new_parent.path)?;
+            issuers_stay_in_reach(tx, &old_path, &new_parent.path)?;
             let new_path = new_parent.path.child(&tenant.id);
             store::move_subtree(tx, &tenant.id, &new_parent.id, &old_path, &new_path)?;
             crate::store::audit::move_paths(tx, &old_path, &new_path)?;
@@ -245,8 +246,8 @@ pub fn delete(conn: &mut Conn<'_>, actor: &Actor, id: &str) -> ServiceResult<()>
         let left = store::dependents(tx, &tenant.id)?;
         if left.any() {
             return Err(ServiceError::Conflict(format!(
-                "the tenant still has {} sub-tenant(s), {} client(s), {} device group(s), {} custom role(s) and {} user(s)",
-                left.children, left.clients, left.device_groups, left.roles, left.users
+                "the tenant still has {} sub-tenant(s), {} client(s), {} device group(s), {} custom role(s), {} user(s) and {} trusted issuer(s)",
+                left.children, left.clients, left.device_groups, left.roles, left.users, left.trusted_issuers
             )));
         }
         // Recorded first, while the tenant's path can still be looked up.
@@ -262,6 +263,33 @@ pub fn delete(conn: &mut Conn<'_>, actor: &Actor, id: &str) -> ServiceResult<()>
         tx.announce(Change::Tenants)?;
         Ok(())
     })
+}
+
+/// Refuses a move of the subtree at `old_path` under the tenant at
+/// `new_parent_path` when a client in the subtree names, in its federated
+/// subjects, an issuer that no tenant above it would trust any more (a
+/// record inside the subtree moves along with it).
+fn issuers_stay_in_reach(
+    conn: &mut AnyConnection,
+    old_path: &str,
+    new_parent_path: &str,
+) -> ServiceResult<()> {
+    use crate::store::trusted_issuers as issuers;
+    for (issuer, client_path) in issuers::used_under(conn, old_path)? {
+        let still_trusted = issuers::by_issuer(conn, &issuer)?
+            .iter()
+            .any(|(_, owner_path)| {
+                let moves_along = owner_path.starts_with(old_path);
+                (moves_along && client_path.starts_with(owner_path.as_str()))
+                    || (!moves_along && new_parent_path.starts_with(owner_path.as_str()))
+            });
+        if !still_trusted {
+            return Err(ServiceError::Conflict(format!(
+                "a client below this tenant federates with {issuer:?}, which no tenant above it would trust after the move"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a move of the subtree at `old_path` under the tenant at

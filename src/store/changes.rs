@@ -135,6 +135,7 @@ mod tests {
             Change::Tenants,
             Change::Keys,
             Change::User("usr_1".into()),
+            Change::TrustedIssuers,
         ] {
             assert_eq!(Change::parse(&change.payload()), Some(change));
         }

@@ -5,7 +5,7 @@ use diesel::expression_methods::EscapeExpressionMethods;
 use diesel::prelude::*;
 
 use super::models;
-use super::schema::{clients, device_groups, roles, tenants, users};
+use super::schema::{clients, device_groups, roles, tenants, trusted_issuers, users};
 use super::AnyConnection;
 use crate::domain::Tenant;
 
@@ -159,11 +159,18 @@ pub struct Dependents {
     pub device_groups: i64,
     pub roles: i64,
     pub users: i64,
+    pub trusted_issuers: i64,
 }
 
 impl Dependents {
     pub fn any(&self) -> bool {
-        self.children + self.clients + self.device_groups + self.roles + self.users > 0
+        self.children
+            + self.clients
+            + self.device_groups
+            + self.roles
+            + self.users
+            + self.trusted_issuers
+            > 0
     }
 }
 
@@ -187,6 +194,10 @@ pub fn dependents(conn: &mut AnyConnection, id: &str) -> QueryResult<Dependents>
             .get_result(conn)?,
         users: users::table
             .filter(users::tenant_id.eq(id))
+            .count()
+            .get_result(conn)?,
+        trusted_issuers: trusted_issuers::table
+            .filter(trusted_issuers::tenant_id.eq(id))
             .count()
             .get_result(conn)?,
     })

@@ -103,3 +103,16 @@ pub fn in_use_under(conn: &mut AnyConnection, issuer: &str, path: &str) -> Query
         .get_result(conn)?;
     Ok(n > 0)
 }
+
+/// The issuers named in federated subjects of clients at or below `path`,
+/// each with the client's tenant path.
+pub fn used_under(conn: &mut AnyConnection, path: &str) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::client_federated_subjects as fs;
+    fs::table
+        .inner_join(clients::table.on(clients::client_id.eq(fs::client_id)))
+        .inner_join(tenants::table.on(tenants::id.eq(clients::tenant_id)))
+        .filter(tenants::path.like(subtree_pattern(path)).escape('\\'))
+        .select((fs::issuer, tenants::path))
+        .distinct()
+        .load(conn)
+}

@@ -506,3 +506,72 @@ fn a_credential_purged_with_the_cli_is_dropped_by_every_node() {
         }
     }
 }
+
+#[test]
+fn a_client_assertion_is_accepted_once_across_nodes() {
+    use crate::helpers::Signer;
+    let Some(cluster) = cluster("a_client_assertion_is_accepted_once_across_nodes") else {
+        return;
+    };
+    let first = &cluster.nodes[0];
+    let admin = first.token_for(&cluster.admin_id, &cluster.admin_secret, &[]);
+    let signer = Signer::new(jsonwebtoken::Algorithm::EdDSA, "k1");
+    let response = first.admin(
+        "POST",
+        "/admin/v1/clients",
+        &admin,
+        Some(json!({"name": "signer", "role": "reader",
+                    "token_endpoint_auth_method": "private_key_jwt",
+                    "jwks": Signer::jwks(&[&signer])})),
+    );
+    assert_eq!(response.status, 201, "{}", response.body);
+    let id = response.json()["client_id"].as_str().unwrap().to_string();
+    let assertion = |jti: &str| {
+        let now = chrono::Utc::now().timestamp();
+        signer.sign(
+            &json!({"iss": id, "sub": id, "aud": "https://auth.cluster.test",
+                            "iat": now, "exp": now + 300, "jti": jti}),
+        )
+    };
+    let present = |node: &TestApp, assertion: &str| {
+        node.post_form(
+            "/oauth/token",
+            &[
+                GRANT,
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion),
+            ],
+            Auth::None,
+        )
+        .status
+    };
+    // One after another: the first node takes it, the others refuse it.
+    let once = assertion("sequential");
+    assert_eq!(present(&cluster.nodes[1], &once), 200);
+    assert_eq!(present(&cluster.nodes[2], &once), 401);
+    assert_eq!(present(&cluster.nodes[0], &once), 401);
+    // All at once: exactly one node takes it.
+    for round in 0..5 {
+        let raced = assertion(&format!("raced-{round}"));
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = cluster
+                .nodes
+                .iter()
+                .map(|node| scope.spawn(|| present(node, &raced)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 401),
+            "{statuses:?}"
+        );
+    }
+}

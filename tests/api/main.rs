@@ -7,6 +7,7 @@ mod helpers;
 mod admin_clients;
 mod admin_tenants;
 mod api_reference;
+mod assertions;
 mod bounds;
 mod browser;
 mod cli;

@@ -100,6 +100,8 @@ impl SmtpSink {
         }
         let (mut cert_file, mut dir) = (None, None);
         if tls {
+            // The SMTP sink asks rustls for the process's provider.
+            keyward::install_crypto_provider();
             let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
             let d = tempfile::tempdir().unwrap();
             let cert_path = d.path().join("cert.pem");

@@ -1309,3 +1309,109 @@ fn in_the_console_a_personal_key_is_renewed_only_by_its_person_and_the_other_pag
     let users = app.admin("GET", "/admin/v1/users", &admin, None).body;
     assert!(!users.contains("s@example.com"));
 }
+
+// ---------------------------------------------------------------------------
+// The escalation matrix for trusted issuers: tenants:read to see them,
+// tenants:write to add and remove them, only within the caller's subtree.
+
+#[test]
+fn escalation_matrix_for_trusted_issuers_no_caller_acts_beyond_its_reach_and_rights() {
+    use crate::helpers::{Signer, TestIssuer};
+    let app = spawn_app_with(|s| s.allow_insecure_jwks = true);
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "helpdesk", &["clients:read", "clients:write"]);
+    custom_role(&app, &admin, "tenant-viewer", &["tenants:read"]);
+    let child = app.create_tenant("child", None);
+    let sibling = app.create_tenant("sibling", None);
+    let tenants = [app.root_tenant.clone(), child.clone(), sibling.clone()];
+    let key = Signer::new(jsonwebtoken::Algorithm::EdDSA, "k");
+    let issuer = TestIssuer::serving(&[&key]);
+    let (_, full) = client_token(&app, "admin", &app.root_tenant);
+    let (_, helpdesk) = client_token(&app, "helpdesk", &app.root_tenant);
+    let (_, viewer) = client_token(&app, "tenant-viewer", &app.root_tenant);
+    let (_, child_admin) = client_token(&app, "admin", &child);
+    let narrowed = app.token_for(&app.admin_id, &app.admin_secret, &[("tenant", &child)]);
+    let callers = [
+        ("full admin", &full),
+        ("helpdesk", &helpdesk),
+        ("viewer", &viewer),
+        ("child admin", &child_admin),
+        ("narrowed to child", &narrowed),
+    ];
+    // Expected per target tenant (root, child, sibling).
+    let expected = |caller: &str, act: &str| -> [u16; 3] {
+        let done = match act {
+            "create" => 201,
+            "delete" => 204,
+            _ => 200,
+        };
+        match (caller, act) {
+            ("full admin", _) => [done; 3],
+            ("helpdesk", _) => [403; 3],
+            ("viewer", "get") => [200; 3],
+            ("viewer", _) => [403; 3],
+            (_, _) => [404, done, 404],
+        }
+    };
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    let mut n = 0;
+    for (caller, token) in callers {
+        for act in ["create", "get", "delete"] {
+            let want = expected(caller, act);
+            for (column, tenant) in tenants.iter().enumerate() {
+                // Each case its own issuer name, so creates do not collide.
+                n += 1;
+                let name = format!("{}/case-{n}", issuer.url);
+                let got = if act == "create" {
+                    app.admin(
+                        "POST",
+                        "/admin/v1/trusted-issuers",
+                        token,
+                        Some(json!({"issuer": name, "jwks_uri": issuer.jwks_uri(), "tenant_id": tenant})),
+                    )
+                    .status
+                } else {
+                    let made = app.admin(
+                        "POST",
+                        "/admin/v1/trusted-issuers",
+                        &admin,
+                        Some(json!({"issuer": name, "jwks_uri": issuer.jwks_uri(), "tenant_id": tenant})),
+                    );
+                    assert_eq!(made.status, 201, "{}", made.body);
+                    let id = made.json()["id"].as_str().unwrap().to_string();
+                    let path = format!("/admin/v1/trusted-issuers/{id}");
+                    let method = if act == "get" { "GET" } else { "DELETE" };
+                    app.admin(method, &path, token, None).status
+                };
+                checked += 1;
+                if got != want[column] {
+                    failures.push(format!(
+                        "{caller} {act} in tenant {column}: got {got}, want {}",
+                        want[column]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(checked, 5 * 3 * 3);
+    // A child admin cannot point its clients at an issuer only the sibling
+    // trusts, nor see that it exists.
+    let sibling_only = format!("{}/sibling-only", issuer.url);
+    let made = app.admin(
+        "POST",
+        "/admin/v1/trusted-issuers",
+        &admin,
+        Some(json!({"issuer": sibling_only, "jwks_uri": issuer.jwks_uri(), "tenant_id": sibling})),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let response = app.admin(
+        "POST",
+        "/admin/v1/clients",
+        &child_admin,
+        Some(json!({"name": "n", "role": "reader",
+                    "federated_subjects": [{"issuer": sibling_only, "subject": "s"}]})),
+    );
+    response.assert_error(400, "invalid_request");
+}

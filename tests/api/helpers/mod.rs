@@ -12,12 +12,14 @@
 
 mod app;
 mod cli;
+mod issuer;
 mod postgres;
 mod request;
 pub mod schema;
 
 pub use app::*;
 pub use cli::*;
+pub use issuer::*;
 pub use postgres::*;
 pub use request::*;
 
