@@ -1254,3 +1254,95 @@ fn warm_pool_at(address: &str, token: &str, n: usize) {
         assert_eq!(handle.join().unwrap(), 200);
     }
 }
+
+/// A client assertion through a store outage: 503 (never a 401 that blames
+/// the valid assertion) while the store cannot take its jti, and the same
+/// assertion accepted once the store is back, since an id is spent only
+/// when its insert commits.
+fn assertion_through(
+    server: &crate::fault_env::ServerProcess,
+    fault: impl FnOnce(),
+    heal: impl FnOnce(),
+) {
+    use crate::helpers::Signer;
+    let admin_token = server.admin_token();
+    let signer = Signer::new(jsonwebtoken::Algorithm::EdDSA, "k1");
+    let created = admin(
+        &server.address,
+        "POST",
+        "/admin/v1/clients",
+        &admin_token,
+        Some(json!({"name": "signer", "role": "reader",
+                    "token_endpoint_auth_method": "private_key_jwt",
+                    "jwks": Signer::jwks(&[&signer])})),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["client_id"].as_str().unwrap().to_string();
+    let now = chrono::Utc::now().timestamp();
+    let assertion = signer.sign(&json!({"iss": id, "sub": id, "aud": server.address,
+                                        "iat": now, "exp": now + 300, "jti": "through-the-outage"}));
+    let present = || {
+        let result = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .post(&format!("{}/oauth/token", server.address))
+            .send_form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion),
+            ]);
+        let response = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("no answer: {e}"),
+        };
+        let status = response.status();
+        (status, response.into_string().unwrap_or_default())
+    };
+    fault();
+    let (status, body) = present();
+    assert_eq!(status, 503, "while the store is down: {body}");
+    assert!(body.contains("temporarily_unavailable"), "{body}");
+    heal();
+    let healed = within(HEAL_LIMIT, || present().0 == 200);
+    assert!(
+        healed.is_some(),
+        "the same assertion after the store came back"
+    );
+    assert_eq!(present().0, 401, "and then it is spent");
+}
+
+#[test]
+fn faults_a_client_assertion_while_postgres_is_cut_off_answers_503_and_keeps_its_jti() {
+    let Some((s, Some(relay))) = pg_subject(
+        "faults_a_client_assertion_while_postgres_is_cut_off_answers_503_and_keeps_its_jti",
+        "pg-assertion",
+        true,
+    ) else {
+        return;
+    };
+    assertion_through(&s.subject.server, || relay.cut(), || relay.restore());
+}
+
+#[test]
+fn faults_a_client_assertion_while_sqlite_is_locked_answers_503_and_keeps_its_jti() {
+    let home = tempfile::tempdir().unwrap();
+    let db_dir = home.path().join("data");
+    let subject = subject(&sqlite_options(home.path(), &db_dir), "sqlite-assertion");
+    let locker = std::cell::RefCell::new(
+        connect(&format!("sqlite://{}", db_dir.join("keyward.db").display()))
+            .expect("sqlite store"),
+    );
+    assertion_through(
+        &subject.server,
+        || {
+            locker
+                .borrow_mut()
+                .batch_execute("BEGIN EXCLUSIVE")
+                .unwrap()
+        },
+        || locker.borrow_mut().batch_execute("COMMIT").unwrap(),
+    );
+}
