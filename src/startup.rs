@@ -328,6 +328,23 @@ impl Application {
                 purge(&purge_state, &purge_db, policy).await;
             }
         });
+        // Used client-assertion ids: every minute (see prune_assertion_ids).
+        let prune_state = self.state.clone();
+        let prune_db = self.state.db.background();
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let at = prune_state.directory.now();
+                let pruned = prune_db
+                    .run(move |conn| crate::service::retention::prune_assertion_ids(conn, at))
+                    .await;
+                if let Err(e) = pruned {
+                    // The store is down: the next minute tries again.
+                    log::warn!("used assertion ids not pruned: {e}");
+                }
+            }
+        });
         // Expiry notices: at start, then every KEYWARD_NOTICE_INTERVAL.
         let notice_state = self.state.clone();
         let notice_db = self.state.db.background();

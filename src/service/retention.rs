@@ -62,6 +62,14 @@ pub struct Report {
     pub elsewhere: bool,
 }
 
+/// Removes the single-use records of client assertions that expired before
+/// `at`. Assertions live at most an hour, but at thousands a second an
+/// hour is millions of rows: servers prune every minute, not with the
+/// hourly purge alone.
+pub fn prune_assertion_ids(conn: &mut Conn<'_>, at: i64) -> ServiceResult<usize> {
+    Ok(conn.write(|tx| crate::store::assertion_jtis::prune(tx, at))?)
+}
+
 /// The actor purges are audited under.
 fn retention_actor() -> Actor {
     Actor {

@@ -861,3 +861,38 @@ fn discovery_lists_private_key_jwt_and_its_algorithms() {
     }
     assert!(!algs.contains(&json!("none")) && !algs.contains(&json!("HS256")));
 }
+
+#[test]
+fn used_assertion_ids_are_pruned_once_their_assertions_expired() {
+    use diesel::prelude::*;
+    use keyward::store::schema::assertion_jtis;
+    let clock = ManualClock::starting_now();
+    let app = app(&clock);
+    let admin = app.admin_token();
+    let signer = Signer::new(Algorithm::EdDSA, "k1");
+    let id = register(&app, &admin, json!({"jwks": Signer::jwks(&[&signer])}));
+    let now = clock.now();
+    for lifetime in [60, 300, 3000] {
+        let mut c = claims(&id, &id, &app.address, now);
+        c["exp"] = json!(now + lifetime);
+        assert_eq!(token_by_assertion(&app, &signer.sign(&c), &[]).status, 200);
+    }
+    let count = || -> i64 {
+        assertion_jtis::table
+            .count()
+            .get_result(&mut app.conn())
+            .unwrap()
+    };
+    assert_eq!(count(), 3);
+    let prune = |at: i64| {
+        app.db
+            .run_here(|conn| keyward::service::retention::prune_assertion_ids(conn, at))
+            .unwrap()
+    };
+    // Kept until exp and the leeway have passed.
+    assert_eq!(prune(now + 100), 0);
+    assert_eq!(prune(now + 400), 2);
+    assert_eq!(count(), 1);
+    assert_eq!(prune(now + 4000), 1);
+    assert_eq!(count(), 0);
+}
