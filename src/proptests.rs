@@ -118,7 +118,7 @@ proptest! {
         match presented(&headers, &form) {
             Ok(Presented::ClientSecret { client_id, .. }) => prop_assert!(!client_id.is_empty()),
             Ok(Presented::Bearer(token)) => prop_assert!(!token.is_empty()),
-            Ok(Presented::Nothing) => {}
+            Ok(Presented::Assertion { .. } | Presented::Nothing) => {}
             Err(e) => prop_assert!(
                 ["invalid_request", "invalid_client", "invalid_token"].contains(&e.error),
                 "{}", e.error

@@ -188,6 +188,8 @@ impl TestApp {
         let secret = match credential {
             IssuedCredential::ClientSecret(s) => s.expose().to_string(),
             IssuedCredential::ApiToken { token, .. } => token.expose().to_string(),
+            // A private_key_jwt client: its keys are its credential.
+            IssuedCredential::Nothing => String::new(),
         };
         (view, secret)
     }
