@@ -14,6 +14,7 @@ mod cluster;
 mod console;
 mod discovery;
 mod faults;
+mod interop;
 mod introspect;
 mod keys;
 mod notices;
