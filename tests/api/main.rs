@@ -15,6 +15,7 @@ mod cluster;
 mod console;
 mod discovery;
 mod faults;
+mod interop;
 mod introspect;
 mod keys;
 mod notices;
