@@ -11,8 +11,19 @@ use base64::Engine as _;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-/// The algorithms an assertion may be signed with, as discovery lists them.
-pub const SIGNING_ALGORITHMS: &[&str] = &["EdDSA", "ES256", "ES384", "RS256", "PS256"];
+/// The algorithms an assertion may be signed with, as discovery lists them:
+/// `Ed25519` is RFC 9864's name for EdDSA with an Ed25519 key.
+pub const SIGNING_ALGORITHMS: &[&str] = &["EdDSA", "Ed25519", "ES256", "ES384", "RS256", "PS256"];
+
+/// A JWK whose `alg` is RFC 9864's `Ed25519` is read as `EdDSA`, the name
+/// jsonwebtoken knows; both verify the same way.
+fn with_known_alg_names(key: &serde_json::Value) -> serde_json::Value {
+    let mut key = key.clone();
+    if key.get("alg").and_then(|a| a.as_str()) == Some("Ed25519") {
+        key["alg"] = serde_json::Value::from("EdDSA");
+    }
+    key
+}
 
 /// The most keys a set may hold (a registration and a fetched document
 /// alike): enough for any rotation, few enough to try each.
@@ -42,8 +53,9 @@ pub fn parse_for_registration(value: &serde_json::Value) -> Result<JwkSet, Strin
             ));
         }
     }
-    let set: JwkSet =
-        serde_json::from_value(value.clone()).map_err(|e| format!("not a JWK Set: {e}"))?;
+    let keys: Vec<serde_json::Value> = keys.iter().map(with_known_alg_names).collect();
+    let set: JwkSet = serde_json::from_value(serde_json::json!({ "keys": keys }))
+        .map_err(|e| format!("not a JWK Set: {e}"))?;
     for (i, key) in set.keys.iter().enumerate() {
         let name = key
             .common
@@ -74,7 +86,7 @@ pub fn parse_published(body: &[u8]) -> Result<JwkSet, String> {
         if key.get("d").is_some() || key.get("k").is_some() {
             continue;
         }
-        let Ok(jwk) = serde_json::from_value::<Jwk>(key.clone()) else {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(with_known_alg_names(key)) else {
             continue;
         };
         if matches!(algorithms_of(&jwk), Ok(list) if !list.is_empty())

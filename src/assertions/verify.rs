@@ -28,9 +28,21 @@ const MAX_LEN: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct Peeked {
     pub alg: Algorithm,
+    /// The header said `Ed25519`, RFC 9864's fully specified name for
+    /// EdDSA with Ed25519 (what openid-client 6 sends for an Ed25519 key).
+    /// jsonwebtoken does not know the name, so such an assertion is
+    /// verified here (`verify_ed25519`).
+    pub ed25519_named: bool,
     pub kid: Option<String>,
     pub iss: String,
     pub sub: String,
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
 }
 
 /// The claims of a verified assertion.
@@ -71,15 +83,24 @@ pub fn peek(assertion: &str) -> Result<Peeked, Refused> {
     if assertion.len() > MAX_LEN || assertion.bytes().filter(|&b| b == b'.').count() != 2 {
         return Err(refused("the client assertion is not a signed JWT"));
     }
-    // An unknown alg ("none", or anything jsonwebtoken does not know) fails
-    // here: there is no algorithm to verify it with.
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| {
-        refused("the client assertion's header is malformed or names an unsupported alg")
-    })?;
-    if !jwks::accepted_algorithm(header.alg) {
+    let malformed =
+        || refused("the client assertion's header is malformed or names an unsupported alg");
+    let raw: RawHeader = URL_SAFE_NO_PAD
+        .decode(assertion.split('.').next().unwrap_or_default())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(malformed)?;
+    let (alg, ed25519_named) = if raw.alg == "Ed25519" {
+        (Algorithm::EdDSA, true)
+    } else {
+        // An unknown alg ("none", or anything jsonwebtoken does not know)
+        // fails here: there is no algorithm to verify it with.
+        let header = jsonwebtoken::decode_header(assertion).map_err(|_| malformed())?;
+        (header.alg, false)
+    };
+    if !jwks::accepted_algorithm(alg) {
         return Err(refused(format!(
-            "the client assertion's alg {:?} is not accepted (EdDSA, ES256, ES384, RS256, PS256)",
-            header.alg
+            "the client assertion's alg {alg:?} is not accepted (EdDSA or Ed25519, ES256, ES384, RS256, PS256)"
         )));
     }
     let payload = assertion.split('.').nth(1).unwrap_or_default();
@@ -97,8 +118,9 @@ pub fn peek(assertion: &str) -> Result<Peeked, Refused> {
         .filter(|s| !s.is_empty())
         .ok_or_else(|| refused("the client assertion has no sub"))?;
     Ok(Peeked {
-        alg: header.alg,
-        kid: header.kid,
+        alg,
+        ed25519_named,
+        kid: raw.kid,
         iss,
         sub,
     })
@@ -127,14 +149,38 @@ pub fn verify(
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let claims = candidates
-        .iter()
-        .filter_map(|jwk| DecodingKey::from_jwk(jwk).ok())
-        .find_map(|key| jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation).ok())
-        .ok_or_else(|| refused("the client assertion's signature does not verify"))?
-        .claims;
+    let claims = if peeked.ed25519_named {
+        candidates
+            .iter()
+            .find_map(|jwk| verify_ed25519(assertion, jwk))
+    } else {
+        candidates
+            .iter()
+            .filter_map(|jwk| DecodingKey::from_jwk(jwk).ok())
+            .find_map(|key| {
+                jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation).ok()
+            })
+            .map(|data| data.claims)
+    }
+    .ok_or_else(|| refused("the client assertion's signature does not verify"))?;
     check_claims(&claims, audiences, now)?;
     Ok(claims)
+}
+
+/// An assertion whose header names `Ed25519`: the signature over
+/// `header.payload` checked with the key's public `x`, then the claims read.
+fn verify_ed25519(assertion: &str, jwk: &jsonwebtoken::jwk::Jwk) -> Option<AssertionClaims> {
+    let jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(params) = &jwk.algorithm else {
+        return None;
+    };
+    let public = URL_SAFE_NO_PAD.decode(&params.x).ok()?;
+    let (signed, signature) = assertion.rsplit_once('.')?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+        .verify(signed.as_bytes(), &signature)
+        .ok()?;
+    let payload = URL_SAFE_NO_PAD.decode(signed.split('.').nth(1)?).ok()?;
+    serde_json::from_slice(&payload).ok()
 }
 
 /// The claim rules of API.md section 2.

@@ -856,7 +856,7 @@ fn discovery_lists_private_key_jwt_and_its_algorithms() {
     let algs = doc["token_endpoint_auth_signing_alg_values_supported"]
         .as_array()
         .unwrap();
-    for alg in ["EdDSA", "ES256", "ES384", "RS256", "PS256"] {
+    for alg in ["EdDSA", "Ed25519", "ES256", "ES384", "RS256", "PS256"] {
         assert!(algs.contains(&json!(alg)), "{alg}");
     }
     assert!(!algs.contains(&json!("none")) && !algs.contains(&json!("HS256")));
@@ -895,4 +895,39 @@ fn used_assertion_ids_are_pruned_once_their_assertions_expired() {
     assert_eq!(count(), 1);
     assert_eq!(prune(now + 4000), 1);
     assert_eq!(count(), 0);
+}
+
+#[test]
+fn the_rfc_9864_name_ed25519_is_taken_for_eddsa() {
+    let clock = ManualClock::starting_now();
+    let app = app(&clock);
+    let admin = app.admin_token();
+    let signer = Signer::new(Algorithm::EdDSA, "k1");
+    let stranger = Signer::new(Algorithm::EdDSA, "k1");
+    // A key registered with alg "Ed25519" too.
+    let mut jwk = signer.jwk.clone();
+    jwk["alg"] = json!("Ed25519");
+    let id = register(&app, &admin, json!({"jwks": {"keys": [jwk]}}));
+    let response = token_by_assertion(
+        &app,
+        &signer.sign_as_ed25519(&claims(&id, &id, &app.address, clock.now())),
+        &[],
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    // The name changes nothing else: a wrong key still fails.
+    assert_refused(
+        &token_by_assertion(
+            &app,
+            &stranger.sign_as_ed25519(&claims(&id, &id, &app.address, clock.now())),
+            &[],
+        ),
+        "signature",
+    );
+    // And the claim rules still hold.
+    let mut late = claims(&id, &id, &app.address, clock.now());
+    late["exp"] = json!(clock.now() + 7200);
+    assert_refused(
+        &token_by_assertion(&app, &signer.sign_as_ed25519(&late), &[]),
+        "1 hour",
+    );
 }

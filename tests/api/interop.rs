@@ -394,7 +394,8 @@ fn openid_client_private_key_jwt_gets_tokens_unmodified() {
     let app = spawn_app();
     let ec = p256_key("node-ec");
     let rsa = rsa_key("node-rsa");
-    let client_id = register_client(&app, "openid-client", &[&ec, &rsa]);
+    let ed = ed25519_key("node-ed");
+    let client_id = register_client(&app, "openid-client", &[&ec, &rsa, &ed]);
     let flow = Flow {
         app: &app,
         library: "openid-client",
@@ -406,12 +407,12 @@ fn openid_client_private_key_jwt_gets_tokens_unmodified() {
     };
     // openid-client as its documentation shows it: discovery from the
     // issuer, client.PrivateKeyJwt with a CryptoKey and its kid; aud the
-    // issuer, exp a minute ahead. ES256, twice, then PS256 with the RSA key.
-    // Not Ed25519: openid-client 6 (oauth4webapi 3) signs with an Ed25519
-    // key under the alg name "Ed25519" (RFC 9864), which keyward does not
-    // take; API.md names that key's algorithm "EdDSA" only.
+    // issuer, exp a minute ahead. ES256, twice, then PS256 with the RSA key,
+    // then the Ed25519 key, which openid-client 6 (oauth4webapi 3) signs
+    // under RFC 9864's alg name "Ed25519".
     let first = flow.run(&ec, &["--kid", "node-ec"]);
     let second = flow.run(&ec, &["--kid", "node-ec"]);
     assert_ne!(first, second);
     flow.run(&rsa, &["--alg", "PS256", "--kid", "node-rsa"]);
+    flow.run(&ed, &["--kid", "node-ed"]);
 }

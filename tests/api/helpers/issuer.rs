@@ -22,12 +22,16 @@ pub struct Signer {
     pub kid: String,
     encoding: EncodingKey,
     pub jwk: Value,
+    /// An Ed25519 signer's PKCS#8 key, to sign under RFC 9864's `Ed25519`
+    /// alg name (which jsonwebtoken cannot write).
+    ed25519_pkcs8: Option<Vec<u8>>,
 }
 
 impl Signer {
     pub fn new(alg: Algorithm, kid: &str) -> Signer {
         use ring::signature::KeyPair as _;
         let rng = ring::rand::SystemRandom::new();
+        let mut ed25519_pkcs8 = None;
         let (encoding, public) = match alg {
             Algorithm::EdDSA => {
                 let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
@@ -35,6 +39,7 @@ impl Signer {
                     ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.as_ref())
                         .unwrap();
                 let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
+                ed25519_pkcs8 = Some(pkcs8.as_ref().to_vec());
                 (
                     EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
                     json!({"kty": "OKP", "crv": "Ed25519",
@@ -94,6 +99,7 @@ impl Signer {
             kid: kid.to_string(),
             encoding,
             jwk,
+            ed25519_pkcs8,
         }
     }
 
@@ -107,6 +113,20 @@ impl Signer {
     /// Signs with the header as given (a wrong kid, no kid).
     pub fn sign_with_header(&self, header: Header, claims: &Value) -> String {
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+
+    /// Signs with `{"alg": "Ed25519", "kid": ...}` (RFC 9864), as
+    /// openid-client 6 does for an Ed25519 key.
+    pub fn sign_as_ed25519(&self, claims: &Value) -> String {
+        let pkcs8 = self.ed25519_pkcs8.as_ref().expect("an Ed25519 signer");
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).unwrap();
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(json!({"alg": "Ed25519", "kid": self.kid}).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = pair.sign(signed.as_bytes());
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
 
     pub fn jwks(signers: &[&Signer]) -> Value {
