@@ -5,7 +5,10 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use super::CliError;
+use crate::assertions::fetch::KeyFetcher;
+use crate::assertions::key_cache::KeyCache;
 use crate::config::Settings;
+use crate::domain::FederatedSubject;
 use crate::service::audit::{self, AuditFilter};
 use crate::service::clients::{
     self, ClientFilter, ClientPatch, IssuedCredential, NewClient, StatusChange,
@@ -14,6 +17,7 @@ use crate::service::device_groups::{self, NewDeviceGroup};
 use crate::service::durations::DurationSpec;
 use crate::service::roles::{self, NewRole};
 use crate::service::scopes::ScopeSet;
+use crate::service::trusted_issuers::{self, NewTrustedIssuer};
 use crate::service::users::{self, NewUser, UserFilter};
 use crate::service::{tenants, Actor, ServiceError};
 use crate::startup::{open_existing_store, open_store, CLI_CHECKOUT};
@@ -67,6 +71,12 @@ pub enum Command {
     Role {
         #[command(subcommand)]
         action: RoleCommand,
+    },
+    /// Trusted issuers: external issuers (a Kubernetes cluster, a CI
+    /// system) whose tokens clients may present as client assertions.
+    TrustedIssuer {
+        #[command(subcommand)]
+        action: TrustedIssuerCommand,
     },
     /// Users: people who sign in to the console.
     User {
@@ -163,6 +173,68 @@ pub struct ClientSettings {
     pub metadata: Option<Vec<(String, String)>>,
 }
 
+/// How a client proves itself, given at creation and changed by `update`
+/// (API.md section 3, "Clients").
+#[derive(Debug, Args, Default)]
+pub struct ClientKeyArgs {
+    /// A file holding the client's JWK Set (public keys, JSON), for
+    /// private_key_jwt.
+    #[arg(long, value_name = "PATH")]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// Where the client publishes its JWK Set, for private_key_jwt; fetched
+    /// once now, so a URL that does not answer with usable keys is refused.
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
+    /// A workload identity the client answers to: a trusted issuer and the
+    /// `sub` its tokens carry, such as
+    /// `--federated-subject https://token.actions.githubusercontent.com repo:acme/app:ref:refs/heads/main`
+    /// (repeat for several; on update, the list given replaces the old one).
+    #[arg(long, num_args = 2, value_names = ["ISSUER", "SUBJECT"], allow_hyphen_values = true)]
+    pub federated_subject: Vec<String>,
+}
+
+impl ClientKeyArgs {
+    /// The JWK Set file as JSON; the service checks what it holds.
+    fn jwks(&self) -> Result<Option<Value>, CliError> {
+        let Some(path) = &self.jwks_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::Failed(format!(
+                "--jwks-file {}: cannot be read: {e}",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            CliError::Failed(format!(
+                "--jwks-file {}: not JSON ({e}); give a JWK Set, {{\"keys\": [...]}}",
+                path.display()
+            ))
+        })
+    }
+
+    /// The `--federated-subject` pairs: clap takes exactly two values at
+    /// each, so the list is issuer, subject, issuer, subject...
+    fn subjects(&self) -> Vec<FederatedSubject> {
+        self.federated_subject
+            .chunks_exact(2)
+            .map(|pair| FederatedSubject {
+                issuer: pair[0].clone(),
+                subject: pair[1].clone(),
+            })
+            .collect()
+    }
+}
+
+/// The key cache a `jwks_uri` or a trusted issuer is checked with, under
+/// the same fetch rules as the server's (`KEYWARD_ALLOW_INSECURE_JWKS`).
+fn key_cache(settings: &Settings) -> std::sync::Arc<KeyCache> {
+    KeyCache::new(
+        KeyFetcher::new(settings.allow_insecure_jwks),
+        settings.clock.clone().unwrap_or_else(crate::clock::system),
+    )
+}
+
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -198,6 +270,13 @@ pub enum ClientCommand {
         /// Device group id (of the client's tenant); in every token.
         #[arg(long)]
         device_group: Option<String>,
+        /// How it authenticates at the token endpoint: client_secret_basic
+        /// (default), client_secret_post, or private_key_jwt (its keys, from
+        /// --jwks-file or --jwks-uri, or --federated-subject; no secret).
+        #[arg(long, value_name = "METHOD", value_parser = ["client_secret_basic", "client_secret_post", "private_key_jwt"])]
+        auth: Option<String>,
+        #[command(flatten)]
+        keys: ClientKeyArgs,
         #[command(flatten)]
         settings: ClientSettings,
         #[arg(long)]
@@ -222,7 +301,8 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change what may change: name, owner, email, renewal, expiry, addresses, lifetimes.
+    /// Change what may change: name, owner, email, renewal, expiry, addresses,
+    /// lifetimes, keys and federated subjects.
     Update {
         client_id: String,
         #[arg(long)]
@@ -230,6 +310,17 @@ pub enum ClientCommand {
         /// Remove the expiry.
         #[arg(long, conflicts_with_all = ["expires_in", "expires_at"])]
         no_expiry: bool,
+        #[command(flatten)]
+        keys: ClientKeyArgs,
+        /// Remove the registered JWK Set.
+        #[arg(long, conflicts_with = "jwks_file")]
+        no_jwks: bool,
+        /// Remove the JWK Set URL.
+        #[arg(long, conflicts_with = "jwks_uri")]
+        no_jwks_uri: bool,
+        /// Remove every federated subject.
+        #[arg(long, conflicts_with = "federated_subject")]
+        no_federated_subjects: bool,
         #[command(flatten)]
         settings: ClientSettings,
         #[arg(long)]
@@ -337,6 +428,35 @@ pub enum DeviceGroupCommand {
     Delete {
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustedIssuerCommand {
+    /// Trust an issuer for the tenant's subtree; its keys are fetched first,
+    /// and an issuer whose keys cannot be had is refused.
+    Add {
+        /// The `iss` its tokens carry, exactly (such as
+        /// https://token.actions.githubusercontent.com).
+        #[arg(long)]
+        issuer: String,
+        /// Its JWK Set URL; default: from the issuer's discovery document.
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
+        /// Tenant id; default the root tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The trusted issuers, one a line.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting an issuer (refused while a client names it).
+    Remove { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -497,6 +617,10 @@ pub fn run(settings: &Settings, command: Command) -> Result<(), CliError> {
             match other {
                 Command::User { action } => user(&mut conn, &actor, &settings.issuer(), action),
                 Command::Purge { dry_run, json } => purge(&mut conn, settings, dry_run, json),
+                Command::Client { action } => client(&mut conn, &actor, settings, action),
+                Command::TrustedIssuer { action } => {
+                    trusted_issuer(&mut conn, &actor, settings, action)
+                }
                 other => store_command(&mut conn, &actor, other),
             }
         }
@@ -665,7 +789,6 @@ fn settings_patch(settings: ClientSettings, name: Option<String>, no_expiry: boo
 
 fn store_command(conn: &mut Conn<'_>, actor: &Actor, command: Command) -> Result<(), CliError> {
     match command {
-        Command::Client { action } => client(conn, actor, action),
         Command::Tenant { action } => tenant(conn, actor, action),
         Command::DeviceGroup { action } => match action {
             DeviceGroupCommand::Create {
@@ -745,6 +868,8 @@ fn store_command(conn: &mut Conn<'_>, actor: &Actor, command: Command) -> Result
         Command::Serve
         | Command::Migrate
         | Command::Keys { .. }
+        | Command::Client { .. }
+        | Command::TrustedIssuer { .. }
         | Command::User { .. }
         | Command::Purge { .. } => Ok(()),
     }
@@ -884,7 +1009,24 @@ fn user(
     }
 }
 
-fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(), CliError> {
+/// Fetches a `jwks_uri` being registered, before the change, as the admin
+/// API does: a URL that does not answer with usable keys changes nothing.
+fn check_jwks_uri(settings: &Settings, jwks_uri: Option<&str>) -> Result<(), CliError> {
+    match jwks_uri {
+        Some(uri) => Ok(crate::service::client_keys::check_jwks_uri(
+            &key_cache(settings),
+            uri,
+        )?),
+        None => Ok(()),
+    }
+}
+
+fn client(
+    conn: &mut Conn<'_>,
+    actor: &Actor,
+    config: &Settings,
+    action: ClientCommand,
+) -> Result<(), CliError> {
     match action {
         ClientCommand::Create {
             name,
@@ -893,9 +1035,14 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
             tenant,
             scopes,
             device_group,
+            auth,
+            keys,
             settings,
             json,
         } => {
+            let jwks = keys.jwks()?;
+            let subjects = keys.subjects();
+            check_jwks_uri(config, keys.jwks_uri.as_deref())?;
             let request = NewClient {
                 name,
                 role,
@@ -919,10 +1066,18 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
                         .map(|(k, v)| (k, Value::from(v)))
                         .collect()
                 }),
-                ..Default::default()
+                token_endpoint_auth_method: auth,
+                jwks,
+                jwks_uri: keys.jwks_uri,
+                federated_subjects: (!subjects.is_empty()).then_some(subjects),
             };
             let (view, credential) = clients::register(conn, actor, request)?;
-            secret_shown_once();
+            match credential {
+                IssuedCredential::Nothing => eprintln!(
+                    "The client authenticates with its keys (private_key_jwt): it has no secret."
+                ),
+                _ => secret_shown_once(),
+            }
             print(
                 &to_value(&clients::with_credential(&view, &credential)),
                 json,
@@ -961,15 +1116,32 @@ fn client(conn: &mut Conn<'_>, actor: &Actor, action: ClientCommand) -> Result<(
             client_id,
             name,
             no_expiry,
+            keys,
+            no_jwks,
+            no_jwks_uri,
+            no_federated_subjects,
             settings,
             json,
         } => {
-            let patch = settings_patch(settings, name, no_expiry);
+            let mut patch = settings_patch(settings, name, no_expiry);
+            // Given: the new value; `--no-…`: cleared; neither: kept.
+            patch.jwks = match keys.jwks()? {
+                Some(set) => Some(Some(set)),
+                None => no_jwks.then_some(None),
+            };
+            patch.jwks_uri = match &keys.jwks_uri {
+                Some(uri) => Some(Some(uri.clone())),
+                None => no_jwks_uri.then_some(None),
+            };
+            let subjects = keys.subjects();
+            patch.federated_subjects =
+                (!subjects.is_empty() || no_federated_subjects).then_some(subjects);
             if patch.fields().is_empty() {
                 return Err(CliError::Failed(
                     "nothing to change: give at least one option".into(),
                 ));
             }
+            check_jwks_uri(config, keys.jwks_uri.as_deref())?;
             print(
                 &to_value(&clients::update(conn, actor, &client_id, patch)?),
                 json,
@@ -1042,6 +1214,51 @@ fn change_status(
 ) -> Result<(), CliError> {
     let view = clients::change_status(conn, actor, client_id, change)?;
     print(&to_value(&view), json, &[])
+}
+
+fn trusted_issuer(
+    conn: &mut Conn<'_>,
+    actor: &Actor,
+    settings: &Settings,
+    action: TrustedIssuerCommand,
+) -> Result<(), CliError> {
+    match action {
+        TrustedIssuerCommand::Add {
+            issuer,
+            jwks_uri,
+            tenant,
+            description,
+            json,
+        } => {
+            let request = NewTrustedIssuer {
+                issuer,
+                jwks_uri,
+                tenant_id: tenant,
+                description,
+            };
+            // The keys first, outside the store's transaction, as the admin
+            // API does: an issuer whose keys cannot be had is not trusted.
+            trusted_issuers::check_keys(&key_cache(settings), &request)?;
+            let view = trusted_issuers::create(conn, actor, request)?;
+            print(&to_value(&view), json, &[])
+        }
+        TrustedIssuerCommand::List { json } => {
+            let all = all_pages(
+                |after| trusted_issuers::list(conn, actor, 500, after),
+                |t| t.id.clone(),
+            )?;
+            print(
+                &to_value(&all),
+                json,
+                &["id", "tenant_id", "issuer", "jwks_uri"],
+            )
+        }
+        TrustedIssuerCommand::Remove { id } => {
+            trusted_issuers::delete(conn, actor, &id)?;
+            println!("removed trusted issuer {id}");
+            Ok(())
+        }
+    }
 }
 
 fn tenant(conn: &mut Conn<'_>, actor: &Actor, action: TenantCommand) -> Result<(), CliError> {

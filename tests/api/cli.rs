@@ -1,4 +1,6 @@
-use crate::helpers::{spawn_app, Auth, CliRunner};
+use std::process::Output;
+
+use crate::helpers::{ed25519_jwks, spawn_app, Auth, CliRunner, KeyServer};
 
 #[test]
 fn client_commands_create_list_show_disable_enable_and_revoke() {
@@ -299,4 +301,349 @@ fn a_command_run_where_there_is_no_store_says_where_it_looked_and_creates_nothin
     assert!(stderr.contains("keyward.db"), "{stderr}");
     assert!(!data.join("keyward.db").exists());
     assert!(!data.join("bootstrap-admin.json").exists());
+}
+
+/// A command run with key fetches from loopback allowed (the key server of
+/// these tests is there); development and tests only.
+fn run_insecure(cli: &CliRunner, args: &[&str]) -> Output {
+    cli.command(args)
+        .env("KEYWARD_ALLOW_INSECURE_JWKS", "true")
+        .output()
+        .expect("run keyward")
+}
+
+fn json_of(args: &[&str], output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}"))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// The audit actions about `target`, newest first.
+fn audited(cli: &CliRunner, target: &str) -> Vec<(String, String)> {
+    cli.json(&["audit", "--target", target, "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_private_key_jwt_client_is_created_from_a_jwk_set_file_and_prints_no_secret() {
+    let cli = CliRunner::with_new_store();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signer.jwks.json");
+    std::fs::write(&file, ed25519_jwks("k1").to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let args = [
+        "client",
+        "create",
+        "--name",
+        "signer",
+        "--role",
+        "reader",
+        "--auth",
+        "private_key_jwt",
+        "--jwks-file",
+        file,
+    ];
+    let output = cli.run(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("client_secret"), "{stdout}");
+    assert!(!stdout.contains("kws_"), "{stdout}");
+    assert!(
+        !stderr(&output).contains("Store the secret"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("no secret"), "{}", stderr(&output));
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id"))
+        .expect("the client id")
+        .trim()
+        .to_string();
+    let shown = cli.json(&["client", "show", &id, "--json"]);
+    assert_eq!(shown["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(shown["jwks"]["keys"][0]["kid"], "k1");
+    assert_eq!(shown["jwks_uri"], serde_json::Value::Null);
+
+    // With --json too: the client, and no secret in it.
+    let mut with_json = args.to_vec();
+    with_json[3] = "signer-2";
+    with_json.push("--json");
+    let created = cli.json(&with_json);
+    assert!(created.get("client_secret").is_none(), "{created}");
+    assert_eq!(created["token_endpoint_auth_method"], "private_key_jwt");
+
+    // Its keys may move to a URL (fetched first), and the set go with it.
+    let keys = KeyServer::start(ed25519_jwks("k2"));
+    let uri = keys.jwks_uri();
+    let refused = cli.run(&["client", "update", &id, "--jwks-uri", &uri]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("loopback") || stderr(&refused).contains("https"),
+        "fetched only under the fetch rules: {}",
+        stderr(&refused)
+    );
+    let update = [
+        "client",
+        "update",
+        &id,
+        "--jwks-uri",
+        &uri,
+        "--no-jwks",
+        "--json",
+    ];
+    let moved = json_of(&update, &run_insecure(&cli, &update));
+    assert_eq!(moved["jwks_uri"], uri.as_str());
+    assert_eq!(moved["jwks"], serde_json::Value::Null);
+    // A private_key_jwt client keeps some keys: removing the last is refused.
+    let bare = cli.run(&["client", "update", &id, "--no-jwks-uri"]);
+    assert_eq!(bare.status.code(), Some(1));
+    assert!(
+        stderr(&bare).contains("private_key_jwt needs"),
+        "{}",
+        stderr(&bare)
+    );
+    assert_eq!(
+        audited(&cli, &id),
+        [
+            ("client.update".to_string(), "cli".to_string()),
+            ("client.create".to_string(), "cli".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_bad_jwks_file_or_jwks_uri_is_a_clear_error_and_changes_nothing() {
+    let cli = CliRunner::with_new_store();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let not_json = write("not.json", "kty=OKP");
+    let mut private = ed25519_jwks("k1");
+    private["keys"][0]["d"] = serde_json::json!("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A");
+    let private = write("private.json", &private.to_string());
+    let no_keys = write("empty.json", r#"{"keys": []}"#);
+    let missing = dir.path().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    let keys = KeyServer::start(ed25519_jwks("k1"));
+    let nowhere = format!("{}/nowhere.json", keys.issuer);
+    let before = cli.json(&["client", "list", "--json"]);
+    for (args, says) in [
+        (vec!["--jwks-file", not_json.as_str()], "not JSON"),
+        (vec!["--jwks-file", private.as_str()], "private"),
+        (vec!["--jwks-file", no_keys.as_str()], "no keys"),
+        (vec!["--jwks-file", missing], "cannot be read"),
+        (vec!["--jwks-uri", nowhere.as_str()], "404"),
+    ] {
+        let mut command = vec![
+            "client",
+            "create",
+            "--name",
+            "broken",
+            "--role",
+            "reader",
+            "--auth",
+            "private_key_jwt",
+        ];
+        command.extend(&args);
+        let output = run_insecure(&cli, &command);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(
+            stderr(&output).starts_with("error: ") && stderr(&output).contains(says),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // Keys without private_key_jwt: the service says what to do.
+    let good = write("good.json", &ed25519_jwks("k1").to_string());
+    let output = cli.run(&[
+        "client",
+        "create",
+        "--name",
+        "broken",
+        "--role",
+        "reader",
+        "--jwks-file",
+        &good,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("token_endpoint_auth_method"),
+        "{}",
+        stderr(&output)
+    );
+    let unknown = cli.run(&[
+        "client", "create", "--name", "x", "--role", "reader", "--auth", "mtls",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2), "a usage error");
+    assert_eq!(cli.json(&["client", "list", "--json"]), before);
+    let created = cli.json(&["audit", "--action", "client.create", "--json"]);
+    assert_eq!(
+        created.as_array().unwrap().len(),
+        1,
+        "the bootstrap admin's"
+    );
+}
+
+#[test]
+fn trusted_issuer_commands_add_list_and_remove_with_the_keys_fetched_first() {
+    let cli = CliRunner::with_new_store();
+    let issuer = KeyServer::start(ed25519_jwks("ci-1"));
+    // Loopback is fetched only where insecure fetches are allowed.
+    let refused = cli.run(&["trusted-issuer", "add", "--issuer", &issuer.issuer]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("keys"), "{}", stderr(&refused));
+    // Keys that cannot be had: refused, nothing added.
+    let nowhere = format!("{}/nowhere.json", issuer.issuer);
+    let unfetched = run_insecure(
+        &cli,
+        &[
+            "trusted-issuer",
+            "add",
+            "--issuer",
+            "https://ci.example",
+            "--jwks-uri",
+            &nowhere,
+        ],
+    );
+    assert_eq!(unfetched.status.code(), Some(1));
+    assert!(stderr(&unfetched).contains("404"), "{}", stderr(&unfetched));
+    assert_eq!(
+        cli.json(&["trusted-issuer", "list", "--json"]),
+        serde_json::json!([])
+    );
+
+    // By discovery (no --jwks-uri), and by a named JWK Set.
+    let add = [
+        "trusted-issuer",
+        "add",
+        "--issuer",
+        &issuer.issuer,
+        "--description",
+        "the CI cluster",
+        "--json",
+    ];
+    let discovered = json_of(&add, &run_insecure(&cli, &add));
+    assert_eq!(discovered["issuer"], issuer.issuer.as_str());
+    assert_eq!(discovered["jwks_uri"], serde_json::Value::Null);
+    assert_eq!(discovered["description"], "the CI cluster");
+    let uri = issuer.jwks_uri();
+    let add = [
+        "trusted-issuer",
+        "add",
+        "--issuer",
+        "https://token.actions.example",
+        "--jwks-uri",
+        &uri,
+        "--json",
+    ];
+    let named = json_of(&add, &run_insecure(&cli, &add));
+    assert_eq!(named["jwks_uri"], uri.as_str());
+    let again = run_insecure(&cli, &add);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already trusts"),
+        "{}",
+        stderr(&again)
+    );
+
+    let listed = cli.json(&["trusted-issuer", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let lines = cli.run(&["trusted-issuer", "list"]);
+    let text = String::from_utf8_lossy(&lines.stdout);
+    let named_id = named["id"].as_str().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(named_id) && l.contains("https://token.actions.example")),
+        "{text}"
+    );
+
+    // A client answers to a subject of it (colons and all); while one does,
+    // the issuer stays.
+    let subject = "repo:acme/app:ref:refs/heads/main";
+    let client = cli.json(&[
+        "client",
+        "create",
+        "--name",
+        "deployer",
+        "--role",
+        "reader",
+        "--auth",
+        "private_key_jwt",
+        "--federated-subject",
+        "https://token.actions.example",
+        subject,
+        "--federated-subject",
+        "https://token.actions.example",
+        "system:serviceaccount:ns:name",
+        "--json",
+    ]);
+    assert!(client.get("client_secret").is_none(), "{client}");
+    assert_eq!(
+        client["federated_subjects"],
+        serde_json::json!([
+            {"issuer": "https://token.actions.example", "subject": subject},
+            {"issuer": "https://token.actions.example", "subject": "system:serviceaccount:ns:name"}
+        ])
+    );
+    let in_use = cli.run(&["trusted-issuer", "remove", named_id]);
+    assert_eq!(in_use.status.code(), Some(1));
+    assert!(
+        stderr(&in_use).contains("federated_subjects"),
+        "{}",
+        stderr(&in_use)
+    );
+    let client_id = client["client_id"].as_str().unwrap();
+    // The list is replaced whole; --no-federated-subjects empties it, which
+    // a private_key_jwt client with no other keys may not be left with.
+    let replaced = cli.json(&[
+        "client",
+        "update",
+        client_id,
+        "--federated-subject",
+        "https://token.actions.example",
+        subject,
+        "--json",
+    ]);
+    assert_eq!(replaced["federated_subjects"].as_array().unwrap().len(), 1);
+    let emptied = cli.run(&["client", "update", client_id, "--no-federated-subjects"]);
+    assert_eq!(emptied.status.code(), Some(1));
+    cli.json(&["client", "disable", client_id, "--json"]);
+    assert!(cli.run(&["client", "delete", client_id]).status.success());
+
+    let removed = cli.run(&["trusted-issuer", "remove", named_id]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(String::from_utf8_lossy(&removed.stdout).contains(named_id));
+    let listed = cli.json(&["trusted-issuer", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let gone = cli.run(&["trusted-issuer", "remove", named_id]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("not found"), "{}", stderr(&gone));
+    assert_eq!(
+        audited(&cli, named_id),
+        [
+            ("trusted_issuer.delete".to_string(), "cli".to_string()),
+            ("trusted_issuer.create".to_string(), "cli".to_string())
+        ]
+    );
 }
