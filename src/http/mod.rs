@@ -147,7 +147,8 @@ pub fn table() -> Table {
         },
         route console::settings::{
             tenants_page, create_tenant, change_tenant, device_groups_page, create_device_group,
-            change_device_group, roles_page, create_role, change_role
+            change_device_group, roles_page, create_role, change_role, trusted_issuers_page,
+            create_trusted_issuer, trusted_issuer_form_page, change_trusted_issuer
         },
         route console::people::{
             users_page, create_user, change_user, audit_page, notices_page, profile_page,

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, TestApp, TestResponse};
+use crate::helpers::{ed25519_jwks, spawn_app, spawn_app_with, KeyServer, TestApp, TestResponse};
 
 const PASSWORD: &str = "correct horse battery";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -425,4 +425,452 @@ fn the_create_form_offers_only_the_roles_the_person_may_hand_out() {
     );
     let listed = app.admin("GET", "/admin/v1/clients", &admin, None);
     assert!(!listed.body.contains("escalator"));
+}
+
+/// The session's CSRF token, as its forms carry it.
+fn csrf_of(app: &TestApp, cookie: &str) -> String {
+    app.request("GET", "/admin/v1/me")
+        .header("Cookie", cookie)
+        .send()
+        .json()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A console form as a browser sends it.
+fn form(app: &TestApp, cookie: &str, path: &str, fields: &[(&str, &str)]) -> TestResponse {
+    let csrf = csrf_of(app, cookie);
+    let mut fields = fields.to_vec();
+    fields.push(("csrf_token", &csrf));
+    app.request("POST", path)
+        .header("Cookie", cookie)
+        .header("Accept", BROWSER_ACCEPT)
+        .send_form(&fields)
+}
+
+#[test]
+fn a_private_key_jwt_client_is_created_from_the_form_with_no_secret_and_its_page_shows_its_keys() {
+    // Loopback JWK Set URLs are fetched only where insecure fetches are on.
+    let app = spawn_app_with(|s| s.allow_insecure_jwks = true);
+    let admin = app.admin_token();
+    person(&app, &admin, "ada@example.com", "Ada", "admin");
+    let cookie = sign_in(&app, "ada@example.com");
+
+    let new = page(&app, "/console/clients/new", &cookie);
+    assert_eq!(new.status, 200, "{}", new.body);
+    assert_page(&new);
+    for offered in [
+        r#"<select id="token_endpoint_auth_method" name="token_endpoint_auth_method">"#,
+        r#"<option value="private_key_jwt""#,
+        r#"<textarea id="jwks" name="jwks""#,
+        r#"<input id="jwks_uri" name="jwks_uri""#,
+        r#"<textarea id="federated_subjects" name="federated_subjects""#,
+    ] {
+        assert!(new.body.contains(offered), "{offered}: {}", new.body);
+    }
+    // An API token is its own credential: none of it is offered.
+    let token_form = page(&app, "/console/clients/new?kind=api_token", &cookie);
+    assert!(!token_form.body.contains("token_endpoint_auth_method"));
+
+    let jwks = ed25519_jwks("k1").to_string();
+    let made = form(
+        &app,
+        &cookie,
+        "/console/clients",
+        &[
+            ("kind", "client_credentials"),
+            ("name", "signer"),
+            ("role", "reader"),
+            ("token_endpoint_auth_method", "private_key_jwt"),
+            ("jwks", &jwks),
+        ],
+    );
+    // No secret dialog: straight to the client's page, which says why.
+    assert_eq!(made.status, 303, "{}", made.body);
+    assert_console_headers(&made);
+    let location = made.header("location").unwrap().to_string();
+    assert!(
+        location.starts_with("/console/clients/kwc_") && location.ends_with("?notice=created-keys"),
+        "{location}"
+    );
+    let id = location
+        .trim_start_matches("/console/clients/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let details = page(&app, &location, &cookie);
+    assert_eq!(details.status, 200, "{}", details.body);
+    assert_page(&details);
+    let body = &details.body;
+    assert!(body.contains("there is no secret to copy"), "{body}");
+    assert!(body.contains("(private_key_jwt)"), "{body}");
+    assert!(body.contains("1 key: k1"), "{body}");
+    assert!(!body.contains("kws_"), "{body}");
+    assert!(
+        !body.contains(r#"/secret""#),
+        "no new secret for it: {body}"
+    );
+    let api = app.admin("GET", &format!("/admin/v1/clients/{id}"), &admin, None);
+    assert_eq!(api.json()["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(api.json()["jwks"]["keys"][0]["kid"], "k1");
+
+    // A mistake comes back as the form, filled in, saying what; nothing made.
+    let bad = form(
+        &app,
+        &cookie,
+        "/console/clients",
+        &[
+            ("kind", "client_credentials"),
+            ("name", "half-signer"),
+            ("role", "reader"),
+            ("token_endpoint_auth_method", "private_key_jwt"),
+            ("jwks", "{\"keys\": [not json"),
+        ],
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_page(&bad);
+    assert!(bad.body.contains("JWK Set must be JSON"), "{}", bad.body);
+    assert!(bad.body.contains(r#"value="half-signer""#), "{}", bad.body);
+    assert!(
+        bad.body
+            .contains(r#"<option value="private_key_jwt" selected>"#),
+        "the method is kept: {}",
+        bad.body
+    );
+    let no_keys = form(
+        &app,
+        &cookie,
+        "/console/clients",
+        &[
+            ("kind", "client_credentials"),
+            ("name", "half-signer"),
+            ("role", "reader"),
+            ("token_endpoint_auth_method", "private_key_jwt"),
+        ],
+    );
+    assert_eq!(no_keys.status, 400, "{}", no_keys.body);
+    assert!(
+        no_keys.body.contains("private_key_jwt needs"),
+        "{}",
+        no_keys.body
+    );
+    // A JWK Set URL is fetched first: one that does not answer is refused.
+    let keys = KeyServer::start(ed25519_jwks("k2"));
+    let nowhere = format!("{}/nowhere.json", keys.issuer);
+    let unfetched = form(
+        &app,
+        &cookie,
+        "/console/clients",
+        &[
+            ("kind", "client_credentials"),
+            ("name", "half-signer"),
+            ("role", "reader"),
+            ("token_endpoint_auth_method", "private_key_jwt"),
+            ("jwks_uri", &nowhere),
+        ],
+    );
+    assert_eq!(unfetched.status, 400, "{}", unfetched.body);
+    assert!(unfetched.body.contains("404"), "{}", unfetched.body);
+    let listed = app.admin("GET", "/admin/v1/clients", &admin, None);
+    assert!(!listed.body.contains("half-signer"));
+
+    // The edit form: the method is fixed; the keys move to a URL.
+    let edit = page(&app, &format!("/console/clients/{id}/edit"), &cookie);
+    assert_eq!(edit.status, 200, "{}", edit.body);
+    assert_page(&edit);
+    assert!(edit.body.contains("fixed at creation"), "{}", edit.body);
+    assert!(
+        edit.body.contains("&#34;k1&#34;") || edit.body.contains("&quot;k1&quot;"),
+        "{}",
+        edit.body
+    );
+    assert!(!edit.body.contains(r#"name="token_endpoint_auth_method""#));
+    let uri = keys.jwks_uri();
+    let saved = form(
+        &app,
+        &cookie,
+        &format!("/console/clients/{id}/edit"),
+        &[
+            ("name", "signer"),
+            ("access_token_ttl", "3600"),
+            ("jwks", ""),
+            ("jwks_uri", &uri),
+        ],
+    );
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let api = app
+        .admin("GET", &format!("/admin/v1/clients/{id}"), &admin, None)
+        .json();
+    assert_eq!(api["jwks_uri"], uri.as_str());
+    assert_eq!(api["jwks"], serde_json::Value::Null);
+    let details = page(&app, &format!("/console/clients/{id}"), &cookie);
+    assert!(details.body.contains(&uri), "{}", details.body);
+    // Saving again leaves the keys alone, even with the URL gone quiet.
+    drop(keys);
+    let renamed = form(
+        &app,
+        &cookie,
+        &format!("/console/clients/{id}/edit"),
+        &[
+            ("name", "signer-2"),
+            ("access_token_ttl", "3600"),
+            ("jwks_uri", &uri),
+        ],
+    );
+    assert_eq!(renamed.status, 303, "{}", renamed.body);
+    let audit = app
+        .admin("GET", &format!("/admin/v1/audit?target={id}"), &admin, None)
+        .json();
+    let fields: Vec<&serde_json::Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "client.update")
+        .map(|e| &e["details"]["fields"])
+        .collect();
+    assert_eq!(fields.len(), 2, "{audit}");
+    assert!(!fields[0].to_string().contains("jwks"), "{}", fields[0]);
+    assert!(fields[1].to_string().contains("jwks_uri"), "{}", fields[1]);
+}
+
+#[test]
+fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a_confirmation() {
+    let app = spawn_app_with(|s| s.allow_insecure_jwks = true);
+    let admin = app.admin_token();
+    person(&app, &admin, "ada@example.com", "Ada", "admin");
+    let cookie = sign_in(&app, "ada@example.com");
+    let issuer = KeyServer::start(ed25519_jwks("ci-1"));
+
+    let empty = page(&app, "/console/trusted-issuers", &cookie);
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert_page(&empty);
+    assert!(
+        empty.body.contains("No trusted issuers yet"),
+        "{}",
+        empty.body
+    );
+    assert!(
+        empty.body.contains(
+            r#"<a href="/console/trusted-issuers" aria-current="page">Trusted issuers</a>"#
+        ),
+        "in the navigation: {}",
+        empty.body
+    );
+    assert!(
+        empty
+            .body
+            .contains(r#"<form method="post" action="/console/trusted-issuers""#),
+        "{}",
+        empty.body
+    );
+
+    // Keys that cannot be had: refused, with a way back; nothing added.
+    let refused = form(
+        &app,
+        &cookie,
+        "/console/trusted-issuers",
+        &[
+            ("issuer", "https://ci.example"),
+            ("jwks_uri", &format!("{}/nowhere.json", issuer.issuer)),
+        ],
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_page(&refused);
+    assert!(refused.body.contains("404"), "{}", refused.body);
+    assert!(
+        refused.body.contains(r#"href="/console/trusted-issuers""#),
+        "{}",
+        refused.body
+    );
+    // By discovery: the issuer's own document names its keys.
+    let added = form(
+        &app,
+        &cookie,
+        "/console/trusted-issuers",
+        &[
+            ("issuer", &issuer.issuer),
+            ("tenant_id", &app.root_tenant),
+            ("description", "the CI cluster"),
+        ],
+    );
+    assert_eq!(added.status, 303, "{}", added.body);
+    assert_eq!(
+        added.header("location"),
+        Some("/console/trusted-issuers?notice=created")
+    );
+    let listed = app
+        .admin("GET", "/admin/v1/trusted-issuers", &admin, None)
+        .json();
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    let id = items[0]["id"].as_str().unwrap().to_string();
+    let shown = page(&app, "/console/trusted-issuers?notice=created", &cookie);
+    assert_page(&shown);
+    assert!(shown.body.contains("Created."), "{}", shown.body);
+    assert!(shown.body.contains(&issuer.issuer), "{}", shown.body);
+    assert!(shown.body.contains("the CI cluster"), "{}", shown.body);
+    assert!(
+        shown.body.contains("its discovery document"),
+        "{}",
+        shown.body
+    );
+    let confirm_href = format!("/console/trusted-issuers/{id}/delete");
+    assert!(shown.body.contains(&confirm_href), "{}", shown.body);
+
+    // A client answers to a subject of it, typed one a line.
+    let subjects = format!(
+        "{0} repo:acme/app:ref:refs/heads/main\n  {0}   system:serviceaccount:ns:name  \n",
+        issuer.issuer
+    );
+    let made = form(
+        &app,
+        &cookie,
+        "/console/clients",
+        &[
+            ("kind", "client_credentials"),
+            ("name", "deployer"),
+            ("role", "reader"),
+            ("token_endpoint_auth_method", "private_key_jwt"),
+            ("federated_subjects", &subjects),
+        ],
+    );
+    assert_eq!(made.status, 303, "{}", made.body);
+    let client_page = made.header("location").unwrap().to_string();
+    let client_id = client_page
+        .trim_start_matches("/console/clients/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let api = app
+        .admin(
+            "GET",
+            &format!("/admin/v1/clients/{client_id}"),
+            &admin,
+            None,
+        )
+        .json();
+    assert_eq!(
+        api["federated_subjects"],
+        json!([
+            {"issuer": issuer.issuer, "subject": "repo:acme/app:ref:refs/heads/main"},
+            {"issuer": issuer.issuer, "subject": "system:serviceaccount:ns:name"}
+        ])
+    );
+    let details = page(&app, &client_page, &cookie);
+    assert!(
+        details.body.contains(&format!(
+            "{} repo:acme/app:ref:refs/heads/main",
+            issuer.issuer
+        )),
+        "{}",
+        details.body
+    );
+    let one_word = form(
+        &app,
+        &cookie,
+        "/console/clients",
+        &[
+            ("kind", "client_credentials"),
+            ("name", "typo"),
+            ("role", "reader"),
+            ("federated_subjects", &issuer.issuer),
+        ],
+    );
+    assert_eq!(one_word.status, 400, "{}", one_word.body);
+    assert!(
+        one_word.body.contains("a space and a subject"),
+        "{}",
+        one_word.body
+    );
+
+    // Delete: a confirmation naming the issuer; refused while named.
+    let confirm = page(&app, &confirm_href, &cookie);
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert_page(&confirm);
+    assert!(
+        confirm
+            .body
+            .contains(&format!("Stop trusting {}?", issuer.issuer)),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm
+            .body
+            .contains(&format!(r#"<form method="post" action="{confirm_href}""#)),
+        "{}",
+        confirm.body
+    );
+    let in_use = form(&app, &cookie, &confirm_href, &[]);
+    assert_eq!(in_use.status, 409, "{}", in_use.body);
+    assert_page(&in_use);
+    // The client's edit form shows its subjects one a line, and replaces
+    // them whole.
+    let edit_href = format!("/console/clients/{client_id}/edit");
+    let edit = page(&app, &edit_href, &cookie);
+    assert!(
+        edit.body
+            .contains(&format!("{} system:serviceaccount:ns:name", issuer.issuer)),
+        "{}",
+        edit.body
+    );
+    let one = format!("{} system:serviceaccount:ns:name", issuer.issuer);
+    let saved = form(
+        &app,
+        &cookie,
+        &edit_href,
+        &[("name", "deployer"), ("federated_subjects", &one)],
+    );
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let api = app
+        .admin(
+            "GET",
+            &format!("/admin/v1/clients/{client_id}"),
+            &admin,
+            None,
+        )
+        .json();
+    assert_eq!(
+        api["federated_subjects"].as_array().unwrap().len(),
+        1,
+        "{api}"
+    );
+    // Once no client names it, the issuer may go.
+    let disabled = form(
+        &app,
+        &cookie,
+        &format!("/console/clients/{client_id}/disable"),
+        &[],
+    );
+    assert_eq!(disabled.status, 303, "{}", disabled.body);
+    let deleted = form(
+        &app,
+        &cookie,
+        &format!("/console/clients/{client_id}/delete"),
+        &[],
+    );
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    let gone = form(&app, &cookie, &confirm_href, &[]);
+    assert_eq!(gone.status, 303, "{}", gone.body);
+    assert_eq!(
+        gone.header("location"),
+        Some("/console/trusted-issuers?notice=deleted")
+    );
+    let listed = app
+        .admin("GET", "/admin/v1/trusted-issuers", &admin, None)
+        .json();
+    assert_eq!(listed["items"], json!([]));
+    let audit = app
+        .admin("GET", &format!("/admin/v1/audit?target={id}"), &admin, None)
+        .json();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trusted_issuer.delete", "trusted_issuer.create"]);
 }

@@ -21,20 +21,28 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let body: NewTrustedIssuer = read_json(payload, false).await?;
+    check_keys(&state, &body).await?;
+    let view = run(&state, move |conn| {
+        trusted_issuers::create(conn, &actor, body)
+    })
+    .await?;
+    Ok(created(&view))
+}
+
+/// The issuer's keys are fetched before it is trusted (API.md section 3),
+/// on a thread of its own and outside any transaction: keys that cannot be
+/// had are a 400 naming why. The console's form comes through here too.
+pub async fn check_keys(state: &AppState, req: &NewTrustedIssuer) -> Result<(), OAuthError> {
     let keys = state.auth.assertion_keys.clone();
-    let checked = body.clone();
+    let checked = req.clone();
     crate::assertions::off_thread(move || trusted_issuers::check_keys(&keys, &checked))
         .await
         .unwrap_or_else(|| {
             Err(crate::service::ServiceError::Invalid(
                 "the issuer's keys could not be fetched".into(),
             ))
-        })?;
-    let view = run(&state, move |conn| {
-        trusted_issuers::create(conn, &actor, body)
-    })
-    .await?;
-    Ok(created(&view))
+        })
+        .map_err(OAuthError::from)
 }
 
 #[utoipa::path(

@@ -15,6 +15,8 @@ use super::frame::{
     segment, ConfirmPage, Nav, Person, Section,
 };
 use super::pages::{html, PageQuery, EXPIRING_SOON, PAGE_SIZE};
+use crate::domain::FederatedSubject;
+use crate::http::admin::clients::check_jwks_uri;
 use crate::http::admin::Scope;
 use crate::http::AppState;
 use crate::oauth::form::Form;
@@ -396,6 +398,10 @@ pub struct Draft {
     pub audience: String,
     pub expires_on: String,
     pub metadata: String,
+    pub auth_method: String,
+    pub jwks: String,
+    pub jwks_uri: String,
+    pub federated_subjects: String,
 }
 
 impl Draft {
@@ -418,7 +424,15 @@ impl Draft {
             audience: text("audience"),
             expires_on: text("expires_on"),
             metadata: text("metadata"),
+            auth_method: text("token_endpoint_auth_method"),
+            jwks: text("jwks"),
+            jwks_uri: text("jwks_uri"),
+            federated_subjects: text("federated_subjects"),
         }
+    }
+
+    pub fn is_method(&self, method: &&str) -> bool {
+        self.auth_method == *method
     }
 
     pub fn is_role(&self, role: &str) -> bool {
@@ -454,6 +468,25 @@ pub const DURATIONS: [(&str, &str); 7] = [
     ("1y", "1 year"),
 ];
 
+/// The ways a client may authenticate (API.md section 3, "Clients"), as
+/// the create form offers them; the first is the default.
+pub const AUTH_METHODS: [(&str, &str); 3] = [
+    ("client_secret_basic", "Client secret (HTTP Basic)"),
+    ("client_secret_post", "Client secret (in the form body)"),
+    (
+        "private_key_jwt",
+        "private_key_jwt: signed client assertions",
+    ),
+];
+
+/// A method as people read it: its label, or the name itself.
+fn method_label(method: &str) -> String {
+    AUTH_METHODS
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map_or_else(|| method.to_string(), |(_, label)| label.to_string())
+}
+
 #[derive(Template)]
 #[template(path = "console/client_new.html")]
 pub struct NewPage {
@@ -463,6 +496,7 @@ pub struct NewPage {
     pub draft: Draft,
     pub error: Option<String>,
     pub durations: [(&'static str, &'static str); 7],
+    pub methods: [(&'static str, &'static str); 3],
 }
 
 #[utoipa::path(
@@ -492,6 +526,7 @@ pub async fn new_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
                 draft,
                 error: None,
                 durations: DURATIONS,
+                methods: AUTH_METHODS,
             },
         ))
     })
@@ -528,6 +563,55 @@ fn metadata_field(form: &Form) -> Result<Option<Value>, OAuthError> {
             )),
         },
     }
+}
+
+/// The JWK Set textarea: JSON, or nothing. What the set holds is the
+/// service's to judge, as for the admin API.
+fn jwks_field(form: &Form) -> Result<Option<Value>, OAuthError> {
+    match field(form, "jwks") {
+        None => Ok(None),
+        Some(text) => serde_json::from_str::<Value>(&text).map(Some).map_err(|_| {
+            OAuthError::invalid_request(
+                "JWK Set must be JSON, such as {\"keys\": [{\"kty\": \"OKP\", ...}]}",
+            )
+        }),
+    }
+}
+
+/// The federated subjects textarea: one "issuer subject" a line, split at
+/// the first whitespace (issuers are URLs without spaces; subjects such as
+/// `repo:acme/app:ref:refs/heads/main` keep their colons).
+fn subjects_field(form: &Form) -> Result<Vec<FederatedSubject>, OAuthError> {
+    form.get("federated_subjects")
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| match line.split_once(char::is_whitespace) {
+            Some((issuer, subject)) if !subject.trim().is_empty() => Ok(FederatedSubject {
+                issuer: issuer.to_string(),
+                subject: subject.trim().to_string(),
+            }),
+            _ => Err(OAuthError::invalid_request(format!(
+                "Federated subjects: each line is an issuer, a space and a subject, not {line:?}"
+            ))),
+        })
+        .collect()
+}
+
+/// Subjects as the textarea shows them.
+fn subjects_text(subjects: &[FederatedSubject]) -> String {
+    subjects
+        .iter()
+        .map(|s| format!("{} {}", s.issuer, s.subject))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A JWK Set as the textarea shows it: pretty JSON, or nothing.
+fn jwks_text(jwks: Option<&Value>) -> String {
+    jwks.map(|set| serde_json::to_string_pretty(set).unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// The create form as the admin API's `NewClient`.
@@ -576,6 +660,23 @@ fn new_client(form: &Form, kind: Kind) -> Result<NewClient, OAuthError> {
     }
     if let Some(metadata) = metadata_field(form)? {
         fields.insert("metadata".into(), metadata);
+    }
+    // How it authenticates: for client credentials only (an API token is
+    // its own credential), and the service's rules decide what goes together.
+    if kind == Kind::ClientCredentials {
+        if let Some(method) = field(form, "token_endpoint_auth_method") {
+            fields.insert("token_endpoint_auth_method".into(), Value::String(method));
+        }
+        if let Some(jwks) = jwks_field(form)? {
+            fields.insert("jwks".into(), jwks);
+        }
+        if let Some(uri) = field(form, "jwks_uri") {
+            fields.insert("jwks_uri".into(), Value::String(uri));
+        }
+        let subjects = subjects_field(form)?;
+        if !subjects.is_empty() {
+            fields.insert("federated_subjects".into(), json!(subjects));
+        }
     }
     request_from(fields)
 }
@@ -656,12 +757,24 @@ pub async fn create(
             let kind = Kind::parse(form.get("kind").unwrap_or_default());
             let result = match new_client(&form, kind) {
                 Ok(body) => {
-                    let actor = person.actor.clone();
-                    run(&state, move |conn| clients::register(conn, &actor, body)).await
+                    // A JWK Set URL is fetched first, off-thread, as the
+                    // admin API does; a failure is the form again, saying why.
+                    match check_jwks_uri(&state, body.jwks_uri.as_deref()).await {
+                        Ok(()) => {
+                            let actor = person.actor.clone();
+                            run(&state, move |conn| clients::register(conn, &actor, body)).await
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 Err(e) => Err(e),
             };
             match result {
+                // Its keys are its credential: nothing to show once.
+                Ok((view, IssuedCredential::Nothing)) => Ok(done(
+                    &format!("/console/clients/{}", segment(&view.client_id)),
+                    "created-keys",
+                )),
                 Ok((view, credential)) => Ok(shown_once(&ShownOncePage::new(
                     person.nav(section_of(kind)),
                     &format!("{} created", capitalised(kind.one())),
@@ -681,6 +794,7 @@ pub async fn create(
                             draft: Draft::from_form(&form),
                             error: Some(e.description.clone()),
                             durations: DURATIONS,
+                            methods: AUTH_METHODS,
                         },
                     );
                     *answer.status_mut() = e.status;
@@ -719,6 +833,8 @@ impl Offers {
         let personal = view.user_id.is_some();
         let own_key = view.user_id.as_deref() == Some(person.user.user_id.as_ref());
         let token = view.kind == KIND_API_TOKEN;
+        // A private_key_jwt client has no secret to renew.
+        let keys_only = view.token_endpoint_auth_method == "private_key_jwt";
         Offers {
             // A personal key follows its user: only its user renews its
             // secret (in My profile); other admins may disable or delete it.
@@ -727,7 +843,7 @@ impl Offers {
             enable: write && view.status == "disabled",
             revoke: write && !personal,
             delete: person.may(Scope::ClientsDelete) && (view.status != "active" || personal),
-            new_secret: write && !token && (!personal || own_key),
+            new_secret: write && !token && !keys_only && (!personal || own_key),
             reissue: write && token,
         }
     }
@@ -830,6 +946,8 @@ fn facts(view: &ClientView) -> Vec<Fact> {
     ];
     if view.kind == KIND_API_TOKEN {
         facts.push(text("Token lifetime", span(view.token_lifetime)));
+    } else {
+        facts.extend(authentication_facts(view));
     }
     facts.extend([
         code("Audience", list(&view.audience)),
@@ -853,6 +971,55 @@ fn facts(view: &ClientView) -> Vec<Fact> {
     }
     if let Some(user) = &view.user_id {
         facts.push(code("Personal key of user", user.clone()));
+    }
+    facts
+}
+
+/// How a client credential authenticates: its method, and its keys or the
+/// workload identities it answers to (API.md section 3, "Clients").
+fn authentication_facts(view: &ClientView) -> Vec<Fact> {
+    let mut facts = vec![Fact {
+        label: "Authentication",
+        value: format!(
+            "{} ({})",
+            method_label(&view.token_endpoint_auth_method),
+            view.token_endpoint_auth_method
+        ),
+        code: false,
+    }];
+    if let Some(uri) = &view.jwks_uri {
+        facts.push(Fact {
+            label: "JWK Set URL",
+            value: uri.clone(),
+            code: true,
+        });
+    }
+    if let Some(set) = &view.jwks {
+        let kids: Vec<String> = set["keys"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .map(|key| key["kid"].as_str().unwrap_or("(no kid)").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        facts.push(Fact {
+            label: "Keys",
+            value: format!(
+                "{} {}: {}",
+                kids.len(),
+                if kids.len() == 1 { "key" } else { "keys" },
+                kids.join(", ")
+            ),
+            code: false,
+        });
+    }
+    if !view.federated_subjects.is_empty() {
+        facts.push(Fact {
+            label: "Federated subjects",
+            value: subjects_text(&view.federated_subjects),
+            code: true,
+        });
     }
     facts
 }
@@ -965,6 +1132,10 @@ pub struct EditPage {
     pub token_lifetime: String,
     pub metadata: String,
     pub durations: [(&'static str, &'static str); 7],
+    /// The method, as people read it (fixed at creation).
+    pub method: String,
+    pub jwks: String,
+    pub federated_subjects: String,
 }
 
 #[utoipa::path(
@@ -1041,6 +1212,9 @@ pub async fn form_page(
                     token_lifetime: span(view.token_lifetime),
                     metadata: metadata_text(&view.metadata),
                     durations: DURATIONS,
+                    method: method_label(&view.token_endpoint_auth_method),
+                    jwks: jwks_text(view.jwks.as_ref()),
+                    federated_subjects: subjects_text(&view.federated_subjects),
                     view,
                 },
             )
@@ -1050,8 +1224,11 @@ pub async fn form_page(
 }
 
 /// The edit form as the admin API's `ClientPatch`: every field the form
-/// shows is sent; an emptied optional text clears it.
-fn client_patch(form: &Form, kind: &str) -> Result<ClientPatch, OAuthError> {
+/// shows is sent; an emptied optional text clears it. The keys and subjects
+/// are sent only when changed, so that saving a name does not fetch the
+/// client's JWK Set URL again.
+fn client_patch(form: &Form, view: &ClientView) -> Result<ClientPatch, OAuthError> {
+    let kind = view.kind.as_str();
     let mut fields = Map::new();
     fields.insert(
         "name".into(),
@@ -1088,6 +1265,21 @@ fn client_patch(form: &Form, kind: &str) -> Result<ClientPatch, OAuthError> {
     if kind == KIND_API_TOKEN {
         if let Some(lifetime) = field(form, "token_lifetime").filter(|l| l != "keep") {
             fields.insert("token_lifetime".into(), json!(lifetime));
+        }
+    } else {
+        let jwks = jwks_field(form)?;
+        if jwks.as_ref() != view.jwks.as_ref() {
+            fields.insert("jwks".into(), jwks.unwrap_or(Value::Null));
+        }
+        let uri = field(form, "jwks_uri");
+        if uri != view.jwks_uri {
+            fields.insert("jwks_uri".into(), uri.map_or(Value::Null, Value::String));
+        }
+        let mut subjects = subjects_field(form)?;
+        subjects.sort();
+        subjects.dedup();
+        if subjects != view.federated_subjects {
+            fields.insert("federated_subjects".into(), json!(subjects));
         }
     }
     request_from(fields)
@@ -1127,7 +1319,8 @@ pub async fn change(
                 "edit" => {
                     person.require(Scope::ClientsWrite)?;
                     let view = reachable(&person, &state, client_id).await?;
-                    let patch = client_patch(&form, &view.kind)?;
+                    let patch = client_patch(&form, &view)?;
+                    check_jwks_uri(&state, patch.jwks_uri.clone().flatten().as_deref()).await?;
                     run(&state, move |conn| {
                         clients::update(conn, &actor, &id, patch)
                     })

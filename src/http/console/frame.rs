@@ -65,6 +65,7 @@ pub enum Section {
     Tenants,
     DeviceGroups,
     Roles,
+    TrustedIssuers,
     Users,
     Audit,
     Notices,
@@ -72,12 +73,13 @@ pub enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 9] = [
         Section::Clients,
         Section::Tokens,
         Section::Tenants,
         Section::DeviceGroups,
         Section::Roles,
+        Section::TrustedIssuers,
         Section::Users,
         Section::Audit,
         Section::Notices,
@@ -90,6 +92,7 @@ impl Section {
             Section::Tenants => "/console/tenants",
             Section::DeviceGroups => "/console/device-groups",
             Section::Roles => "/console/roles",
+            Section::TrustedIssuers => "/console/trusted-issuers",
             Section::Users => "/console/users",
             Section::Audit => "/console/audit",
             Section::Notices => "/console/notices",
@@ -104,6 +107,7 @@ impl Section {
             Section::Tenants => "Tenants",
             Section::DeviceGroups => "Device groups",
             Section::Roles => "Roles",
+            Section::TrustedIssuers => "Trusted issuers",
             Section::Users => "Users",
             Section::Audit => "Audit",
             Section::Notices => "Notices",
@@ -115,7 +119,9 @@ impl Section {
     fn read_scope(self) -> Option<Scope> {
         match self {
             Section::Clients | Section::Tokens => Some(Scope::ClientsRead),
-            Section::Tenants | Section::DeviceGroups | Section::Roles => Some(Scope::TenantsRead),
+            Section::Tenants | Section::DeviceGroups | Section::Roles | Section::TrustedIssuers => {
+                Some(Scope::TenantsRead)
+            }
             Section::Users => Some(Scope::UsersRead),
             Section::Audit | Section::Notices => Some(Scope::AuditRead),
             Section::Profile => None,
@@ -245,6 +251,9 @@ pub fn done(location: &str, notice: &str) -> HttpResponse {
 pub fn notice_text(query: &PageQuery) -> Option<&'static str> {
     Some(match query.get("notice")?.as_str() {
         "created" => "Created.",
+        "created-keys" => {
+            "Created. It authenticates with signed client assertions (private_key_jwt): there is no secret to copy."
+        }
         "saved" => "Saved.",
         "disabled" => "Disabled: it cannot get tokens, and its tokens do not work, until enabled.",
         "enabled" => "Enabled.",

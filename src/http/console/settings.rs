@@ -1,6 +1,7 @@
 //! The console's organisation pages (API.md section 4, "The console"):
-//! tenants as a tree, device groups and roles, each with the changes the
-//! admin API offers, through the same service functions and request types.
+//! tenants as a tree, device groups, roles and trusted issuers, each with
+//! the changes the admin API offers, through the same service functions and
+//! request types.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -10,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::clients::shown_time;
 use super::frame::{
     action, after_url, done, field, list_field, next_page, notice_text, page, request_from, run,
-    segment, Nav, Section,
+    segment, ConfirmPage, Nav, Section,
 };
 use super::pages::{html, PAGE_SIZE};
 use crate::http::admin::Scope;
@@ -21,6 +22,7 @@ use crate::service::device_groups::{self, DeviceGroupView, NewDeviceGroup};
 use crate::service::patch::TenantPatch;
 use crate::service::roles::{self, NewRole, RolePatch, RoleView};
 use crate::service::tenants::{self, TenantView};
+use crate::service::trusted_issuers::{self, NewTrustedIssuer, TrustedIssuerView};
 
 /// At most this many tenants, groups or roles are shown on one page.
 const SHOWN: i64 = 1000;
@@ -545,6 +547,218 @@ pub async fn change_role(
                 }
                 _ => Err(OAuthError::not_found("no such change")),
             }
+        },
+    )
+    .await
+}
+
+pub struct IssuerRow {
+    pub issuer: TrustedIssuerView,
+    pub created: String,
+    pub delete_href: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/trusted_issuers.html")]
+pub struct TrustedIssuersPage {
+    pub nav: Nav,
+    pub rows: Vec<IssuerRow>,
+    pub tenants: Vec<TenantView>,
+    pub own_tenant: String,
+    pub can_write: bool,
+    pub notice: Option<&'static str>,
+    pub next: Option<String>,
+    pub paged: bool,
+}
+
+impl TrustedIssuersPage {
+    pub fn is_own(&self, tenant: &str) -> bool {
+        self.own_tenant == tenant
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/console/trusted-issuers",
+    tag = "console",
+    summary = "The trusted issuers in reach (workload identity federation), 50 a page, with create and delete (HTML)",
+    params(("after" = Option<String>, Query, description = "cursor: the page after this trusted issuer id")),
+    responses(crate::http::openapi::ConsolePageAnswers),
+    security(())
+)]
+pub async fn trusted_issuers_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    page(req, state, |person, query, state| async move {
+        person.require(Scope::TenantsRead)?;
+        let actor = person.actor.clone();
+        let after = query.get("after");
+        let paged = after.is_some();
+        let (mut issuers, tenants) = run(&state, move |conn| {
+            Ok((
+                trusted_issuers::list(conn, &actor, PAGE_SIZE + 1, after.as_deref())?,
+                tenants::list(conn, &actor, SHOWN, None)?,
+            ))
+        })
+        .await?;
+        let next = next_page(&mut issuers, |i| {
+            after_url("/console/trusted-issuers", &i.id)
+        });
+        Ok(html(
+            StatusCode::OK,
+            &TrustedIssuersPage {
+                nav: person.nav(Section::TrustedIssuers),
+                rows: issuers
+                    .into_iter()
+                    .map(|issuer| IssuerRow {
+                        created: shown_time(Some(&issuer.created_at), ""),
+                        delete_href: format!(
+                            "/console/trusted-issuers/{}/delete",
+                            segment(&issuer.id)
+                        ),
+                        issuer,
+                    })
+                    .collect(),
+                tenants,
+                own_tenant: person.actor.tenant_id.clone(),
+                can_write: person.may(Scope::TenantsWrite),
+                notice: notice_text(&query),
+                next,
+                paged,
+            },
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/console/trusted-issuers",
+    tag = "console",
+    summary = "Trust an issuer from the trusted issuers page; its keys are fetched first",
+    request_body(content = crate::http::openapi::ConsoleForm, content_type = "application/x-www-form-urlencoded"),
+    responses(crate::http::openapi::ConsoleFormAnswers),
+    security(())
+)]
+pub async fn create_trusted_issuer(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let back = "/console/trusted-issuers".to_string();
+    action(
+        req,
+        payload,
+        state,
+        &[],
+        back,
+        |person, form, state| async move {
+            person.require(Scope::TenantsWrite)?;
+            let mut fields = Map::new();
+            fields.insert(
+                "issuer".into(),
+                json!(form.get("issuer").unwrap_or_default().trim()),
+            );
+            for name in ["jwks_uri", "tenant_id", "description"] {
+                if let Some(value) = field(&form, name) {
+                    fields.insert(name.into(), Value::String(value));
+                }
+            }
+            let body: NewTrustedIssuer = request_from(fields)?;
+            // The keys first, off-thread and outside the transaction, as the
+            // admin API does: an issuer whose keys cannot be had is refused.
+            crate::http::admin::trusted_issuers::check_keys(&state, &body).await?;
+            let actor = person.actor.clone();
+            run(&state, move |conn| {
+                trusted_issuers::create(conn, &actor, body)
+            })
+            .await?;
+            Ok(done("/console/trusted-issuers", "created"))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/console/trusted-issuers/{id}/{action}",
+    tag = "console",
+    summary = "The confirmation naming a trusted issuer before it is deleted (HTML)",
+    params(
+        ("id" = String, Path, description = "the trusted issuer"),
+        ("action" = String, Path, description = "delete")
+    ),
+    responses(crate::http::openapi::ConsolePageAnswers),
+    security(())
+)]
+pub async fn trusted_issuer_form_page(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (id, what) = path.into_inner();
+    page(req, state, |person, _, state| async move {
+        if what != "delete" {
+            return Err(OAuthError::not_found("no such page"));
+        }
+        person.require(Scope::TenantsWrite)?;
+        let actor = person.actor.clone();
+        let issuer = run(&state, move |conn| trusted_issuers::get(conn, &actor, &id)).await?;
+        Ok(html(
+            StatusCode::OK,
+            &ConfirmPage {
+                nav: person.nav(Section::TrustedIssuers),
+                title: format!("Stop trusting {}?", issuer.issuer),
+                message: format!(
+                    "Tokens of {} stop being accepted as client assertions for tenant {} and below. While a client still names it in its federated subjects, it cannot be removed.",
+                    issuer.issuer, issuer.tenant_id
+                ),
+                action: format!("/console/trusted-issuers/{}/delete", segment(&issuer.id)),
+                button: "Stop trusting".into(),
+                cancel: "/console/trusted-issuers".into(),
+                danger: true,
+            },
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/console/trusted-issuers/{id}/{action}",
+    tag = "console",
+    summary = "A change to one trusted issuer: delete",
+    params(
+        ("id" = String, Path, description = "the trusted issuer"),
+        ("action" = String, Path, description = "delete")
+    ),
+    request_body(content = crate::http::openapi::ConsoleForm, content_type = "application/x-www-form-urlencoded"),
+    responses(crate::http::openapi::ConsoleFormAnswers),
+    security(())
+)]
+pub async fn change_trusted_issuer(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (id, what) = path.into_inner();
+    let back = "/console/trusted-issuers".to_string();
+    action(
+        req,
+        payload,
+        state,
+        &[],
+        back,
+        |person, _, state| async move {
+            person.require(Scope::TenantsWrite)?;
+            if what != "delete" {
+                return Err(OAuthError::not_found("no such change"));
+            }
+            let actor = person.actor.clone();
+            run(&state, move |conn| {
+                trusted_issuers::delete(conn, &actor, &id)
+            })
+            .await?;
+            Ok(done("/console/trusted-issuers", "deleted"))
         },
     )
     .await
