@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, Auth, TestApp};
+use crate::helpers::{ed25519_jwks, spawn_app, spawn_app_with, Auth, KeyServer, TestApp};
 
 /// A custom role at the root tenant, made through the admin API.
 fn custom_role(app: &TestApp, admin: &str, name: &str, scopes: &[&str]) {
@@ -1298,6 +1298,10 @@ fn in_the_console_a_personal_key_is_renewed_only_by_its_person_and_the_other_pag
             "/console/clients",
             vec![("name", "sneaky"), ("role", "admin")],
         ),
+        (
+            "/console/trusted-issuers",
+            vec![("issuer", "https://sneaky.example")],
+        ),
     ] {
         let answer = console_form(&app, viewer_cookie, Some(viewer_csrf), path, &fields);
         assert_eq!(answer.status, 403, "{path}: {}", answer.body);
@@ -1308,6 +1312,231 @@ fn in_the_console_a_personal_key_is_renewed_only_by_its_person_and_the_other_pag
     assert!(!roles.contains("sneaky"));
     let users = app.admin("GET", "/admin/v1/users", &admin, None).body;
     assert!(!users.contains("s@example.com"));
+    let issuers = app
+        .admin("GET", "/admin/v1/trusted-issuers", &admin, None)
+        .body;
+    assert!(!issuers.contains("sneaky"));
+}
+
+/// What the console offers about trusted issuers, by page and form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IssuerAct {
+    /// The list page: 200 when read, and the target's row there or not.
+    List,
+    /// The confirmation before a delete.
+    Confirm,
+    Delete,
+    /// The create form, naming the target's tenant.
+    Create,
+}
+
+const ISSUER_ACTS: [IssuerAct; 4] = [
+    IssuerAct::List,
+    IssuerAct::Confirm,
+    IssuerAct::Delete,
+    IssuerAct::Create,
+];
+
+/// A trusted issuer of `tenant`, made through the service (no key fetch).
+fn trusted_issuer_in(app: &TestApp, tenant: &str, issuer: &str) -> String {
+    use keyward::service::trusted_issuers::{self, NewTrustedIssuer};
+    let actor = app.root_actor();
+    app.db
+        .run_here(|conn| {
+            trusted_issuers::create(
+                conn,
+                &actor,
+                NewTrustedIssuer {
+                    issuer: issuer.to_string(),
+                    jwks_uri: Some("https://keys.example/jwks.json".into()),
+                    tenant_id: Some(tenant.to_string()),
+                    description: None,
+                },
+            )
+        })
+        .unwrap_or_else(|e: keyward::service::ServiceError| panic!("trusted issuer: {e}"))
+        .id
+}
+
+/// The issuers the root admin sees, by id.
+fn issuer_ids(app: &TestApp, admin: &str) -> Vec<String> {
+    let mut ids: Vec<String> = app
+        .admin("GET", "/admin/v1/trusted-issuers?limit=500", admin, None)
+        .json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn escalation_matrix_for_the_console_trusted_issuers_are_read_with_tenants_read_and_changed_only_within_reach_with_tenants_write(
+) {
+    // The create form fetches the issuer's keys first: from loopback here.
+    let app = spawn_app_with(|s| s.allow_insecure_jwks = true);
+    let keys = KeyServer::start(ed25519_jwks("k1"));
+    let admin = app.admin_token();
+    custom_role(&app, &admin, "helpdesk", &["clients:read", "clients:write"]);
+    custom_role(&app, &admin, "viewer", &["clients:read", "tenants:read"]);
+    let child = app.create_tenant("child", None);
+    let sibling = app.create_tenant("sibling", None);
+    let tenants = [
+        ("root", app.root_tenant.clone()),
+        ("child", child.clone()),
+        ("sibling", sibling.clone()),
+    ];
+    let person =
+        |role: &str, tenant: &str| signed_in(&app, &new_user(&app, &admin, role, tenant).1);
+    let callers = [
+        ("full admin", person("admin", &app.root_tenant)),
+        ("viewer", person("viewer", &app.root_tenant)),
+        ("helpdesk", person("helpdesk", &app.root_tenant)),
+        ("child admin", person("admin", &child)),
+    ];
+    // For the root, child and sibling targets: 200 a page (List: 200 with
+    // the row, 1200 without it), 303 done, 403 scope, 404 out of reach.
+    let expected = |caller: &str, act: IssuerAct| -> [u16; 3] {
+        match (caller, act) {
+            ("full admin", IssuerAct::List | IssuerAct::Confirm) => [200; 3],
+            ("full admin", _) => [303; 3],
+            ("viewer", IssuerAct::List) => [200; 3],
+            ("viewer" | "helpdesk", _) => [403; 3],
+            ("child admin", IssuerAct::List) => [1200, 200, 1200],
+            ("child admin", IssuerAct::Confirm) => [404, 200, 404],
+            ("child admin", _) => [404, 303, 404],
+            _ => unreachable!(),
+        }
+    };
+    let mut checked = 0;
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for (caller_name, caller) in &callers {
+        let Caller::Session { cookie, csrf } = caller else {
+            unreachable!("console callers are people")
+        };
+        for act in ISSUER_ACTS {
+            let want = expected(caller_name, act);
+            for (column, (tenant_name, tenant)) in tenants.iter().enumerate() {
+                n += 1;
+                let target =
+                    trusted_issuer_in(&app, tenant, &format!("https://target-{n}.example"));
+                let before = issuer_ids(&app, &admin);
+                let answer = match act {
+                    // Fewer than a page (50) of issuers exist when a list is
+                    // read, so the target is on the first page when in reach.
+                    IssuerAct::List => app
+                        .request("GET", "/console/trusted-issuers")
+                        .header("Cookie", cookie)
+                        .header("Accept", "text/html")
+                        .send(),
+                    IssuerAct::Confirm => app
+                        .request("GET", &format!("/console/trusted-issuers/{target}/delete"))
+                        .header("Cookie", cookie)
+                        .header("Accept", "text/html")
+                        .send(),
+                    IssuerAct::Delete => console_form(
+                        &app,
+                        cookie,
+                        Some(csrf),
+                        &format!("/console/trusted-issuers/{target}/delete"),
+                        &[],
+                    ),
+                    IssuerAct::Create => console_form(
+                        &app,
+                        cookie,
+                        Some(csrf),
+                        "/console/trusted-issuers",
+                        &[
+                            ("issuer", &format!("https://made-{n}.example")),
+                            ("jwks_uri", &keys.jwks_uri()),
+                            ("tenant_id", tenant),
+                        ],
+                    ),
+                };
+                checked += 1;
+                if answer.status != 303 {
+                    assert!(
+                        answer
+                            .header("content-type")
+                            .unwrap_or("")
+                            .starts_with("text/html"),
+                        "{caller_name} {act:?}: {}",
+                        answer.body
+                    );
+                }
+                let got = match act {
+                    IssuerAct::List if answer.status == 200 && !answer.body.contains(&target) => {
+                        1200
+                    }
+                    _ => answer.status,
+                };
+                if got != want[column] {
+                    failures.push(format!(
+                        "{caller_name} {act:?} @{tenant_name}: got {got}, want {}",
+                        want[column]
+                    ));
+                }
+                let after = issuer_ids(&app, &admin);
+                let changed = match (act, got) {
+                    (IssuerAct::Delete, 303) => {
+                        !(after.len() + 1 == before.len() && !after.contains(&target))
+                    }
+                    (IssuerAct::Create, 303) => after.len() != before.len() + 1,
+                    // A page or a refusal changes nothing.
+                    _ => after != before,
+                };
+                if changed {
+                    failures.push(format!(
+                        "{caller_name} {act:?} @{tenant_name}: answered {got}, and the issuers are {after:?} (were {before:?})"
+                    ));
+                }
+            }
+        }
+    }
+    // Without the CSRF token, or without a session, nothing is done.
+    let Caller::Session { cookie, .. } = &callers[0].1 else {
+        unreachable!()
+    };
+    let target = trusted_issuer_in(&app, &app.root_tenant, "https://kept.example");
+    let jwks_uri = keys.jwks_uri();
+    let forms: [(String, Vec<(&str, &str)>); 2] = [
+        (format!("/console/trusted-issuers/{target}/delete"), vec![]),
+        (
+            "/console/trusted-issuers".to_string(),
+            vec![
+                ("issuer", "https://forged.example"),
+                ("jwks_uri", &jwks_uri),
+            ],
+        ),
+    ];
+    for (path, fields) in &forms {
+        let before = issuer_ids(&app, &admin);
+        let forged = console_form(&app, cookie, None, path, fields);
+        let wrong = console_form(&app, cookie, Some("not-the-token"), path, fields);
+        let mut anonymous_fields = fields.clone();
+        anonymous_fields.push(("csrf_token", "x"));
+        let anonymous = app.request("POST", path).send_form(&anonymous_fields);
+        checked += 3;
+        if forged.status != 403 || wrong.status != 403 {
+            failures.push(format!(
+                "{path} without the CSRF token: {} and {}",
+                forged.status, wrong.status
+            ));
+        }
+        if anonymous.status != 303 || anonymous.header("location") != Some("/console/sign-in") {
+            failures.push(format!("{path} without a session: {}", anonymous.status));
+        }
+        if issuer_ids(&app, &admin) != before {
+            failures.push(format!(
+                "{path} without CSRF or session changed the issuers"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(checked, 4 * 4 * 3 + 2 * 3);
 }
 
 // ---------------------------------------------------------------------------
