@@ -471,11 +471,17 @@ pub const DURATIONS: [(&str, &str); 7] = [
 /// The ways a client may authenticate (API.md section 3, "Clients"), as
 /// the create form offers them; the first is the default.
 pub const AUTH_METHODS: [(&str, &str); 3] = [
-    ("client_secret_basic", "Client secret (HTTP Basic)"),
-    ("client_secret_post", "Client secret (in the form body)"),
+    (
+        "client_secret_basic",
+        "Client secret, HTTP Basic (client_secret_basic)",
+    ),
+    (
+        "client_secret_post",
+        "Client secret, in the form body (client_secret_post)",
+    ),
     (
         "private_key_jwt",
-        "private_key_jwt: signed client assertions",
+        "Signed client assertions (private_key_jwt)",
     ),
 ];
 
@@ -980,11 +986,7 @@ fn facts(view: &ClientView) -> Vec<Fact> {
 fn authentication_facts(view: &ClientView) -> Vec<Fact> {
     let mut facts = vec![Fact {
         label: "Authentication",
-        value: format!(
-            "{} ({})",
-            method_label(&view.token_endpoint_auth_method),
-            view.token_endpoint_auth_method
-        ),
+        value: method_label(&view.token_endpoint_auth_method),
         code: false,
     }];
     if let Some(uri) = &view.jwks_uri {
