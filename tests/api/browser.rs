@@ -19,7 +19,7 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, CliRunner, TestApp};
+use crate::helpers::{ed25519_jwks, spawn_app, spawn_app_with, CliRunner, KeyServer, TestApp};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -1031,10 +1031,15 @@ fn the_create_form_and_the_shown_once_dialog_work_with_the_keyboard_alone() {
 
 #[test]
 fn every_page_passes_axe_core_and_offers_what_its_sections_need() {
-    let app = crate::helpers::spawn_app_with(|s| s.notice_interval = 1);
+    let app = spawn_app_with(|s| {
+        s.notice_interval = 1;
+        // The trusted issuer below is served on loopback.
+        s.allow_insecure_jwks = true;
+    });
     let Some(browser) = Browser::start("every page", &app) else {
         return;
     };
+    let issuer = KeyServer::start(ed25519_jwks("cluster-1"));
     let admin = app.admin_token();
     person(&app, &admin, "ada@example.com", "Ada Lovelace", "admin");
     let child = app.create_tenant("Printing EU", Some(&app.root_tenant));
@@ -1075,6 +1080,20 @@ fn every_page_passes_axe_core_and_offers_what_its_sections_need() {
     browser.fill("#role-scopes", "audit:read");
     browser.click_labelled("Create role");
     assert!(browser.text("table").contains("auditor"));
+
+    browser.click_labelled("Trusted issuers");
+    assert!(browser.text("main").contains("No trusted issuers yet"));
+    browser.fill("#issuer-issuer", &issuer.issuer);
+    browser.fill("#issuer-description", "Printing EU's cluster");
+    browser.choose("#issuer-tenant", &child);
+    browser.click_labelled("Trust issuer");
+    assert_eq!(browser.text("[role=status]"), "Created.");
+    let table = browser.text("table");
+    assert!(
+        table.contains(&issuer.issuer) && table.contains("its discovery document"),
+        "{table}"
+    );
+    browser.look("trusted-issuers");
 
     browser.click_labelled("Users");
     browser.fill("#user-email", "new.person@example.com");
@@ -1134,8 +1153,86 @@ fn every_page_passes_axe_core_and_offers_what_its_sections_need() {
     browser.look("not-found");
     assert_eq!(
         browser.checked.borrow().len(),
-        9,
+        10,
         "{:?}",
         browser.checked.borrow()
     );
+}
+
+#[test]
+fn a_private_key_jwt_client_answering_to_a_trusted_issuer_is_made_and_edited_and_the_issuer_then_removed(
+) {
+    let app = spawn_app_with(|s| s.allow_insecure_jwks = true);
+    let Some(browser) = Browser::start("private_key_jwt", &app) else {
+        return;
+    };
+    let keys = KeyServer::start(ed25519_jwks("ci-1"));
+    let admin = app.admin_token();
+    person(&app, &admin, "ada@example.com", "Ada Lovelace", "admin");
+    browser.sign_in("ada@example.com", PASSWORD);
+
+    browser.click_labelled("Trusted issuers");
+    browser.fill("#issuer-issuer", "https://token.actions.example");
+    browser.fill("#issuer-jwks-uri", &keys.jwks_uri());
+    browser.fill("#issuer-description", "CI workflows of acme/app");
+    browser.click_labelled("Trust issuer");
+    assert_eq!(browser.text("[role=status]"), "Created.");
+
+    browser.click_labelled("Client credentials");
+    browser.click_labelled("New client credential");
+    browser.fill("#name", "deployer");
+    browser.choose("#role", "reader");
+    browser.choose("#token_endpoint_auth_method", "private_key_jwt");
+    browser.fill("#jwks", &ed25519_jwks("k1").to_string());
+    browser.fill(
+        "#federated_subjects",
+        "https://token.actions.example repo:acme/app:ref:refs/heads/main",
+    );
+    browser.look("new-client-keys");
+    browser.click_labelled("Create client credential");
+    // No secret, so no dialog: the client's page says how it authenticates.
+    assert!(
+        browser.path().ends_with("?notice=created-keys"),
+        "{}",
+        browser.path()
+    );
+    assert!(!browser.exists("dialog"));
+    assert!(browser
+        .text("[role=status]")
+        .contains("there is no secret to copy"));
+    let facts = browser.text(".facts");
+    assert!(facts.contains("(private_key_jwt)"), "{facts}");
+    assert!(facts.contains("1 key: k1"), "{facts}");
+    assert!(
+        facts.contains("https://token.actions.example repo:acme/app:ref:refs/heads/main"),
+        "{facts}"
+    );
+    assert!(!browser.has_labelled("New secret"));
+    browser.look("client-keys");
+
+    // The keys move to a URL, fetched as the form is saved.
+    browser.click_labelled("Edit");
+    assert!(browser.text("main").contains("fixed at creation"));
+    browser.look("edit-keys");
+    browser.fill("#jwks", "");
+    browser.fill("#jwks_uri", &keys.jwks_uri());
+    browser.click_labelled("Save");
+    assert_eq!(browser.text("[role=status]"), "Saved.");
+    let facts = browser.text(".facts");
+    assert!(facts.contains(&keys.jwks_uri()), "{facts}");
+    assert!(!facts.contains("1 key: k1"), "{facts}");
+
+    // Removing the issuer asks first, and is refused while a client names it.
+    browser.click_labelled("Trusted issuers");
+    browser.click_labelled("Delete… https://token.actions.example");
+    assert_eq!(
+        browser.text("h1"),
+        "Stop trusting https://token.actions.example?"
+    );
+    browser.look("trusted-issuer-delete");
+    browser.click_labelled("Stop trusting");
+    assert_eq!(browser.text("h1"), "That did not work");
+    assert!(browser.text("main").contains("federated_subjects"));
+    let issuers = app.admin("GET", "/admin/v1/trusted-issuers", &admin, None);
+    assert!(issuers.body.contains("https://token.actions.example"));
 }
