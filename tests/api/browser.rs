@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use fantoccini::key::Key;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
+use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
-use crate::helpers::{ed25519_jwks, spawn_app, spawn_app_with, CliRunner, KeyServer, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, CliRunner, Signer, TestApp, TestIssuer};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -1039,7 +1040,7 @@ fn every_page_passes_axe_core_and_offers_what_its_sections_need() {
     let Some(browser) = Browser::start("every page", &app) else {
         return;
     };
-    let issuer = KeyServer::start(ed25519_jwks("cluster-1"));
+    let issuer = TestIssuer::serving(&[&Signer::new(Algorithm::EdDSA, "cluster-1")]);
     let admin = app.admin_token();
     person(&app, &admin, "ada@example.com", "Ada Lovelace", "admin");
     let child = app.create_tenant("Printing EU", Some(&app.root_tenant));
@@ -1083,14 +1084,14 @@ fn every_page_passes_axe_core_and_offers_what_its_sections_need() {
 
     browser.click_labelled("Trusted issuers");
     assert!(browser.text("main").contains("No trusted issuers yet"));
-    browser.fill("#issuer-issuer", &issuer.issuer);
+    browser.fill("#issuer-issuer", &issuer.url);
     browser.fill("#issuer-description", "Printing EU's cluster");
     browser.choose("#issuer-tenant", &child);
     browser.click_labelled("Trust issuer");
     assert_eq!(browser.text("[role=status]"), "Created.");
     let table = browser.text("table");
     assert!(
-        table.contains(&issuer.issuer) && table.contains("its discovery document"),
+        table.contains(&issuer.url) && table.contains("its discovery document"),
         "{table}"
     );
     browser.look("trusted-issuers");
@@ -1166,7 +1167,7 @@ fn a_private_key_jwt_client_answering_to_a_trusted_issuer_is_made_and_edited_and
     let Some(browser) = Browser::start("private_key_jwt", &app) else {
         return;
     };
-    let keys = KeyServer::start(ed25519_jwks("ci-1"));
+    let keys = TestIssuer::serving(&[&Signer::new(Algorithm::EdDSA, "ci-1")]);
     let admin = app.admin_token();
     person(&app, &admin, "ada@example.com", "Ada Lovelace", "admin");
     browser.sign_in("ada@example.com", PASSWORD);
@@ -1183,7 +1184,10 @@ fn a_private_key_jwt_client_answering_to_a_trusted_issuer_is_made_and_edited_and
     browser.fill("#name", "deployer");
     browser.choose("#role", "reader");
     browser.choose("#token_endpoint_auth_method", "private_key_jwt");
-    browser.fill("#jwks", &ed25519_jwks("k1").to_string());
+    browser.fill(
+        "#jwks",
+        &Signer::jwks(&[&Signer::new(Algorithm::EdDSA, "k1")]).to_string(),
+    );
     browser.fill(
         "#federated_subjects",
         "https://token.actions.example repo:acme/app:ref:refs/heads/main",

@@ -1,6 +1,8 @@
 use std::process::Output;
 
-use crate::helpers::{ed25519_jwks, spawn_app, Auth, CliRunner, KeyServer};
+use jsonwebtoken::Algorithm;
+
+use crate::helpers::{spawn_app, Auth, CliRunner, Signer, TestIssuer};
 
 #[test]
 fn client_commands_create_list_show_disable_enable_and_revoke() {
@@ -345,7 +347,11 @@ fn a_private_key_jwt_client_is_created_from_a_jwk_set_file_and_prints_no_secret(
     let cli = CliRunner::with_new_store();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("signer.jwks.json");
-    std::fs::write(&file, ed25519_jwks("k1").to_string()).unwrap();
+    std::fs::write(
+        &file,
+        Signer::jwks(&[&Signer::new(Algorithm::EdDSA, "k1")]).to_string(),
+    )
+    .unwrap();
     let file = file.to_str().unwrap();
     let args = [
         "client",
@@ -390,7 +396,7 @@ fn a_private_key_jwt_client_is_created_from_a_jwk_set_file_and_prints_no_secret(
     assert_eq!(created["token_endpoint_auth_method"], "private_key_jwt");
 
     // Its keys may move to a URL (fetched first), and the set go with it.
-    let keys = KeyServer::start(ed25519_jwks("k2"));
+    let keys = TestIssuer::serving(&[&Signer::new(Algorithm::EdDSA, "k2")]);
     let uri = keys.jwks_uri();
     let refused = cli.run(&["client", "update", &id, "--jwks-uri", &uri]);
     assert_eq!(refused.status.code(), Some(1));
@@ -438,14 +444,14 @@ fn a_bad_jwks_file_or_jwks_uri_is_a_clear_error_and_changes_nothing() {
         path.to_str().unwrap().to_string()
     };
     let not_json = write("not.json", "kty=OKP");
-    let mut private = ed25519_jwks("k1");
+    let mut private = Signer::jwks(&[&Signer::new(Algorithm::EdDSA, "k1")]);
     private["keys"][0]["d"] = serde_json::json!("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A");
     let private = write("private.json", &private.to_string());
     let no_keys = write("empty.json", r#"{"keys": []}"#);
     let missing = dir.path().join("missing.json");
     let missing = missing.to_str().unwrap();
-    let keys = KeyServer::start(ed25519_jwks("k1"));
-    let nowhere = format!("{}/nowhere.json", keys.issuer);
+    let keys = TestIssuer::serving(&[&Signer::new(Algorithm::EdDSA, "k1")]);
+    let nowhere = format!("{}/nowhere.json", keys.url);
     let before = cli.json(&["client", "list", "--json"]);
     for (args, says) in [
         (vec!["--jwks-file", not_json.as_str()], "not JSON"),
@@ -475,7 +481,10 @@ fn a_bad_jwks_file_or_jwks_uri_is_a_clear_error_and_changes_nothing() {
         );
     }
     // Keys without private_key_jwt: the service says what to do.
-    let good = write("good.json", &ed25519_jwks("k1").to_string());
+    let good = write(
+        "good.json",
+        &Signer::jwks(&[&Signer::new(Algorithm::EdDSA, "k1")]).to_string(),
+    );
     let output = cli.run(&[
         "client",
         "create",
@@ -508,13 +517,13 @@ fn a_bad_jwks_file_or_jwks_uri_is_a_clear_error_and_changes_nothing() {
 #[test]
 fn trusted_issuer_commands_add_list_and_remove_with_the_keys_fetched_first() {
     let cli = CliRunner::with_new_store();
-    let issuer = KeyServer::start(ed25519_jwks("ci-1"));
+    let issuer = TestIssuer::serving(&[&Signer::new(Algorithm::EdDSA, "ci-1")]);
     // Loopback is fetched only where insecure fetches are allowed.
-    let refused = cli.run(&["trusted-issuer", "add", "--issuer", &issuer.issuer]);
+    let refused = cli.run(&["trusted-issuer", "add", "--issuer", &issuer.url]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(stderr(&refused).contains("keys"), "{}", stderr(&refused));
     // Keys that cannot be had: refused, nothing added.
-    let nowhere = format!("{}/nowhere.json", issuer.issuer);
+    let nowhere = format!("{}/nowhere.json", issuer.url);
     let unfetched = run_insecure(
         &cli,
         &[
@@ -538,13 +547,13 @@ fn trusted_issuer_commands_add_list_and_remove_with_the_keys_fetched_first() {
         "trusted-issuer",
         "add",
         "--issuer",
-        &issuer.issuer,
+        &issuer.url,
         "--description",
         "the CI cluster",
         "--json",
     ];
     let discovered = json_of(&add, &run_insecure(&cli, &add));
-    assert_eq!(discovered["issuer"], issuer.issuer.as_str());
+    assert_eq!(discovered["issuer"], issuer.url.as_str());
     assert_eq!(discovered["jwks_uri"], serde_json::Value::Null);
     assert_eq!(discovered["description"], "the CI cluster");
     let uri = issuer.jwks_uri();

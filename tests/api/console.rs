@@ -2,9 +2,10 @@
 //! browser gets, headers included. How they look is checked by eye, with
 //! the screenshots in docs/console/.
 
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use crate::helpers::{ed25519_jwks, spawn_app, spawn_app_with, KeyServer, TestApp, TestResponse};
+use crate::helpers::{spawn_app, spawn_app_with, Signer, TestApp, TestIssuer, TestResponse};
 
 const PASSWORD: &str = "correct horse battery";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -473,7 +474,7 @@ fn a_private_key_jwt_client_is_created_from_the_form_with_no_secret_and_its_page
     let token_form = page(&app, "/console/clients/new?kind=api_token", &cookie);
     assert!(!token_form.body.contains("token_endpoint_auth_method"));
 
-    let jwks = ed25519_jwks("k1").to_string();
+    let jwks = Signer::jwks(&[&Signer::new(Algorithm::EdDSA, "k1")]).to_string();
     let made = form(
         &app,
         &cookie,
@@ -557,8 +558,8 @@ fn a_private_key_jwt_client_is_created_from_the_form_with_no_secret_and_its_page
         no_keys.body
     );
     // A JWK Set URL is fetched first: one that does not answer is refused.
-    let keys = KeyServer::start(ed25519_jwks("k2"));
-    let nowhere = format!("{}/nowhere.json", keys.issuer);
+    let keys = TestIssuer::serving(&[&Signer::new(Algorithm::EdDSA, "k2")]);
+    let nowhere = format!("{}/nowhere.json", keys.url);
     let unfetched = form(
         &app,
         &cookie,
@@ -608,7 +609,7 @@ fn a_private_key_jwt_client_is_created_from_the_form_with_no_secret_and_its_page
     let details = page(&app, &format!("/console/clients/{id}"), &cookie);
     assert!(details.body.contains(&uri), "{}", details.body);
     // Saving again leaves the keys alone, even with the URL gone quiet.
-    drop(keys);
+    keys.set_up(false);
     let renamed = form(
         &app,
         &cookie,
@@ -641,7 +642,7 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
     let admin = app.admin_token();
     person(&app, &admin, "ada@example.com", "Ada", "admin");
     let cookie = sign_in(&app, "ada@example.com");
-    let issuer = KeyServer::start(ed25519_jwks("ci-1"));
+    let issuer = TestIssuer::serving(&[&Signer::new(Algorithm::EdDSA, "ci-1")]);
 
     let empty = page(&app, "/console/trusted-issuers", &cookie);
     assert_eq!(empty.status, 200, "{}", empty.body);
@@ -673,7 +674,7 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
         "/console/trusted-issuers",
         &[
             ("issuer", "https://ci.example"),
-            ("jwks_uri", &format!("{}/nowhere.json", issuer.issuer)),
+            ("jwks_uri", &format!("{}/nowhere.json", issuer.url)),
         ],
     );
     assert_eq!(refused.status, 400, "{}", refused.body);
@@ -690,7 +691,7 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
         &cookie,
         "/console/trusted-issuers",
         &[
-            ("issuer", &issuer.issuer),
+            ("issuer", &issuer.url),
             ("tenant_id", &app.root_tenant),
             ("description", "the CI cluster"),
         ],
@@ -709,7 +710,7 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
     let shown = page(&app, "/console/trusted-issuers?notice=created", &cookie);
     assert_page(&shown);
     assert!(shown.body.contains("Created."), "{}", shown.body);
-    assert!(shown.body.contains(&issuer.issuer), "{}", shown.body);
+    assert!(shown.body.contains(&issuer.url), "{}", shown.body);
     assert!(shown.body.contains("the CI cluster"), "{}", shown.body);
     assert!(
         shown.body.contains("its discovery document"),
@@ -722,7 +723,7 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
     // A client answers to a subject of it, typed one a line.
     let subjects = format!(
         "{0} repo:acme/app:ref:refs/heads/main\n  {0}   system:serviceaccount:ns:name  \n",
-        issuer.issuer
+        issuer.url
     );
     let made = form(
         &app,
@@ -755,16 +756,15 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
     assert_eq!(
         api["federated_subjects"],
         json!([
-            {"issuer": issuer.issuer, "subject": "repo:acme/app:ref:refs/heads/main"},
-            {"issuer": issuer.issuer, "subject": "system:serviceaccount:ns:name"}
+            {"issuer": issuer.url, "subject": "repo:acme/app:ref:refs/heads/main"},
+            {"issuer": issuer.url, "subject": "system:serviceaccount:ns:name"}
         ])
     );
     let details = page(&app, &client_page, &cookie);
     assert!(
-        details.body.contains(&format!(
-            "{} repo:acme/app:ref:refs/heads/main",
-            issuer.issuer
-        )),
+        details
+            .body
+            .contains(&format!("{} repo:acme/app:ref:refs/heads/main", issuer.url)),
         "{}",
         details.body
     );
@@ -776,7 +776,7 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
             ("kind", "client_credentials"),
             ("name", "typo"),
             ("role", "reader"),
-            ("federated_subjects", &issuer.issuer),
+            ("federated_subjects", &issuer.url),
         ],
     );
     assert_eq!(one_word.status, 400, "{}", one_word.body);
@@ -793,7 +793,7 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
     assert!(
         confirm
             .body
-            .contains(&format!("Stop trusting {}?", issuer.issuer)),
+            .contains(&format!("Stop trusting {}?", issuer.url)),
         "{}",
         confirm.body
     );
@@ -813,11 +813,11 @@ fn a_trusted_issuer_is_added_from_its_page_named_by_a_client_and_removed_after_a
     let edit = page(&app, &edit_href, &cookie);
     assert!(
         edit.body
-            .contains(&format!("{} system:serviceaccount:ns:name", issuer.issuer)),
+            .contains(&format!("{} system:serviceaccount:ns:name", issuer.url)),
         "{}",
         edit.body
     );
-    let one = format!("{} system:serviceaccount:ns:name", issuer.issuer);
+    let one = format!("{} system:serviceaccount:ns:name", issuer.url);
     let saved = form(
         &app,
         &cookie,

@@ -4,7 +4,6 @@
 //! - `request`: HTTP requests to it (`app.request("GET", path)...send()`) and
 //!   the `TestResponse` they answer with;
 //! - `cli`: `CliRunner`, the `keyward` binary run against a store;
-//! - `key_server`: `KeyServer`, an issuer's JWK Set and discovery on loopback;
 //! - `postgres`: which store a test uses, PostgreSQL schemas, and
 //!   `postgres_or_skip` for the tests that are about PostgreSQL itself.
 //!
@@ -14,7 +13,6 @@
 mod app;
 mod cli;
 mod issuer;
-mod key_server;
 mod postgres;
 mod request;
 pub mod schema;
@@ -22,7 +20,6 @@ pub mod schema;
 pub use app::*;
 pub use cli::*;
 pub use issuer::*;
-pub use key_server::*;
 pub use postgres::*;
 pub use request::*;
 
