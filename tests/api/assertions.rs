@@ -778,6 +778,22 @@ fn trusted_issuers_belong_to_a_tenant_and_its_subtree() {
         None,
     )
     .assert_error(404, "not_found");
+    // Nor can it make the server fetch on north's behalf: the reach is
+    // checked before the keys are.
+    let fetched = issuer.fetches();
+    app.admin(
+        "POST",
+        "/admin/v1/trusted-issuers",
+        &south_admin,
+        Some(json!({"issuer": format!("{}/other", issuer.url),
+                    "jwks_uri": issuer.jwks_uri(), "tenant_id": north})),
+    )
+    .assert_error(404, "not_found");
+    assert_eq!(
+        issuer.fetches(),
+        fetched,
+        "nothing fetched for an out-of-reach tenant"
+    );
     // A move that would take the client out of the issuer's reach: 409.
     let moved = app.admin(
         "PATCH",

@@ -21,7 +21,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let body: NewTrustedIssuer = read_json(payload, false).await?;
-    check_keys(&state, &body).await?;
+    check_keys(&state, &actor, &body).await?;
     let view = run(&state, move |conn| {
         trusted_issuers::create(conn, &actor, body)
     })
@@ -31,8 +31,24 @@ pub async fn create(
 
 /// The issuer's keys are fetched before it is trusted (API.md section 3),
 /// on a thread of its own and outside any transaction: keys that cannot be
-/// had are a 400 naming why. The console's form comes through here too.
-pub async fn check_keys(state: &AppState, req: &NewTrustedIssuer) -> Result<(), OAuthError> {
+/// had are a 400 naming why. The tenant is looked up first, so a caller
+/// cannot make the server fetch for a tenant out of its reach (that is the
+/// 404 the create would answer). The console's form comes through here too.
+pub async fn check_keys(
+    state: &AppState,
+    actor: &crate::service::Actor,
+    req: &NewTrustedIssuer,
+) -> Result<(), OAuthError> {
+    let (actor, tenant_id) = (
+        actor.clone(),
+        req.tenant_id
+            .clone()
+            .unwrap_or_else(|| actor.tenant_id.clone()),
+    );
+    run(state, move |conn| {
+        crate::service::tenants::find_reachable(conn, &actor, &tenant_id).map(drop)
+    })
+    .await?;
     let keys = state.auth.assertion_keys.clone();
     let checked = req.clone();
     crate::assertions::off_thread(move || trusted_issuers::check_keys(&keys, &checked))

@@ -665,7 +665,7 @@ pub async fn create_trusted_issuer(
             let body: NewTrustedIssuer = request_from(fields)?;
             // The keys first, off-thread and outside the transaction, as the
             // admin API does: an issuer whose keys cannot be had is refused.
-            crate::http::admin::trusted_issuers::check_keys(&state, &body).await?;
+            crate::http::admin::trusted_issuers::check_keys(&state, &person.actor, &body).await?;
             let actor = person.actor.clone();
             run(&state, move |conn| {
                 trusted_issuers::create(conn, &actor, body)
