@@ -947,3 +947,56 @@ fn the_rfc_9864_name_ed25519_is_taken_for_eddsa() {
         "1 hour",
     );
 }
+
+#[test]
+fn key_and_subject_changes_apply_to_the_next_assertion() {
+    let clock = ManualClock::starting_now();
+    let app = app(&clock);
+    let admin = app.admin_token();
+    let old = Signer::new(Algorithm::ES256, "old");
+    let new = Signer::new(Algorithm::ES256, "new");
+    let id = register(&app, &admin, json!({"jwks": Signer::jwks(&[&old])}));
+    let get = |signer: &Signer| {
+        token_by_assertion(
+            &app,
+            &signer.sign(&claims(&id, &id, &app.address, clock.now())),
+            &[],
+        )
+    };
+    assert_eq!(get(&old).status, 200);
+    let path = format!("/admin/v1/clients/{id}");
+    let changed = app.admin(
+        "PATCH",
+        &path,
+        &admin,
+        Some(json!({"jwks": Signer::jwks(&[&new])})),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_refused(&get(&old), "kid");
+    assert_eq!(get(&new).status, 200);
+    // Removing every key source of a private_key_jwt client is refused.
+    app.admin("PATCH", &path, &admin, Some(json!({"jwks": null})))
+        .assert_error(400, "invalid_request");
+    assert_eq!(get(&new).status, 200, "a refused change changes nothing");
+    // A federated subject added later works at once; removed, it stops.
+    let key = Signer::new(Algorithm::EdDSA, "k");
+    let issuer = TestIssuer::serving(&[&key]);
+    trust(&app, &admin, json!({"issuer": issuer.url}));
+    let workload = || {
+        token_by_assertion(
+            &app,
+            &key.sign(&claims(&issuer.url, "worker-1", &app.address, clock.now())),
+            &[],
+        )
+    };
+    assert_refused(&workload(), "no client");
+    let subjects = json!({"federated_subjects": [{"issuer": issuer.url, "subject": "worker-1"}]});
+    assert_eq!(
+        app.admin("PATCH", &path, &admin, Some(subjects)).status,
+        200
+    );
+    assert_eq!(workload().status, 200);
+    let none = json!({"federated_subjects": []});
+    assert_eq!(app.admin("PATCH", &path, &admin, Some(none)).status, 200);
+    assert_refused(&workload(), "no client");
+}
