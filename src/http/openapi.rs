@@ -487,6 +487,7 @@ fn declare_constraints(doc: &mut Value) {
         "TenantPatch",
         "NewDeviceGroup",
         "NewTrustedIssuer",
+        "FederatedSubject",
         "NewUser",
         "UserPatch",
         "PasswordChange",
@@ -544,7 +545,8 @@ fn forbid_nul(schema: &mut Value) {
             "properties" => {
                 if let Some(props) = child.as_object_mut() {
                     for (name, prop) in props.iter_mut() {
-                        if name != "metadata" {
+                        // Stored as JSON text: any string (admin::contains_nul).
+                        if name != "metadata" && name != "jwks" {
                             forbid_nul(prop);
                         }
                     }

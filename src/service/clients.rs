@@ -159,13 +159,17 @@ pub struct NewClient {
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// client_secret_basic (default), client_secret_post or private_key_jwt.
     #[serde(default)]
+    #[schema(pattern = r"^(client_secret_basic|client_secret_post|private_key_jwt)$")]
     pub token_endpoint_auth_method: Option<String>,
     /// A JWK Set of public keys (private_key_jwt).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
-    /// Where the client publishes its JWK Set (private_key_jwt).
+    /// Where the client publishes its JWK Set (private_key_jwt): https, and
+    /// not a loopback, link-local or private address (unless the server runs
+    /// with KEYWARD_ALLOW_INSECURE_JWKS). Fetched at registration.
     #[serde(default)]
+    #[schema(pattern = r"^https://[^\s/?#@]+[^\s]*$", max_length = 2000)]
     pub jwks_uri: Option<String>,
     /// (issuer, subject) pairs of trusted issuers this client answers to.
     #[serde(default)]

@@ -62,9 +62,9 @@ pub struct ClientPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>, required = false)]
     pub jwks: Option<Option<serde_json::Value>>,
-    /// `null` removes it.
+    /// https, fetched before the change; `null` removes it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, required = false)]
+    #[schema(value_type = Option<String>, required = false, pattern = r"^https://[^\s/?#@]+[^\s]*$", max_length = 2000)]
     pub jwks_uri: Option<Option<String>>,
     /// The whole list; `[]` removes every one.
     #[serde(default, deserialize_with = "present")]

@@ -45,10 +45,15 @@ impl From<&TrustedIssuer> for TrustedIssuerView {
 pub struct NewTrustedIssuer {
     /// The `iss` its tokens carry, exactly (such as
     /// `https://token.actions.githubusercontent.com`).
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub issuer: String,
     /// Its JWK Set; absent: from `<issuer>/.well-known/openid-configuration`.
     #[serde(default)]
+    #[schema(pattern = r"^https://[^\s/?#@]+[^\s]*$", max_length = 2000)]
     pub jwks_uri: Option<String>,
     #[serde(default)]
     pub tenant_id: Option<String>,

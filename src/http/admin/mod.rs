@@ -112,14 +112,18 @@ pub async fn read_json<T: DeserializeOwned>(
 /// way on every store.
 const NUL_REFUSED: &str = "text must not contain NUL (U+0000)";
 
+/// Fields kept as JSON text, whose content may hold any string.
+const STORED_AS_JSON: [&str; 2] = ["metadata", "jwks"];
+
 fn contains_nul(value: &serde_json::Value) -> bool {
     use serde_json::Value;
     match value {
         Value::String(s) => s.contains('\0'),
         Value::Array(items) => items.iter().any(contains_nul),
-        // `metadata` is stored as JSON text, where a NUL is escaped.
+        // `metadata` and `jwks` are stored as JSON text, where a NUL is
+        // escaped (a JWK Set's content is checked as keys, not as text).
         Value::Object(fields) => fields.iter().any(|(name, field)| {
-            name.contains('\0') || (name != "metadata" && contains_nul(field))
+            name.contains('\0') || (!STORED_AS_JSON.contains(&name.as_str()) && contains_nul(field))
         }),
         _ => false,
     }
