@@ -72,6 +72,43 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
     }
 }
 
+/// Checks a URL before it is registered or fetched: absolute, https
+/// (unless insecure fetches are allowed), no user info, at most 2000
+/// characters. Addresses are checked when the host is resolved.
+pub fn check_url(text: &str, allow_insecure: bool) -> Result<url::Url, FetchError> {
+    if text.len() > 2000 {
+        return Err(fail("the URL is longer than 2000 characters"));
+    }
+    let url = url::Url::parse(text).map_err(|e| fail(format!("not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_insecure => {}
+        _ => return Err(fail("only https URLs are fetched")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(fail("the URL may not carry a user or password"));
+    }
+    let Some(host) = url.host() else {
+        return Err(fail("the URL has no host"));
+    };
+    if !allow_insecure {
+        let literal = match host {
+            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+            url::Host::Domain(name) if name.eq_ignore_ascii_case("localhost") => {
+                Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+            }
+            url::Host::Domain(_) => None,
+        };
+        if literal.is_some_and(is_forbidden) {
+            return Err(fail(
+                "the URL points at a loopback, link-local or private address",
+            ));
+        }
+    }
+    Ok(url)
+}
+
 /// The resolver every connection goes through: it drops forbidden
 /// addresses, so a name that resolves only to them cannot be reached.
 struct GuardedResolver {
@@ -119,41 +156,9 @@ impl KeyFetcher {
         self.allow_insecure
     }
 
-    /// Checks a URL before it is registered or fetched: absolute, https
-    /// (unless insecure fetches are allowed), no user info, at most 2000
-    /// characters. Addresses are checked when the host is resolved.
+    /// `check_url` under this fetcher's rules.
     pub fn check_url(&self, text: &str) -> Result<url::Url, FetchError> {
-        if text.len() > 2000 {
-            return Err(fail("the URL is longer than 2000 characters"));
-        }
-        let url = url::Url::parse(text).map_err(|e| fail(format!("not a URL: {e}")))?;
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_insecure => {}
-            _ => return Err(fail("only https URLs are fetched")),
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(fail("the URL may not carry a user or password"));
-        }
-        let Some(host) = url.host() else {
-            return Err(fail("the URL has no host"));
-        };
-        if !self.allow_insecure {
-            let literal = match host {
-                url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-                url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-                url::Host::Domain(name) if name.eq_ignore_ascii_case("localhost") => {
-                    Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
-                }
-                url::Host::Domain(_) => None,
-            };
-            if literal.is_some_and(is_forbidden) {
-                return Err(fail(
-                    "the URL points at a loopback, link-local or private address",
-                ));
-            }
-        }
-        Ok(url)
+        check_url(text, self.allow_insecure)
     }
 
     /// GETs `url` and returns the body: status 200, at most `MAX_BYTES`,

@@ -10,7 +10,6 @@
 use std::collections::BTreeSet;
 
 use super::{ServiceError, ServiceResult};
-use crate::assertions::fetch::KeyFetcher;
 use crate::assertions::key_cache::{KeyCache, KeySource};
 use crate::domain::{AuthMethod, ClientKeys, ClientKind, FederatedSubject, FederatedSubjects};
 use crate::store::AnyConnection;
@@ -40,8 +39,7 @@ pub fn parse_jwks(value: &serde_json::Value) -> ServiceResult<ClientKeys> {
 /// `check_jwks_uri` before the change, and again at every fetch.
 pub fn parse_jwks_uri(text: &str) -> ServiceResult<String> {
     let text = text.trim();
-    KeyFetcher::new(true)
-        .check_url(text)
+    crate::assertions::fetch::check_url(text, true)
         .map(|_| text.to_string())
         .map_err(|e| ServiceError::Invalid(format!("jwks_uri: {e}")))
 }
