@@ -328,7 +328,8 @@ impl Application {
                 purge(&purge_state, &purge_db, policy).await;
             }
         });
-        // Used client-assertion ids: every minute (see prune_assertion_ids).
+        // Used client-assertion ids (see prune_assertion_ids) and, on SQLite,
+        // the change log's old rows: every minute.
         let prune_state = self.state.clone();
         let prune_db = self.state.db.background();
         actix_web::rt::spawn(async move {
@@ -342,6 +343,12 @@ impl Application {
                 if let Err(e) = pruned {
                     // The store is down: the next minute tries again.
                     log::warn!("used assertion ids not pruned: {e}");
+                }
+                let pruned = prune_db
+                    .run(crate::service::retention::prune_change_log)
+                    .await;
+                if let Err(e) = pruned {
+                    log::warn!("change log not pruned: {e}");
                 }
             }
         });

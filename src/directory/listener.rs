@@ -1,6 +1,12 @@
-//! The PostgreSQL change channel: a thread that LISTENs on its own session,
-//! hands every change to the directory, and keeps the cache trusted only
-//! while it hears its own heartbeat.
+//! The change channel: a thread that hears of every change committed to the
+//! store, hands it to the directory, and keeps the cache trusted only while
+//! it proves it hears.
+//!
+//! On PostgreSQL it LISTENs on its own session and proves itself with its
+//! own heartbeat (below). On SQLite it follows the change log
+//! (`store::changes::LogFollower`) every 5 ms on its own connection; each
+//! poll that answers is its heartbeat, so a file that stops answering stops
+//! the cache being trusted within the same grace.
 //!
 //! The channel heartbeats every 500 ms: the node NOTIFYs itself through the
 //! request pool and the listener must hear it, which proves both that the
@@ -14,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Directory;
-use crate::store::changes::{self, Change, Listening};
+use crate::store::changes::{self, Change, Listening, LogFollower};
 use crate::store::{Db, StoreError};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
@@ -22,6 +28,13 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const POLL_EVERY: Duration = Duration::from_millis(2);
 /// How long to wait before connecting again after the channel was lost.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+/// How often the SQLite change log is polled: a change another process
+/// commits reaches the cache within this (plus the thread's wake-up).
+const LOG_POLL_EVERY: Duration = Duration::from_millis(5);
+/// A log follower that could not poll for this long (a lock held, a host
+/// paused) starts over rather than trust that its cursor is still in the
+/// log (rows are kept `changes::LOG_KEEP_SECS`).
+const LOG_STALL_RESTART: Duration = Duration::from_secs(60);
 
 /// The listener's identity and its off switch.
 pub struct Listener {
@@ -58,25 +71,41 @@ impl Listener {
     }
 }
 
-/// Follows the channel on a thread of its own until the directory's
-/// listener is stopped. `url` is where the listener connects.
+/// Follows the PostgreSQL channel on a thread of its own until the
+/// directory's listener is stopped. `url` is where the listener connects.
 pub fn spawn(directory: Arc<Directory>, url: String, db: Db) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("keyward-changes".into())
-        .spawn(move || follow(&directory, &url, &db))
+        .spawn(move || {
+            follow(
+                &directory,
+                || follow_once(&directory, &url, &db),
+                || db.suspect(),
+            )
+        })
         .map(|_| ())
 }
 
-/// The listener loop: LISTEN, load the revoked jtis, then drain
-/// notifications every 2 ms and heartbeat every 500 ms, so that a dead
-/// connection is noticed at once and a hung or deaf one within the grace.
-fn follow(directory: &Directory, url: &str, db: &Db) {
+/// Follows SQLite's change log on a thread of its own until the
+/// directory's listener is stopped. `db` is the node's pool, whose failures
+/// the follower watches (see `follow_log_once`).
+pub fn spawn_log_follower(directory: Arc<Directory>, db: Db) -> std::io::Result<()> {
+    let url = db.url().to_string();
+    std::thread::Builder::new()
+        .name("keyward-changes".into())
+        .spawn(move || follow(&directory, || follow_log_once(&directory, &url, &db), || {}))
+        .map(|_| ())
+}
+
+/// The channel's outer loop: follow until the channel fails, forget what
+/// it kept fresh, wait, follow again. `lost` is told of each failure.
+fn follow(directory: &Directory, follow_once: impl Fn() -> Result<(), String>, lost: impl Fn()) {
     let listener = &directory.listener;
     while !listener.stopping() {
-        if let Err(e) = follow_once(directory, url, db) {
+        if let Err(e) = follow_once() {
             log::warn!("change channel: {e}");
             // The pool's connections may have died the same way.
-            db.suspect();
+            lost();
         }
         if directory.cache.go_dark() {
             // A stopping server closes its channel on purpose: not worth a warning.
@@ -101,6 +130,9 @@ fn send_beat(db: &Db, name: &str, seq: u64) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// One PostgreSQL session: LISTEN, load the revoked jtis, then drain
+/// notifications every 2 ms and heartbeat every 500 ms, so that a dead
+/// connection is noticed at once and a hung or deaf one within the grace.
 fn follow_once(directory: &Directory, url: &str, db: &Db) -> Result<(), String> {
     let listener = &directory.listener;
     let cache = &directory.cache;
@@ -137,6 +169,50 @@ fn follow_once(directory: &Directory, url: &str, db: &Db) -> Result<(), String> 
             last_sent = Some(Instant::now());
         }
         std::thread::sleep(POLL_EVERY);
+    }
+    Ok(())
+}
+
+/// One SQLite connection: note the newest log row, load the revoked jtis,
+/// then apply what the log gains every 5 ms. Each poll that answers is a
+/// heartbeat.
+///
+/// When a request finds the store failing (`Db::suspect`), the follower
+/// lets go of its connection too and opens a new one. SQLite shares one
+/// view of the file among a process's connections: one opened while the
+/// file was read-only (or its `-shm` could not be written) keeps every
+/// later connection of the process read-only for as long as it stays open,
+/// so a follower that held on would make the fault outlive its cause.
+fn follow_log_once(directory: &Directory, url: &str, db: &Db) -> Result<(), String> {
+    let listener = &directory.listener;
+    let cache = &directory.cache;
+    let suspicions = db.suspicions();
+    let (mut follower, revoked) = LogFollower::open(url, cache.now())?;
+    cache.go_live(revoked);
+    let mut announced = false;
+    let mut last_poll = Instant::now();
+    while !listener.stopping() {
+        if db.suspicions() != suspicions {
+            return Err("a request found the store failing; reopening the change log".into());
+        }
+        if last_poll.elapsed() > LOG_STALL_RESTART {
+            return Err(format!(
+                "the change log went unread for {:?}; starting over",
+                last_poll.elapsed()
+            ));
+        }
+        follower.poll(|payload| {
+            if let Some(change) = Change::parse(payload) {
+                directory.apply(&change);
+            }
+        })?;
+        last_poll = Instant::now();
+        cache.beat();
+        if !announced {
+            log::info!("change log followed: credential cache live");
+            announced = true;
+        }
+        std::thread::sleep(LOG_POLL_EVERY);
     }
     Ok(())
 }

@@ -15,7 +15,8 @@
 //!
 //! A node applies its own changes right after commit (see `store::changes`),
 //! before any later request of its own can read. On SQLite (one node, but
-//! the CLI is another process) it never goes live.
+//! the CLI is another process) the channel is the change log, which every
+//! writer fills in its transaction and the listener follows.
 //!
 //! Errors are the store's (`StoreError`): the callers turn them into their
 //! own protocol's answer.
@@ -267,8 +268,8 @@ impl Directory {
         Some(claims)
     }
 
-    /// Starts following the change channel (PostgreSQL only) on a thread of
-    /// its own, and subscribes to the changes this node commits through `db`.
+    /// Starts following the change channel (PostgreSQL's NOTIFY, SQLite's
+    /// change log) on a thread of its own, and subscribes to the changes this node commits through `db`.
     /// `listen_url` is where the listener connects: the store's URL, or a
     /// direct one when the pool goes through a transaction-mode pooler
     /// (LISTEN needs a session of its own).
@@ -276,13 +277,17 @@ impl Directory {
         let me = self.clone();
         let subscriber: Arc<Subscriber> = Arc::new(move |change: &Change| me.apply(change));
         db.set_subscriber(subscriber.clone());
-        if db.backend() == Backend::Postgres {
-            let url = listen_url.unwrap_or(db.url()).to_string();
-            if let Err(e) = listener::spawn(self.clone(), url, db.background()) {
-                log::error!(
-                    "change listener not started ({e}); credentials are read from the database"
-                );
+        let started = match db.backend() {
+            Backend::Postgres => {
+                let url = listen_url.unwrap_or(db.url()).to_string();
+                listener::spawn(self.clone(), url, db.background())
             }
+            Backend::Sqlite => listener::spawn_log_follower(self.clone(), db.background()),
+        };
+        if let Err(e) = started {
+            log::error!(
+                "change listener not started ({e}); credentials are read from the database"
+            );
         }
         subscriber
     }

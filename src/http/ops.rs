@@ -13,7 +13,8 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     pub store: Option<&'static str>,
-    /// `up`, `down`, or `not_used` (SQLite).
+    /// `up` or `down`: whether this node hears of changes (PostgreSQL's
+    /// NOTIFY, SQLite's change log) and so serves credentials from memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     pub change_channel: Option<&'static str>,
@@ -38,10 +39,10 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "store reachable; body says whether the change channel is up", body = Health), (status = 503, description = "store unreachable", body = Health)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.db.clone();
-    let channel = match db.backend() {
-        crate::store::Backend::Sqlite => "not_used",
-        crate::store::Backend::Postgres if state.directory.is_live() => "up",
-        crate::store::Backend::Postgres => "down",
+    let channel = if state.directory.is_live() {
+        "up"
+    } else {
+        "down"
     };
     crate::metrics::CHANGE_CHANNEL_UP.set(i64::from(channel == "up"));
     match web::block(move || db.ping()).await {

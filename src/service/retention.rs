@@ -70,6 +70,12 @@ pub fn prune_assertion_ids(conn: &mut Conn<'_>, at: i64) -> ServiceResult<usize>
     Ok(conn.write(|tx| crate::store::assertion_jtis::prune(tx, at))?)
 }
 
+/// Removes SQLite change-log rows every follower has long read (see
+/// `store::changes::LOG_KEEP_SECS`); nothing on PostgreSQL.
+pub fn prune_change_log(conn: &mut Conn<'_>) -> ServiceResult<usize> {
+    Ok(conn.write(|tx| crate::store::changes::prune_log(tx))?)
+}
+
 /// The actor purges are audited under.
 fn retention_actor() -> Actor {
     Actor {

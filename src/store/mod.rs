@@ -448,6 +448,11 @@ impl Db {
         Ok(())
     }
 
+    /// How many times the store was seen to fail so far (see `suspect`).
+    pub fn suspicions(&self) -> u64 {
+        self.suspect_epoch.load(Ordering::Acquire)
+    }
+
     /// The store was seen to fail (by a request or by the change channel):
     /// every idle connection is tested before its next use.
     pub fn suspect(&self) {

@@ -5,7 +5,8 @@
 //! (`tx.announce`) and to write the audit log (`tx.audit`), so neither can
 //! happen outside a transaction, and neither outlives a rollback: the
 //! announcements are NOTIFYs sent inside the transaction (PostgreSQL delivers
-//! them at commit, drops them on rollback), and the same changes are applied
+//! them at commit, drops them on rollback) or, on SQLite, rows of its change
+//! log written in it (`store::changes::publish`), and the same changes are applied
 //! to this node's own cache right after the commit, by the subscriber the
 //! `Conn` carries, so this node sees its own change before its next request.
 //! Nothing is kept in thread-local state: what a transaction announced is a
@@ -118,10 +119,10 @@ impl Tx<'_> {
         if let Change::Clients(ids) = &change {
             // NOTIFY payloads must stay under 8000 bytes.
             for chunk in ids.chunks(CLIENTS_PER_NOTIFY) {
-                changes::notify(self.db, &Change::Clients(chunk.to_vec()).payload())?;
+                changes::publish(self.db, &Change::Clients(chunk.to_vec()).payload())?;
             }
         } else {
-            changes::notify(self.db, &change.payload())?;
+            changes::publish(self.db, &change.payload())?;
         }
         self.announced.push(change);
         Ok(())

@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod console;
+mod directory;
 mod discovery;
 mod faults;
 mod interop;

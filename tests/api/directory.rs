@@ -1,0 +1,134 @@
+//! The credential directory of a single node, on either store: warm token
+//! and introspection requests make no database round trip, and what
+//! another process commits (the CLI: on SQLite through the change log, on
+//! PostgreSQL through NOTIFY) reaches the warm cache.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{spawn_app, Auth, CliRunner, TestApp};
+
+const GRANT: (&str, &str) = ("grant_type", "client_credentials");
+
+fn db_operations(app: &TestApp) -> u64 {
+    app.db_operations.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits until the node says it hears of changes (its cache is in use).
+fn wait_for_the_change_channel(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = app.get("/readyz", Auth::None).json();
+        if ready["change_channel"] == "up" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "channel never came up: {ready}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `still` every 2 ms for up to 2 s; fails when it never stops.
+fn until_not(what: &str, mut still: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while still() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{what}: another process's change did not reach the server's cache"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn in_steady_state_token_and_introspection_requests_make_no_database_round_trip() {
+    let app = spawn_app();
+    wait_for_the_change_channel(&app);
+    let (client, secret) = app.new_client("reader", |_| {});
+    let (_, api_token) = app.new_client("reader", |r| r.kind = Some("api_token".into()));
+    let token = app.token_for(&client.client_id, &secret, &[]);
+    let pass = |rounds: usize| {
+        for _ in 0..rounds {
+            assert_eq!(
+                app.post_form(
+                    "/oauth/token",
+                    &[GRANT],
+                    Auth::Basic(&client.client_id, &secret)
+                )
+                .status,
+                200
+            );
+            assert_eq!(app.introspect(&token)["active"], true);
+            assert_eq!(app.introspect(&api_token)["active"], true);
+        }
+    };
+    // The first pass fills the cache (the admin who introspects too).
+    pass(1);
+    let before = db_operations(&app);
+    pass(20);
+    assert_eq!(
+        db_operations(&app) - before,
+        0,
+        "60 warm requests read the database"
+    );
+    // And the count is real: a cold lookup (an unknown client) reads.
+    let before = db_operations(&app);
+    assert_eq!(
+        app.post_form(
+            "/oauth/token",
+            &[GRANT],
+            Auth::Basic("kwc_unknown", "kws_x")
+        )
+        .status,
+        401
+    );
+    assert!(
+        db_operations(&app) > before,
+        "an unknown client was looked up"
+    );
+}
+
+#[test]
+fn what_the_cli_commits_reaches_a_warm_cache_within_moments() {
+    let app = spawn_app();
+    wait_for_the_change_channel(&app);
+    let (client, secret) = app.new_client("reader", |_| {});
+    let (api, api_token) = app.new_client("reader", |r| r.kind = Some("api_token".into()));
+    let token = app.token_for(&client.client_id, &secret, &[]);
+    let token_status = || {
+        app.post_form(
+            "/oauth/token",
+            &[GRANT],
+            Auth::Basic(&client.client_id, &secret),
+        )
+        .status
+    };
+    // Warm: the client, its token and the API token are served from memory.
+    assert_eq!(token_status(), 200);
+    assert_eq!(app.introspect(&api_token)["active"], true);
+    let before = db_operations(&app);
+    assert_eq!(token_status(), 200);
+    assert_eq!(app.introspect(&token)["active"], true);
+    assert_eq!(app.introspect(&api_token)["active"], true);
+    assert_eq!(db_operations(&app), before, "the cache is warm");
+
+    let cli = CliRunner::for_app(&app);
+    let run = |args: &[&str]| {
+        let output = cli.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&["client", "disable", &client.client_id]);
+    until_not("disable", || token_status() == 200);
+    until_not("disable, introspection", || {
+        app.introspect(&token)["active"] == true
+    });
+    run(&["client", "enable", &client.client_id]);
+    until_not("enable", || token_status() != 200);
+    run(&["client", "revoke", &api.client_id]);
+    until_not("an API token's revocation", || {
+        app.introspect(&api_token)["active"] == true
+    });
+}
