@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use keyward::directory::cache::Cache;
+use keyward::directory::entry::Shared;
 use keyward::directory::ClientEntry;
 use keyward::domain::Client;
 use keyward::service::credentials::ClientRecord;
@@ -140,6 +141,7 @@ fn per_client(n: usize, listed: bool) -> (f64, f64) {
     let tenant_id = random_id("tn_");
     let tenant_path = format!("/{tenant_id}/");
     let scopes = Arc::new(ScopeSet::parse("read").unwrap_or_default());
+    let shared = Shared::new();
     let cache = Cache::new(keyward::clock::system());
     cache.go_live(Vec::new());
     cache.beat();
@@ -155,7 +157,12 @@ fn per_client(n: usize, listed: bool) -> (f64, f64) {
             client: Client::try_from(row).expect("a well-formed row"),
             tenant_path: tenant_path.clone(),
         };
-        let entry = Arc::new(ClientEntry::new(record, vec![secret], scopes.clone()));
+        let entry = Arc::new(ClientEntry::new(
+            record,
+            vec![secret],
+            scopes.clone(),
+            &shared,
+        ));
         cache.fill_client(cache.generation(), &id, entry);
     }
     let after = live();
