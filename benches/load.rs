@@ -19,8 +19,9 @@
 //! The clients it draws from are registered through the service layer
 //! (`clients::register`, as the CLI does) in the store named by the same
 //! settings as the server's (`KEYWARD_DATABASE_URL`, `KEYWARD_DATA_DIR`), in
-//! batches, with the name prefix `bench-`. This is a benchmark that prints
-//! figures, not a test: it asserts nothing about speed.
+//! batches, with the name prefix `bench-`; or, for a million, in bulk
+//! (`--seed bulk`), and kept for later runs (`--credentials`). This is a
+//! benchmark that prints figures, not a test: it asserts nothing about speed.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -43,6 +44,11 @@ use serde_json::{json, Value};
 
 /// Bench clients registered per write transaction.
 const BATCH: usize = 1_000;
+/// Bench clients inserted per write transaction by `--seed bulk`, and rows
+/// per INSERT statement (28 columns a client: PostgreSQL takes at most
+/// 65,535 parameters a statement).
+const BULK_BATCH: usize = 10_000;
+const BULK_ROWS_PER_STATEMENT: usize = 2_000;
 /// Seeding prints its progress every so many clients.
 const SEED_REPORT_EVERY: usize = 10_000;
 /// Most access tokens minted for `introspect_distinct`.
@@ -77,7 +83,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
         maximum throughput); with --rate, open loop at that many requests/s, latency from \
         each request's intended send time so that queueing counts, and 'unsent' the \
         requests due that a connection never got to send. \
-        Bench clients are registered through the service layer (as the CLI registers them) \
+        Bench clients are registered through the service layer (as the CLI registers them; \
+        with --seed bulk one is, the rest are copies of its row) \
         in the store named by the settings below \
         (the same KEYWARD_* variables as the server's) with names starting bench-; \
         bootstrap-admin.json in the data directory supplies the admin that introspects. \
@@ -118,6 +125,23 @@ struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     clients: u64,
 
+    /// How bench clients are made: `register`, each through the service
+    /// layer as the CLI makes them; `bulk`, one made so, the rest copies of
+    /// its row (new id, name and secret) inserted many to a statement,
+    /// without the audit event and change notice of each.
+    #[arg(long, value_enum, default_value_t = Seed::Register)]
+    seed: Seed,
+
+    /// A file of bench client ids and secrets (`id secret` a line). If it
+    /// exists, its first --clients clients are used and none is made;
+    /// otherwise the clients made are written to it, for a later run.
+    #[arg(long)]
+    credentials: Option<std::path::PathBuf>,
+
+    /// Make (or read) the bench clients and stop: no warm-up, no scenario.
+    #[arg(long)]
+    seed_only: bool,
+
     /// Comma-separated scenarios to run, in the order given. Default: all.
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Option<Vec<Scenario>>,
@@ -132,6 +156,13 @@ struct Args {
 
     #[command(flatten)]
     settings: keyward::Settings,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[value(rename_all = "snake_case")]
+enum Seed {
+    Register,
+    Bulk,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -1058,7 +1089,7 @@ impl Bench {
     /// that the scenarios measure the steady state (each server has seen each
     /// client once) and not a cold cache: with 100,000 clients a few seconds
     /// of warmup would otherwise touch only some of them.
-    fn warm_clients(&self) {
+    fn warm_clients(&mut self) {
         let started = Instant::now();
         let next = AtomicUsize::new(0);
         let (clients, url) = (&self.clients, self.url.as_str());
@@ -1082,11 +1113,12 @@ impl Bench {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or(1)).sum()
         });
+        let took = started.elapsed().as_secs_f64();
         eprintln!(
-            "warmed {} clients (one token each) in {:.1} s ({errors} errors)",
+            "warmed {} clients (one token each) in {took:.1} s ({errors} errors)",
             clients.len(),
-            started.elapsed().as_secs_f64()
         );
+        self.common["clients_warmed_s"] = round(took, 3).into();
     }
 
     /// min(10,000, as many as ~5 s allow) access tokens, spread round-robin
@@ -1424,6 +1456,140 @@ fn seed_clients(
     Ok(created)
 }
 
+/// `--seed bulk`: one client registered through `clients::register` as the
+/// template, then `count - 1` copies of its row (a new id, name and secret
+/// each) inserted `BULK_ROWS_PER_STATEMENT` to a statement, `BULK_BATCH` to
+/// a transaction. The rows are those the server would have made; what is
+/// skipped is each client's audit event and change notice (new ids, which
+/// no node has cached).
+fn seed_clients_in_bulk(
+    conn: &mut Conn<'_>,
+    actor: &Actor,
+    count: usize,
+) -> Result<Vec<Credentials>, String> {
+    use keyward::store::models::{self, ClientSecret};
+    use keyward::tokens::opaque;
+
+    let mut created = seed_clients(conn, actor, 1)?;
+    let template = keyward::store::clients::find_with_path(conn, &created[0].client_id)
+        .map_err(|e| format!("reading the template client: {e}"))?
+        .map(|(client, _)| models::Client::from(&client))
+        .ok_or("the template client is gone")?;
+    let stamp = now();
+    let started = Instant::now();
+    let mut next_report = SEED_REPORT_EVERY;
+    while created.len() < count {
+        let n = BULK_BATCH.min(count - created.len());
+        let mut rows = Vec::with_capacity(n);
+        let mut secrets = Vec::with_capacity(n);
+        let mut batch = Vec::with_capacity(n);
+        for i in created.len()..created.len() + n {
+            let client_id = opaque::random_id(opaque::CLIENT_ID_PREFIX);
+            let secret = opaque::generate(opaque::CLIENT_SECRET_PREFIX);
+            secrets.push(ClientSecret {
+                id: opaque::random_id("sec_"),
+                client_id: client_id.clone(),
+                secret_hash: secret.hash(),
+                created_at: template.created_at,
+                expires_at: None,
+            });
+            rows.push(models::Client {
+                client_id: client_id.clone(),
+                name: format!("bench-{stamp}-{i}"),
+                ..template.clone()
+            });
+            batch.push(Credentials {
+                client_id,
+                secret: secret.expose().to_string(),
+            });
+        }
+        conn.write(|tx| insert_bulk(tx, &rows, &secrets))
+            .map_err(|e| format!("inserting bench clients: {e}"))?;
+        created.extend(batch);
+        if created.len() >= next_report && created.len() < count {
+            eprintln!(
+                "  {} of {count} clients in {:.1} s",
+                created.len(),
+                started.elapsed().as_secs_f64()
+            );
+            next_report += SEED_REPORT_EVERY;
+        }
+    }
+    Ok(created)
+}
+
+/// Many rows a statement on PostgreSQL; one a statement on SQLite (whose
+/// multi-row INSERT cannot leave a column to its default), where a
+/// transaction's rows cost one commit all the same.
+fn insert_bulk(
+    conn: &mut AnyConnection,
+    rows: &[keyward::store::models::Client],
+    secrets: &[keyward::store::models::ClientSecret],
+) -> Result<(), diesel::result::Error> {
+    use diesel::RunQueryDsl as _;
+    use keyward::store::schema::{client_secrets, clients};
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            for chunk in rows.chunks(BULK_ROWS_PER_STATEMENT) {
+                diesel::insert_into(clients::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+            for chunk in secrets.chunks(BULK_ROWS_PER_STATEMENT) {
+                diesel::insert_into(client_secrets::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+        }
+        AnyConnection::Sqlite(lite) => {
+            for row in rows {
+                diesel::insert_into(clients::table)
+                    .values(row)
+                    .execute(lite)?;
+            }
+            for secret in secrets {
+                diesel::insert_into(client_secrets::table)
+                    .values(secret)
+                    .execute(lite)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first `count` clients of a `--credentials` file.
+fn read_credentials(path: &Path, count: usize) -> Result<Vec<Credentials>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let clients: Vec<Credentials> = text
+        .lines()
+        .take(count)
+        .filter_map(|line| {
+            let (client_id, secret) = line.split_once(' ')?;
+            Some(Credentials {
+                client_id: client_id.to_string(),
+                secret: secret.to_string(),
+            })
+        })
+        .collect();
+    if clients.len() < count {
+        return Err(format!(
+            "{} holds {} clients, fewer than --clients {count}",
+            path.display(),
+            clients.len()
+        ));
+    }
+    Ok(clients)
+}
+
+fn write_credentials(path: &Path, clients: &[Credentials]) -> Result<(), String> {
+    let mut text = String::with_capacity(clients.len() * 80);
+    for client in clients {
+        let _ = writeln!(text, "{} {}", client.client_id, client.secret);
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 fn check_reachable(url: &str) -> Result<(), String> {
     expect_status(agent().send("GET", &format!("{url}/healthz"), &[], ""), 200)
         .map(drop)
@@ -1487,21 +1653,41 @@ fn setup(args: Args) -> Result<(Bench, Vec<Scenario>), String> {
             ));
         }
     }
-    if scenarios.iter().any(|s| s.needs_bench_clients()) {
+    let kept = bench.args.credentials.clone().filter(|path| path.exists());
+    let needs_clients = scenarios.iter().any(|s| s.needs_bench_clients());
+    let redacted = keyward::store::redact_url(&bench.db_url);
+    if let Some(path) = kept.filter(|_| needs_clients || bench.args.seed_only) {
+        bench.clients = read_credentials(&path, bench.args.clients as usize)?;
+        eprintln!(
+            "using {} bench clients from {}",
+            bench.clients.len(),
+            path.display()
+        );
+    } else if needs_clients || bench.args.seed_only {
         let count = bench.args.clients as usize;
-        let redacted = keyward::store::redact_url(&bench.db_url);
         eprintln!("registering {count} bench clients in {redacted} ...");
         let started = Instant::now();
         let mut pooled = bench.connection()?;
         let mut conn = Conn::detached(&mut pooled);
         let actor = bench_actor(&mut conn)?;
-        bench.clients = seed_clients(&mut conn, &actor, count)?;
+        bench.clients = match bench.args.seed {
+            Seed::Register => seed_clients(&mut conn, &actor, count)?,
+            Seed::Bulk => seed_clients_in_bulk(&mut conn, &actor, count)?,
+        };
         let took = started.elapsed().as_secs_f64();
         eprintln!(
             "registered {count} clients in {took:.2} s ({:.0} clients/s)",
             count as f64 / took.max(1e-9)
         );
         bench.common["clients_created_s"] = round(took, 3).into();
+        if let Some(path) = &bench.args.credentials {
+            write_credentials(path, &bench.clients)?;
+        }
+    }
+    if bench.args.seed_only {
+        return Ok((bench, Vec::new()));
+    }
+    if needs_clients {
         // The server must see them: the same store, not just the same schema.
         if let Err(e) = mint_token(&control, &bench.url, &bench.clients[0]) {
             return Err(format!(

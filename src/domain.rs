@@ -386,7 +386,7 @@ fn unreadable_json(e: serde_json::Error) -> String {
 /// The stored strings are kept beside the parsed networks: the admin API
 /// shows the list as it was stored, and a round trip back to the row writes
 /// exactly what was read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AllowedNetworks {
     entries: Vec<String>,
     nets: Vec<IpNet>,
@@ -471,7 +471,7 @@ fn string_list(text: &str) -> Result<Vec<String>, String> {
 macro_rules! string_list {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(Vec<String>);
 

@@ -22,11 +22,10 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::ClientEntry;
 use crate::clock::Clock;
-use crate::service::credentials::{ApiTokenRecord, ClientRecord};
-use crate::service::scopes::ScopeSet;
+use crate::service::credentials::ApiTokenRecord;
 use crate::store::changes::Change;
-use crate::store::models::ClientSecret;
 use crate::tokens::jwt::AccessClaims;
 
 /// How long the cache stays trusted after the last heartbeat heard. The
@@ -50,9 +49,13 @@ pub const UNKNOWN_CAPACITY: usize = 50_000;
 
 /// Clients, API tokens and tenant paths are bounded by the rows in the store,
 /// but a store can hold more than memory should: past these, arbitrary
-/// entries are dropped. Generous, so a deployment of 100,000 clients (the
-/// size `ClientEntry` is trimmed for) stays wholly cached.
-pub const CLIENT_CAPACITY: usize = 250_000;
+/// entries are dropped. Clients: a million stay wholly cached, with half as
+/// many again to grow into before any is dropped. At about 324 bytes a
+/// client, its map slot included (`ClientEntry`; `cargo bench --bench
+/// directory_memory`), a full map holds some 490 MB: the most the
+/// directory's clients can take. (The table that holds a million holds up
+/// to 1,835,008 entries, so the bound costs no second doubling.)
+pub const CLIENT_CAPACITY: usize = 1_500_000;
 pub const API_TOKEN_CAPACITY: usize = 250_000;
 pub const TENANT_PATH_CAPACITY: usize = 100_000;
 /// Federated lookups: (issuer, subject) pairs and issuers, found or not.
@@ -72,70 +75,10 @@ const UNKNOWN_MAX_ID_LEN: usize = 64;
 /// `last_beat_ms` before the first heartbeat of a channel: never trusted.
 const NO_BEAT: i64 = i64::MIN;
 
-/// A client as authentication needs it.
-#[derive(Debug)]
-pub struct ClientEntry {
-    /// The client, parsed when it was read: its allowed networks and
-    /// audiences are typed values (a corrupt one failed the read).
-    pub record: Arc<ClientRecord>,
-    pub secrets: Vec<ClientSecret>,
-    /// The client's scopes, shared with every client that has the same.
-    pub scopes: Arc<ScopeSet>,
-    /// Its registered public keys (`jwks`), for `private_key_jwt`.
-    pub assertion_keys: Option<Arc<jsonwebtoken::jwk::JwkSet>>,
-}
-
-impl ClientEntry {
-    /// Builds the entry, keeping only what the hot paths read: with 100,000
-    /// clients in memory every byte counts. Names, owners and metadata stay
-    /// in the store (the admin API reads them there); scope sets that are
-    /// alike are shared.
-    pub fn new(
-        mut record: ClientRecord,
-        secrets: Vec<ClientSecret>,
-        scopes: Arc<ScopeSet>,
-    ) -> ClientEntry {
-        let client = &mut record.client;
-        client.name = String::new();
-        client.metadata = Default::default();
-        client.description = None;
-        client.owner = None;
-        client.owner_email = None;
-        let assertion_keys = client.jwks.take().map(|keys| Arc::new(keys.0));
-        let secrets = secrets
-            .into_iter()
-            .map(|s| ClientSecret {
-                id: String::new(),
-                client_id: String::new(),
-                ..s
-            })
-            .collect();
-        ClientEntry {
-            scopes,
-            record: Arc::new(record),
-            secrets,
-            assertion_keys,
-        }
-    }
-
-    /// Whether `ip` may use this client (no networks: any address).
-    pub fn allows(&self, ip: Option<std::net::IpAddr>) -> bool {
-        self.record.client.allowed_ips.allows(ip)
-    }
-
-    /// The audiences the client may ask for besides the issuer.
-    pub fn audience(&self) -> &[String] {
-        self.record.client.audience.as_slice()
-    }
-}
-
 /// The key of a verified token: its SHA-256, a tenth of the memory of the
 /// token itself, and no collision can hand one token another's claims.
 pub fn token_key(token: &str) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.as_ref());
-    key
+    crate::tokens::opaque::sha256(token.as_bytes())
 }
 
 /// The generation seen before a fill's database read; see `Cache`.
@@ -155,7 +98,8 @@ pub enum Remembered {
 
 #[derive(Default)]
 struct Maps {
-    clients: HashMap<String, Arc<ClientEntry>>,
+    /// Keyed by a boxed id: 8 bytes less a slot than a `String`.
+    clients: HashMap<Box<str>, Arc<ClientEntry>>,
     api_tokens: HashMap<String, Arc<ApiTokenRecord>>,
     tenant_paths: HashMap<String, String>,
     revoked_jtis: HashSet<String>,
@@ -270,9 +214,8 @@ impl Cache {
                 self.unknown().remove(id);
                 let mut maps = self.write();
                 maps.federated.clear();
-                maps.clients.remove(id);
-                maps.api_tokens
-                    .retain(|_, t| t.owner.client.client_id != *id);
+                maps.clients.remove(id.as_str());
+                maps.api_tokens.retain(|_, t| *t.owner.client_id != **id);
             }
             Change::Clients(ids) => {
                 let ids: std::collections::HashSet<&String> = ids.iter().collect();
@@ -285,11 +228,11 @@ impl Cache {
                 let mut maps = self.write();
                 maps.federated.clear();
                 for id in &ids {
-                    maps.clients.remove(*id);
+                    maps.clients.remove(id.as_str());
                 }
                 // One pass over the tokens for the whole batch.
                 maps.api_tokens
-                    .retain(|_, t| !ids.contains(&t.owner.client.client_id.to_string()));
+                    .retain(|_, t| !ids.contains(&t.owner.client_id.to_string()));
             }
             Change::ApiToken(hash) => {
                 self.write().api_tokens.remove(hash);
@@ -344,7 +287,7 @@ impl Cache {
     pub fn fill_client(&self, seen: Generation, client_id: &str, entry: Arc<ClientEntry>) {
         self.store(seen, |maps| {
             make_room(&mut maps.clients, CLIENT_CAPACITY);
-            maps.clients.insert(client_id.to_string(), entry);
+            maps.clients.insert(client_id.into(), entry);
         });
     }
 
@@ -520,8 +463,10 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::directory::entry::Shared;
     use crate::domain::Client;
-    use crate::service::clients::is_usable;
+    use crate::service::credentials::ClientRecord;
+    use crate::service::scopes::ScopeSet;
     use crate::store::models::{self, ApiTokenRow};
     use crate::tokens::jwt::Audience;
 
@@ -569,6 +514,7 @@ mod tests {
             client_record(id, expires_at),
             Vec::new(),
             Arc::new(ScopeSet::default()),
+            &Shared::new(),
         ))
     }
 
@@ -586,7 +532,7 @@ mod tests {
                 expires_at: i64::MAX,
                 revoked_at: None,
             },
-            owner: Arc::new(client_record(owner, None)),
+            owner: entry(owner, None),
         })
     }
 
@@ -696,12 +642,12 @@ mod tests {
         let expires_at = START_MS / 1000 + 10;
         cache.fill_client(cache.generation(), "c1", entry("c1", Some(expires_at)));
         let cached = cache.client("c1").unwrap();
-        assert!(is_usable(&cached.record.client, cache.now()));
+        assert!(cached.is_usable(cache.now()));
         clock.advance(Duration::from_secs(10));
         cache.beat();
         // Still cached: the entry holds the timestamp, not a verdict.
         let cached = cache.client("c1").unwrap();
-        assert!(!is_usable(&cached.record.client, cache.now()));
+        assert!(!cached.is_usable(cache.now()));
     }
 
     #[test]
@@ -809,7 +755,9 @@ mod tests {
         for i in 0..CLIENT_CAPACITY.max(API_TOKEN_CAPACITY) + 1_000 {
             let seen = cache.generation();
             cache.fill_client(seen, &i.to_string(), entry.clone());
-            cache.fill_api_token(seen, i.to_string(), token.clone());
+            if i < API_TOKEN_CAPACITY + 1_000 {
+                cache.fill_api_token(seen, i.to_string(), token.clone());
+            }
             if i < TENANT_PATH_CAPACITY + 1_000 {
                 cache.fill_tenant_path(seen, &i.to_string(), String::new());
             }
@@ -821,8 +769,10 @@ mod tests {
         assert!(verified <= VERIFIED_CAPACITY, "{verified}");
         assert!(unknown <= UNKNOWN_CAPACITY, "{unknown}");
         // The latest entries are kept.
-        let last = CLIENT_CAPACITY.max(API_TOKEN_CAPACITY) + 999;
-        assert!(cache.client(&last.to_string()).is_some());
+        assert!(cache.client(&(CLIENT_CAPACITY + 999).to_string()).is_some());
+        assert!(cache
+            .api_token(&(API_TOKEN_CAPACITY + 999).to_string())
+            .is_some());
         assert!(cache.is_known_unknown(&format!("ghost-{}", UNKNOWN_CAPACITY + 999)));
     }
 

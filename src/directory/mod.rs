@@ -22,19 +22,23 @@
 //! own protocol's answer.
 
 pub mod cache;
+pub mod entry;
 pub mod listener;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+pub use cache::IssuerTrust;
 use cache::{Cache, Remembered};
-pub use cache::{ClientEntry, IssuerTrust};
+pub use entry::ClientEntry;
+use entry::Shared;
 use listener::Listener;
 
 use crate::clock::{self, Clock};
-use crate::service::credentials::{self, ApiTokenRecord};
+use crate::service::credentials::{self, ApiTokenRecord, ClientRecord};
 use crate::service::scopes::ScopeSet;
 use crate::store::changes::{Change, Subscriber};
+use crate::store::models::ClientSecret;
 use crate::store::{revoked, tenants as store_tenants, Backend, Db, StoreError};
 use crate::tokens::jwt::AccessClaims;
 use crate::tokens::keys::KeyRing;
@@ -46,6 +50,8 @@ pub struct Directory {
     listener: Listener,
     /// One parsed set per distinct scope string.
     scope_sets: Mutex<HashMap<String, Arc<ScopeSet>>>,
+    /// What client entries hold alike (`entry`).
+    shared: Shared,
 }
 
 /// Distinct scope strings remembered at most.
@@ -63,6 +69,7 @@ impl Directory {
             keys,
             listener: Listener::new(),
             scope_sets: Mutex::new(HashMap::new()),
+            shared: Shared::new(),
         })
     }
 
@@ -132,8 +139,7 @@ impl Directory {
             self.cache.remember_unknown(client_id);
             return Ok(None);
         };
-        let scopes = self.scope_set(&record.client.scopes.to_string());
-        let entry = Arc::new(ClientEntry::new(record, secrets, scopes));
+        let entry = Arc::new(self.entry(record, secrets));
         self.cache.fill_client(seen, client_id, entry.clone());
         Ok(Some(entry))
     }
@@ -158,12 +164,22 @@ impl Directory {
         let found = db
             .run(move |conn| credentials::find_api_token(conn, &token).map_err(StoreError::from))
             .await?;
-        let Some(record) = found else {
+        let Some((token, owner)) = found else {
             return Ok(None);
         };
-        let record = Arc::new(record);
+        let record = Arc::new(ApiTokenRecord {
+            token,
+            owner: Arc::new(self.entry(owner, Vec::new())),
+        });
         self.cache.fill_api_token(seen, hash, record.clone());
         Ok(Some(record))
+    }
+
+    /// The compact form of a client as read, its scopes and the values it
+    /// shares with other clients taken from this directory's.
+    fn entry(&self, record: ClientRecord, secrets: Vec<ClientSecret>) -> ClientEntry {
+        let scopes = self.scope_set(&record.client.scopes.to_string());
+        ClientEntry::new(record, secrets, scopes, &self.shared)
     }
 
     pub async fn jti_revoked(&self, db: &Db, jti: &str) -> Result<bool, StoreError> {

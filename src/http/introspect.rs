@@ -41,7 +41,7 @@ pub async fn introspect(
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     // token_type_hint is only a hint (RFC 7662 2.1): the token's own shape decides.
     let body = match state.auth.active_token(token).await? {
-        Some(TokenLookup::Access(claims, owner)) if caller.can_reach(&owner.record.tenant_path) => {
+        Some(TokenLookup::Access(claims, owner)) if caller.can_reach(owner.tenant_path()) => {
             IntrospectionResponse {
                 active: true,
                 token_type: Some("Bearer"),
@@ -59,8 +59,8 @@ pub async fn introspect(
                 device_group: claims.device_group.clone(),
             }
         }
-        Some(TokenLookup::Api(record)) if caller.can_reach(&record.owner.tenant_path) => {
-            let client = &record.owner.client;
+        Some(TokenLookup::Api(record)) if caller.can_reach(record.owner.tenant_path()) => {
+            let client = &record.owner;
             // Read strictly: an unreadable stored audience is a 500 with its
             // cause logged, never a token that looks issuer-only.
             let audience = crate::domain::Audience::from_json(&record.token.audience)
@@ -88,9 +88,9 @@ pub async fn introspect(
                 iat: Some(record.token.issued_at),
                 exp: Some(record.token.expires_at),
                 jti: Some(record.token.id.clone()),
-                role: Some(client.role.clone()),
+                role: Some(client.role().to_string()),
                 tenant: Some(record.token.tenant_id.clone()),
-                device_group: client.device_group_id.clone(),
+                device_group: client.device_group_id().map(str::to_string),
             }
         }
         _ => IntrospectionResponse::inactive(),

@@ -35,7 +35,7 @@ pub async fn renew(
         .authenticate(req.headers(), None, ip, Endpoint::Renewal)
         .await?;
     let owner = caller.client.clone();
-    if !owner.client.can_renew {
+    if !owner.can_renew {
         return Err(OAuthError::access_denied(
             "renewal is not enabled for this client",
         ));
@@ -70,9 +70,8 @@ pub async fn renew(
             (token.expose().to_string(), row.expires_at, scope)
         }
         TokenLookup::Access(old, entry) => {
-            let client = owner.client.clone();
-            let mut exp = now + client.access_token_ttl;
-            if let Some(limit) = client.expires_at {
+            let mut exp = now + owner.access_token_ttl;
+            if let Some(limit) = owner.expires_at {
                 exp = exp.min(limit);
             }
             let claims = AccessClaims {
@@ -87,16 +86,8 @@ pub async fn renew(
             state
                 .db
                 .run(move |conn| {
-                    credentials::renew_access_token(
-                        conn,
-                        &actor,
-                        &issuer,
-                        &entry.record,
-                        entry.audience(),
-                        &old,
-                        &renewed,
-                    )
-                    .map_err(OAuthError::from)
+                    credentials::renew_access_token(conn, &actor, &issuer, &entry, &old, &renewed)
+                        .map_err(OAuthError::from)
                 })
                 .await?;
             crate::metrics::TOKENS_ISSUED

@@ -60,24 +60,21 @@ pub async fn revoke(
 
     if token.starts_with(opaque::API_TOKEN_PREFIX) {
         let lookup = token.clone();
-        let Some(record) = state
+        let Some((row, owner)) = state
             .db
             .run(move |conn| credentials::find_api_token(conn, &lookup).map_err(OAuthError::from))
             .await?
         else {
             return Ok(done());
         };
-        if !may_revoke(
-            &caller,
-            &record.owner.client.client_id,
-            &record.owner.tenant_path,
-        )? {
+        if !may_revoke(&caller, &owner.client.client_id, &owner.tenant_path)? {
             return Ok(done());
         }
         state
             .db
             .run(move |conn| {
-                credentials::revoke_api_token(conn, &actor, &record).map_err(OAuthError::from)
+                credentials::revoke_api_token(conn, &actor, &row, &owner.client.tenant_id)
+                    .map_err(OAuthError::from)
             })
             .await?;
         return Ok(done());

@@ -47,8 +47,6 @@ pub async fn token(
             &"the token endpoint authenticated a caller without a client secret",
         ));
     };
-    let record = &entry.record;
-    let client = &record.client;
     let now = now();
     if grant_type != "client_credentials" {
         return Err(OAuthError::unsupported_grant_type(format!(
@@ -97,9 +95,9 @@ pub async fn token(
     }
 
     let tenant_id = match form.get("tenant") {
-        None => client.tenant_id.to_string(),
+        None => entry.tenant_id().to_string(),
         Some(asked) => match state.directory.tenant_path(&state.db, asked).await? {
-            Some(path) if path.starts_with(&record.tenant_path) => asked.to_string(),
+            Some(path) if path.starts_with(entry.tenant_path()) => asked.to_string(),
             _ => {
                 return Err(OAuthError::invalid_request(format!(
                     "tenant {asked:?} is not this client's tenant or one below it"
@@ -108,26 +106,26 @@ pub async fn token(
         },
     };
 
-    let mut exp = now + client.access_token_ttl;
-    if let Some(limit) = client.expires_at {
+    let mut exp = now + entry.access_token_ttl;
+    if let Some(limit) = entry.expires_at {
         exp = exp.min(limit);
     }
     let claims = AccessClaims {
         iss: state.issuer.clone(),
-        sub: client.client_id.to_string(),
-        client_id: client.client_id.to_string(),
+        sub: entry.client_id.to_string(),
+        client_id: entry.client_id.to_string(),
         aud: Audience::from_list(audience),
         iat: now,
         exp,
         jti: jwt::new_jti(),
         scope: scope.to_string(),
-        role: client.role.clone(),
+        role: entry.role().to_string(),
         tenant: tenant_id,
-        device_group: client.device_group_id.clone(),
+        device_group: entry.device_group_id().map(str::to_string),
     };
     let access_token =
         jwt::sign(&state.keys.current(), &claims).map_err(|e| OAuthError::server_error(&e))?;
-    state.last_used.record(&client.client_id, now);
+    state.last_used.record(&entry.client_id, now);
     crate::metrics::TOKENS_ISSUED
         .with_label_values(&["access_token"])
         .inc();

@@ -33,9 +33,8 @@ use super::form::Form;
 use super::throttle::FailureThrottle;
 use super::OAuthError;
 use crate::directory::{ClientEntry, Directory};
-use crate::domain::ClientKind;
-use crate::service::clients::{is_usable, status_of, STATUS_ACTIVE};
-use crate::service::credentials::{self, ApiTokenRecord, ClientRecord};
+use crate::domain::{ClientKind, ShownStatus};
+use crate::service::credentials::ApiTokenRecord;
 use crate::service::scopes::ScopeSet;
 use crate::service::Actor;
 use crate::store::{Db, StoreError};
@@ -111,7 +110,9 @@ impl FailureReason {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub client: Arc<ClientRecord>,
+    /// The client as the directory keeps it: what the hot paths and the
+    /// policy read. The admin API reads the rest from the store.
+    pub client: Arc<ClientEntry>,
     /// What the presented credential holds: the client's scopes for a
     /// secret, the token's scope for a token.
     pub scopes: Arc<ScopeSet>,
@@ -134,7 +135,7 @@ pub enum Credential {
 
 impl Principal {
     pub fn client_id(&self) -> &str {
-        &self.client.client.client_id
+        &self.client.client_id
     }
 
     pub fn can_reach(&self, tenant_path: &str) -> bool {
@@ -215,7 +216,7 @@ pub struct AdminCaller {
 #[derive(Debug, Clone)]
 pub enum Who {
     /// A bearer credential of a client.
-    Client(Arc<ClientRecord>),
+    Client(Arc<ClientEntry>),
     /// A person signed in to the console, and the session's CSRF token.
     User {
         user: Box<crate::domain::User>,
@@ -453,16 +454,15 @@ impl Authenticator {
         let Some(entry) = self.directory.client(&self.db, client_id).await? else {
             return Err(failed(FailureReason::UnknownClient));
         };
-        let client = &entry.record.client;
         // The directory's clock, so that tests can move it past a grace.
         let now = self.directory.now();
-        if client.kind == ClientKind::ApiToken {
+        if entry.kind == ClientKind::ApiToken {
             // RFC 6749 5.2 unauthorized_client: an api_token client that
             // presents its own token as a secret is known, but may not use
             // this grant. Anything else is a wrong secret.
             if endpoint == Endpoint::Token {
                 let presented = self.directory.api_token(&self.db, secret).await?;
-                if presented.is_some_and(|t| t.owner.client.client_id == client.client_id) {
+                if presented.is_some_and(|t| t.owner.client_id == entry.client_id) {
                     return Err(Failure::Other(OAuthError::unauthorized_client(
                         "an api_token client uses its API token directly, not at the token endpoint",
                     )));
@@ -470,9 +470,7 @@ impl Authenticator {
             }
             return Err(failed(FailureReason::BadSecret));
         }
-        if !client.auth_method.uses_secret()
-            || !credentials::secret_matches(&entry.secrets, secret, now)
-        {
+        if !entry.auth_method.uses_secret() || !entry.secret_matches(secret, now) {
             return Err(failed(FailureReason::BadSecret));
         }
         self.admit(entry, ip)
@@ -481,10 +479,8 @@ impl Authenticator {
     /// The checks every authenticated client passes, however it proved
     /// itself: it is active, and the address is within its `allowed_ips`.
     fn admit(&self, entry: Arc<ClientEntry>, ip: Option<IpAddr>) -> Result<Principal, Failure> {
-        let client = &entry.record.client;
-        let now = self.directory.now();
-        let status = status_of(client, now);
-        if status != STATUS_ACTIVE {
+        let status = entry.shown_status(self.directory.now());
+        if status != ShownStatus::Active {
             return Err(self.refuse(
                 true,
                 FailureReason::ClientInactive,
@@ -499,12 +495,12 @@ impl Authenticator {
             ));
         }
         Ok(Principal {
-            client: entry.record.clone(),
+            client: entry.clone(),
             scopes: entry.scopes.clone(),
-            tenant_id: client.tenant_id.to_string(),
-            tenant_path: entry.record.tenant_path.clone(),
+            tenant_id: entry.tenant_id().to_string(),
+            tenant_path: entry.tenant_path().to_string(),
             ip,
-            credential: Credential::Client(entry.clone()),
+            credential: Credential::Client(entry),
         })
     }
 
@@ -540,15 +536,14 @@ impl Authenticator {
                     "client authentication failed",
                 ));
             };
-            let client = &entry.record.client;
-            if client.auth_method != crate::domain::AuthMethod::PrivateKeyJwt {
+            if entry.auth_method != crate::domain::AuthMethod::PrivateKeyJwt {
                 return Err(bad("the client does not use private_key_jwt"));
             }
-            let keys = match (&entry.assertion_keys, &client.jwks_uri) {
+            let keys = match (&entry.assertion_keys, &entry.jwks_uri) {
                 (Some(keys), _) => keys.clone(),
                 (None, Some(uri)) => self
                     .assertion_keys
-                    .keys(&KeySource::JwksUri(uri.clone()), peeked.kid.as_deref())
+                    .keys(&KeySource::JwksUri(uri.to_string()), peeked.kid.as_deref())
                     .await
                     .map_err(unavailable)?,
                 (None, None) => return Err(bad("the client has no keys registered")),
@@ -580,7 +575,7 @@ impl Authenticator {
             // where the keys come from.
             let Some(trusted) = trust
                 .iter()
-                .filter(|t| entry.record.tenant_path.starts_with(&t.tenant_path))
+                .filter(|t| entry.tenant_path().starts_with(&t.tenant_path))
                 .max_by_key(|t| t.tenant_path.len())
             else {
                 return Err(bad("the client's tenant does not trust this issuer"));
@@ -644,7 +639,7 @@ impl Authenticator {
                     ));
                 }
                 (
-                    entry.record.clone(),
+                    entry.clone(),
                     self.directory.scope_set(&claims.scope),
                     claims.tenant.clone(),
                     entry.allows(ip),
@@ -655,7 +650,7 @@ impl Authenticator {
                 record.owner.clone(),
                 self.directory.scope_set(&record.token.scope),
                 record.token.tenant_id.clone(),
-                record.owner.client.allowed_ips.allows(ip),
+                record.owner.allows(ip),
                 Credential::ApiToken(record),
             ),
         };
@@ -668,14 +663,14 @@ impl Authenticator {
         }
         // The narrowed tenant must still be the client's or below it: a
         // tenant moved away takes the token's reach with it.
-        let tenant_path = if tenant == owner.client.tenant_id {
-            owner.tenant_path.clone()
+        let tenant_path = if tenant == owner.tenant_id() {
+            owner.tenant_path().to_string()
         } else {
             match self.directory.tenant_path(&self.db, &tenant).await? {
-                Some(path) if path.starts_with(&owner.tenant_path) => path,
+                Some(path) if path.starts_with(owner.tenant_path()) => path,
                 // Renewal refuses it itself, 403 (API.md section 2,
                 // "Renewal"); the caller acts for nothing else there.
-                _ if endpoint == Endpoint::Renewal => owner.tenant_path.clone(),
+                _ if endpoint == Endpoint::Renewal => owner.tenant_path().to_string(),
                 _ => {
                     return Err(self.refuse(
                         false,
@@ -708,7 +703,7 @@ impl Authenticator {
                     r.is_active(directory.now())
                         && directory
                             .scope_set(&r.token.scope)
-                            .is_subset(&r.owner.client.scopes)
+                            .is_subset(&r.owner.scopes)
                 })
                 .map(TokenLookup::Api));
         }
@@ -722,14 +717,12 @@ impl Authenticator {
         // was issued. Once the client holds less (its role's scopes narrowed,
         // a person's key given another role), the token stops at once rather
         // than at its `exp` (API.md section 4, "Personal API access key").
-        let client = &entry.record.client;
-        if claims.role != client.role
+        if claims.role != entry.role()
             || !directory.scope_set(&claims.scope).is_subset(&entry.scopes)
         {
             return Ok(None);
         }
-        if !is_usable(client, directory.now())
-            || directory.jti_revoked(&self.db, &claims.jti).await?
+        if !entry.is_usable(directory.now()) || directory.jti_revoked(&self.db, &claims.jti).await?
         {
             return Ok(None);
         }

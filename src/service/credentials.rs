@@ -8,6 +8,7 @@ use diesel::QueryResult;
 
 use super::clients::{self, is_usable};
 use super::{audit, now, Actor, ServiceError, ServiceResult};
+use crate::directory::ClientEntry;
 use crate::domain::{Client, ClientKind};
 use crate::store::changes::Change;
 use crate::store::families::{self, Member, KIND_ACCESS_TOKEN};
@@ -17,7 +18,8 @@ use crate::store::{AnyConnection, Conn, Tx};
 use crate::tokens::jwt::AccessClaims;
 use crate::tokens::opaque::{self, hashes_equal, sha256_hex, Secret};
 
-/// A client as authentication sees it: the row and its tenant's path.
+/// A client as read for authentication: the row and its tenant's path.
+/// The directory keeps it in compact form (`directory::ClientEntry`).
 #[derive(Debug, Clone)]
 pub struct ClientRecord {
     pub client: Client,
@@ -42,38 +44,27 @@ pub fn load_for_secret_check(
     )))
 }
 
-/// Whether `presented` is one of the client's live secrets. Every candidate
-/// is compared, in constant time, so timing says nothing about which matched.
-pub fn secret_matches(secrets: &[ClientSecret], presented: &str, now: i64) -> bool {
-    let presented_hash = sha256_hex(presented.as_bytes());
-    let mut matched = false;
-    for secret in secrets {
-        let live = secret.expires_at.is_none_or(|until| now < until);
-        matched |= hashes_equal(&secret.secret_hash, &presented_hash) && live;
-    }
-    matched
-}
-
-/// An API token with its client, found by the hash of the presented string.
+/// An API token with its client, as the directory keeps them.
 #[derive(Debug, Clone)]
 pub struct ApiTokenRecord {
     pub token: ApiTokenRow,
-    pub owner: Arc<ClientRecord>,
+    pub owner: Arc<ClientEntry>,
 }
 
 impl ApiTokenRecord {
     pub fn is_active(&self, now: i64) -> bool {
         self.token.revoked_at.is_none()
             && self.token.expires_at > now
-            && self.owner.client.kind == ClientKind::ApiToken
-            && is_usable(&self.owner.client, now)
+            && self.owner.kind == ClientKind::ApiToken
+            && self.owner.is_usable(now)
     }
 }
 
+/// An API token and its client, found by the hash of the presented string.
 pub fn find_api_token(
     conn: &mut AnyConnection,
     presented: &str,
-) -> QueryResult<Option<ApiTokenRecord>> {
+) -> QueryResult<Option<(ApiTokenRow, ClientRecord)>> {
     // The checksum rules out typos and garbage without touching the store.
     if !opaque::is_well_formed(presented, opaque::API_TOKEN_PREFIX) {
         return Ok(None);
@@ -83,12 +74,14 @@ pub fn find_api_token(
     // The lookup is by hash; compare again in constant time all the same.
     Ok(found
         .filter(|(row, _, _)| hashes_equal(&row.token_hash, &hash))
-        .map(|(token, client, tenant_path)| ApiTokenRecord {
-            token,
-            owner: Arc::new(ClientRecord {
-                client,
-                tenant_path,
-            }),
+        .map(|(token, client, tenant_path)| {
+            (
+                token,
+                ClientRecord {
+                    client,
+                    tenant_path,
+                },
+            )
         }))
 }
 
@@ -161,13 +154,13 @@ pub fn revoke_access_token(
 }
 
 /// Marks the API token revoked (idempotent), with every token renewed from
-/// it, audited.
+/// it, audited in its client's tenant.
 pub fn revoke_api_token(
     conn: &mut Conn<'_>,
     actor: &Actor,
-    record: &ApiTokenRecord,
+    token: &ApiTokenRow,
+    tenant_id: &str,
 ) -> ServiceResult<()> {
-    let token = &record.token;
     let member = Member {
         token_id: &token.id,
         kind: families::KIND_API_TOKEN,
@@ -179,7 +172,6 @@ pub fn revoke_api_token(
         "token_id": token.id,
         "prefix": token.prefix,
     });
-    let tenant_id = record.owner.client.tenant_id.as_str();
     conn.write(|tx| {
         revoke_with_family(tx, actor, member, tenant_id, details, |tx, ts| {
             if !api_tokens::revoke(tx, &token.id, ts)? {
@@ -270,6 +262,13 @@ impl From<diesel::result::Error> for RenewalError {
     }
 }
 
+/// The client behind a renewal, as it is now.
+struct CurrentClient<'a> {
+    tenant_id: &'a str,
+    tenant_path: &'a str,
+    audience: &'a [String],
+}
+
 /// What a renewal carries over, checked against the client as it is now: a
 /// tenant still within the client's subtree, and audiences the client may
 /// still be granted (the issuer always may). The token's tenant is read only
@@ -277,22 +276,21 @@ impl From<diesel::result::Error> for RenewalError {
 fn check_grant_still_allowed(
     conn: &mut AnyConnection,
     issuer: &str,
-    client: &ClientRecord,
-    client_audience: &[String],
+    client: CurrentClient<'_>,
     tenant_id: &str,
     audience: &[String],
 ) -> Result<(), RenewalError> {
     if let Some(lost) = audience
         .iter()
-        .find(|a| a.as_str() != issuer && !client_audience.contains(a))
+        .find(|a| a.as_str() != issuer && !client.audience.contains(a))
     {
         return Err(RenewalError::Denied(format!(
             "{lost:?} is no longer an audience of this client"
         )));
     }
-    if tenant_id != client.client.tenant_id {
+    if tenant_id != client.tenant_id {
         let within = super::tenants::find(conn, tenant_id)?
-            .is_some_and(|tenant| tenant.path.starts_with(&client.tenant_path));
+            .is_some_and(|tenant| tenant.path.starts_with(client.tenant_path));
         if !within {
             return Err(RenewalError::Denied(
                 "the token's tenant is no longer within the client's tenant".into(),
@@ -323,7 +321,7 @@ pub fn renew_api_token(
         // Re-read the client inside the transaction: a change that landed
         // since the check must win.
         let Some((client, tenant_path)) =
-            clients::find_with_path(tx, &record.owner.client.client_id)?
+            clients::find_with_path(tx, &record.owner.client_id)?
         else {
             return Err(RenewalError::Inactive);
         };
@@ -337,20 +335,12 @@ pub fn renew_api_token(
             ));
         }
         let audience = json_list(&record.token.audience, "token audience")?;
-        let current = ClientRecord {
-            client,
-            tenant_path,
+        let current = CurrentClient {
+            tenant_id: &client.tenant_id,
+            tenant_path: &tenant_path,
+            audience: client.audience.as_slice(),
         };
-        let client_audience = current.client.audience.clone();
-        check_grant_still_allowed(
-            tx,
-            issuer,
-            &current,
-            client_audience.as_slice(),
-            &record.token.tenant_id,
-            &audience,
-        )?;
-        let client = current.client;
+        check_grant_still_allowed(tx, issuer, current, &record.token.tenant_id, &audience)?;
         let (row, token) = clients::insert_api_token(
             tx,
             &client,
@@ -381,26 +371,23 @@ pub fn renew_api_token(
 }
 
 /// Records the renewal of an access token (`renewed`, already signed, is a
-/// JWT: nothing else to store), audited. `client` and `client_audience` are
-/// the client's current settings (the directory's entry).
+/// JWT: nothing else to store), audited. `client` is the client's current
+/// settings (the directory's entry).
 pub fn renew_access_token(
     conn: &mut Conn<'_>,
     actor: &Actor,
     issuer: &str,
-    client: &ClientRecord,
-    client_audience: &[String],
+    client: &ClientEntry,
     old: &AccessClaims,
     renewed: &AccessClaims,
 ) -> Result<(), RenewalError> {
     conn.write(|tx| {
-        check_grant_still_allowed(
-            tx,
-            issuer,
-            client,
-            client_audience,
-            &old.tenant,
-            &old.aud.to_vec(),
-        )?;
+        let current = CurrentClient {
+            tenant_id: client.tenant_id(),
+            tenant_path: client.tenant_path(),
+            audience: client.audience(),
+        };
+        check_grant_still_allowed(tx, issuer, current, &old.tenant, &old.aud.to_vec())?;
         let ts = now();
         let parent = Member {
             token_id: &old.jti,
@@ -415,8 +402,8 @@ pub fn renew_access_token(
             tx,
             actor,
             "token.renew",
-            Some(&client.client.client_id),
-            Some(&client.client.tenant_id),
+            Some(&client.client_id),
+            Some(client.tenant_id()),
             serde_json::json!({"token_kind": "access_token", "from_jti": old.jti, "jti": renewed.jti}),
         )?;
         Ok(())

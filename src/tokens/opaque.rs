@@ -88,7 +88,34 @@ pub fn is_well_formed(candidate: &str, prefix: &str) -> bool {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+    hex(&sha256(data))
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    digest
+}
+
+/// A stored hash back as bytes: 64 lower-case hex digits, as `sha256_hex`
+/// writes them; None for anything else.
+pub fn digest_from_hex(text: &str) -> Option<[u8; 32]> {
+    fn nibble(digit: u8) -> Option<u8> {
+        match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            _ => None,
+        }
+    }
+    let text = text.as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(digest)
 }
 
 /// Lower-case hex, two digits a byte.
@@ -105,6 +132,11 @@ fn hex(bytes: &[u8]) -> String {
 /// Compares two stored hashes without an early exit.
 pub fn hashes_equal(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Compares two digests without an early exit.
+pub fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
 }
 
 /// A random identifier such as `kwc_3f9a...` (not a secret).
@@ -163,6 +195,16 @@ mod tests {
         assert_ne!(a, b);
         assert!(!format!("{a:?}").contains(a.expose()));
         assert_eq!(a.hash().len(), 64);
+    }
+
+    #[test]
+    fn a_stored_hash_reads_back_as_its_digest_and_nothing_else_does() {
+        let hex = sha256_hex(b"kws_x");
+        assert_eq!(digest_from_hex(&hex), Some(sha256(b"kws_x")));
+        assert_eq!(digest_from_hex(&hex.to_uppercase()), None);
+        assert_eq!(digest_from_hex(&hex[1..]), None);
+        assert_eq!(digest_from_hex(&format!("{}g", &hex[1..])), None);
+        assert_eq!(digest_from_hex(""), None);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub async fn me(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
         Who::Client(record) => {
             // The directory keeps only what authentication needs: the
             // client as the admin API shows it is read from the store.
-            let (actor, id) = (caller.actor, record.client.client_id.to_string());
+            let (actor, id) = (caller.actor, record.client_id.to_string());
             let client = run(&state, move |conn| {
                 clients::find_reachable(conn, &actor, &id)
             })
