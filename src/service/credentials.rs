@@ -270,6 +270,18 @@ impl From<diesel::result::Error> for RenewalError {
     }
 }
 
+impl From<crate::store::StoreError> for RenewalError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RenewalError::Service(e.into())
+    }
+}
+
+impl crate::store::StoreFailure for RenewalError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, RenewalError::Service(e) if crate::store::StoreFailure::is_unavailable(e))
+    }
+}
+
 /// What a renewal carries over, checked against the client as it is now: a
 /// tenant still within the client's subtree, and audiences the client may
 /// still be granted (the issuer always may). The token's tenant is read only
@@ -282,14 +294,7 @@ fn check_grant_still_allowed(
     tenant_id: &str,
     audience: &[String],
 ) -> Result<(), RenewalError> {
-    if let Some(lost) = audience
-        .iter()
-        .find(|a| a.as_str() != issuer && !client_audience.contains(a))
-    {
-        return Err(RenewalError::Denied(format!(
-            "{lost:?} is no longer an audience of this client"
-        )));
-    }
+    check_audience_still_allowed(issuer, client_audience, audience)?;
     if tenant_id != client.client.tenant_id {
         let within = super::tenants::find(conn, tenant_id)?
             .is_some_and(|tenant| tenant.path.starts_with(&client.tenant_path));
@@ -300,6 +305,23 @@ fn check_grant_still_allowed(
         }
     }
     Ok(())
+}
+
+/// The audiences part of `check_grant_still_allowed`: it reads nothing.
+pub fn check_audience_still_allowed(
+    issuer: &str,
+    client_audience: &[String],
+    audience: &[String],
+) -> Result<(), RenewalError> {
+    match audience
+        .iter()
+        .find(|a| a.as_str() != issuer && !client_audience.contains(a))
+    {
+        Some(lost) => Err(RenewalError::Denied(format!(
+            "{lost:?} is no longer an audience of this client"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn json_list(text: &str, what: &str) -> Result<Vec<String>, RenewalError> {
