@@ -140,22 +140,24 @@ pub fn revoke_access_token(
         expires_at: claims.exp,
     };
     let details = serde_json::json!({"token_kind": "access_token", "jti": claims.jti});
-    conn.write(|tx| {
-        revoke_with_family(tx, actor, member, tenant_id, details, |tx, ts| {
-            if revoked::is_revoked(tx, &claims.jti)? {
-                return Ok(false);
-            }
-            tx.announce(Change::Jti(claims.jti.clone()))?;
-            revoked::insert(
-                tx,
-                &RevokedAccessToken {
-                    jti: claims.jti.clone(),
-                    client_id: claims.client_id.clone(),
-                    expires_at: claims.exp,
-                    revoked_at: ts,
-                },
-            )?;
-            Ok(true)
+    again_if_contended(|| {
+        conn.write(|tx| {
+            revoke_with_family(tx, actor, member, tenant_id, details.clone(), |tx, ts| {
+                if revoked::is_revoked(tx, &claims.jti)? {
+                    return Ok(false);
+                }
+                tx.announce(Change::Jti(claims.jti.clone()))?;
+                revoked::insert(
+                    tx,
+                    &RevokedAccessToken {
+                        jti: claims.jti.clone(),
+                        client_id: claims.client_id.clone(),
+                        expires_at: claims.exp,
+                        revoked_at: ts,
+                    },
+                )?;
+                Ok(true)
+            })
         })
     })
 }
@@ -180,15 +182,40 @@ pub fn revoke_api_token(
         "prefix": token.prefix,
     });
     let tenant_id = record.owner.client.tenant_id.as_str();
-    conn.write(|tx| {
-        revoke_with_family(tx, actor, member, tenant_id, details, |tx, ts| {
-            if !api_tokens::revoke(tx, &token.id, ts)? {
-                return Ok(false);
-            }
-            tx.announce(Change::ApiToken(token.token_hash.clone()))?;
-            Ok(true)
+    again_if_contended(|| {
+        conn.write(|tx| {
+            revoke_with_family(tx, actor, member, tenant_id, details.clone(), |tx, ts| {
+                if !api_tokens::revoke(tx, &token.id, ts)? {
+                    return Ok(false);
+                }
+                tx.announce(Change::ApiToken(token.token_hash.clone()))?;
+                Ok(true)
+            })
         })
     })
+}
+
+/// How many times a revocation is run in all when PostgreSQL aborts it for
+/// a deadlock.
+const REVOCATION_ATTEMPTS: u32 = 3;
+
+/// Runs `revocation` again when PostgreSQL aborted it for a deadlock (nothing
+/// of it was written then). A renewal batch (`service::renewals`) holds
+/// several tokens' rows at once, and may hold one of this family's while it
+/// waits for another that this revocation holds; PostgreSQL then aborts one
+/// of the two, most often the batch (it waits first), which runs again
+/// itself. Before batches a revocation could not be part of a deadlock.
+fn again_if_contended(mut revocation: impl FnMut() -> ServiceResult<()>) -> ServiceResult<()> {
+    let mut attempt = 1;
+    loop {
+        match revocation() {
+            Err(ServiceError::Contended(cause)) if attempt < REVOCATION_ATTEMPTS => {
+                log::info!("revocation aborted ({cause}); running it again");
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// A revocation: `revoke_self` revokes the token itself (false: it already

@@ -820,3 +820,29 @@ fn a_batch_aborted_by_a_deadlock_is_run_again_and_records_each_renewal_once() {
         assert_eq!(writing_transactions(&mut conn, &news).len(), 1);
     });
 }
+
+#[test]
+fn a_revocation_aborted_by_a_deadlock_is_run_again_and_revokes_the_family() {
+    let test = "a_revocation_aborted_by_a_deadlock_is_run_again_and_revokes_the_family";
+    if crate::helpers::postgres_or_skip(test).is_none() {
+        return;
+    }
+    let app = spawn_app_finding_deadlocks_late();
+    let root = renewable(&app, "access_token");
+    let child = renewed(&app, &root);
+    // Held as a renewal batch holding the child would hold it.
+    let mut lock = RowLock::take(&app, &jti_of(&child));
+    std::thread::scope(|s| {
+        let revocation = s.spawn(|| revoke(&app, &root));
+        // The revocation holds the root and waits for the child; this
+        // transaction now waits for the root: PostgreSQL aborts the
+        // revocation, which looks first, and it runs again.
+        lock.waiter(&app);
+        lock.take_also(&jti_of(&root))
+            .expect("the revocation, looking first, is the one PostgreSQL aborts");
+        lock.release();
+        revocation.join().unwrap();
+    });
+    assert_eq!(app.introspect(&root)["active"], false);
+    assert_eq!(app.introspect(&child)["active"], false);
+}
