@@ -209,6 +209,7 @@ impl Application {
             assertion_keys,
             token_endpoint: format!("{issuer}/oauth/token"),
         };
+        let renewals = crate::service::renewals::Renewals::start(&db);
         let state = web::Data::new(AppState {
             db,
             keys,
@@ -219,6 +220,7 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             last_used: LastUsed::default(),
             throttle,
+            renewals,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

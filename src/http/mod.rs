@@ -40,6 +40,8 @@ pub struct AppState {
     pub last_used: LastUsed,
     /// Failed authentications per source address (`oauth::throttle`).
     pub throttle: Arc<crate::oauth::throttle::FailureThrottle>,
+    /// Access-token renewals, committed in batches on PostgreSQL.
+    pub renewals: crate::service::renewals::Renewals,
 }
 
 /// `last_used_at`, gathered in memory and written in batches, so that the

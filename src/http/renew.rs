@@ -82,18 +82,15 @@ pub async fn renew(
             };
             let signed = jwt::sign(&state.keys.current(), &claims)
                 .map_err(|e| OAuthError::server_error(&e))?;
-            let renewed = claims.clone();
+            let scope = claims.scope.clone();
             state
-                .db
-                .run(move |conn| {
-                    credentials::renew_access_token(conn, &actor, &issuer, &entry, &old, &renewed)
-                        .map_err(OAuthError::from)
-                })
+                .renewals
+                .renew_access_token(actor, &issuer, entry.clone(), old, claims)
                 .await?;
             crate::metrics::TOKENS_ISSUED
                 .with_label_values(&["access_token"])
                 .inc();
-            (signed, exp, claims.scope)
+            (signed, exp, scope)
         }
     };
     Ok(no_store_json(&RenewResponse {

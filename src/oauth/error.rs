@@ -198,6 +198,12 @@ impl From<ServiceError> for OAuthError {
                 log::warn!("store unavailable: {cause}");
                 OAuthError::temporarily_unavailable()
             }
+            // Retried where it can arise and still there: the caller may
+            // try again, as after an outage.
+            ServiceError::Contended(cause) => {
+                log::warn!("store contention: {cause}");
+                OAuthError::temporarily_unavailable()
+            }
             ServiceError::Internal(cause) => OAuthError::server_error(&cause),
         }
     }

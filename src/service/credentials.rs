@@ -133,22 +133,24 @@ pub fn revoke_access_token(
         expires_at: claims.exp,
     };
     let details = serde_json::json!({"token_kind": "access_token", "jti": claims.jti});
-    conn.write(|tx| {
-        revoke_with_family(tx, actor, member, tenant_id, details, |tx, ts| {
-            if revoked::is_revoked(tx, &claims.jti)? {
-                return Ok(false);
-            }
-            tx.announce(Change::Jti(claims.jti.clone()))?;
-            revoked::insert(
-                tx,
-                &RevokedAccessToken {
-                    jti: claims.jti.clone(),
-                    client_id: claims.client_id.clone(),
-                    expires_at: claims.exp,
-                    revoked_at: ts,
-                },
-            )?;
-            Ok(true)
+    again_if_contended(|| {
+        conn.write(|tx| {
+            revoke_with_family(tx, actor, member, tenant_id, details.clone(), |tx, ts| {
+                if revoked::is_revoked(tx, &claims.jti)? {
+                    return Ok(false);
+                }
+                tx.announce(Change::Jti(claims.jti.clone()))?;
+                revoked::insert(
+                    tx,
+                    &RevokedAccessToken {
+                        jti: claims.jti.clone(),
+                        client_id: claims.client_id.clone(),
+                        expires_at: claims.exp,
+                        revoked_at: ts,
+                    },
+                )?;
+                Ok(true)
+            })
         })
     })
 }
@@ -172,15 +174,40 @@ pub fn revoke_api_token(
         "token_id": token.id,
         "prefix": token.prefix,
     });
-    conn.write(|tx| {
-        revoke_with_family(tx, actor, member, tenant_id, details, |tx, ts| {
-            if !api_tokens::revoke(tx, &token.id, ts)? {
-                return Ok(false);
-            }
-            tx.announce(Change::ApiToken(token.token_hash.clone()))?;
-            Ok(true)
+    again_if_contended(|| {
+        conn.write(|tx| {
+            revoke_with_family(tx, actor, member, tenant_id, details.clone(), |tx, ts| {
+                if !api_tokens::revoke(tx, &token.id, ts)? {
+                    return Ok(false);
+                }
+                tx.announce(Change::ApiToken(token.token_hash.clone()))?;
+                Ok(true)
+            })
         })
     })
+}
+
+/// How many times a revocation is run in all when PostgreSQL aborts it for
+/// a deadlock.
+const REVOCATION_ATTEMPTS: u32 = 3;
+
+/// Runs `revocation` again when PostgreSQL aborted it for a deadlock (nothing
+/// of it was written then). A renewal batch (`service::renewals`) holds
+/// several tokens' rows at once, and may hold one of this family's while it
+/// waits for another that this revocation holds; PostgreSQL then aborts one
+/// of the two, most often the batch (it waits first), which runs again
+/// itself. Before batches a revocation could not be part of a deadlock.
+fn again_if_contended(mut revocation: impl FnMut() -> ServiceResult<()>) -> ServiceResult<()> {
+    let mut attempt = 1;
+    loop {
+        match revocation() {
+            Err(ServiceError::Contended(cause)) if attempt < REVOCATION_ATTEMPTS => {
+                log::info!("revocation aborted ({cause}); running it again");
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// A revocation: `revoke_self` revokes the token itself (false: it already
@@ -269,6 +296,18 @@ struct CurrentClient<'a> {
     audience: &'a [String],
 }
 
+impl From<crate::store::StoreError> for RenewalError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RenewalError::Service(e.into())
+    }
+}
+
+impl crate::store::StoreFailure for RenewalError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, RenewalError::Service(e) if crate::store::StoreFailure::is_unavailable(e))
+    }
+}
+
 /// What a renewal carries over, checked against the client as it is now: a
 /// tenant still within the client's subtree, and audiences the client may
 /// still be granted (the issuer always may). The token's tenant is read only
@@ -280,14 +319,7 @@ fn check_grant_still_allowed(
     tenant_id: &str,
     audience: &[String],
 ) -> Result<(), RenewalError> {
-    if let Some(lost) = audience
-        .iter()
-        .find(|a| a.as_str() != issuer && !client.audience.contains(a))
-    {
-        return Err(RenewalError::Denied(format!(
-            "{lost:?} is no longer an audience of this client"
-        )));
-    }
+    check_audience_still_allowed(issuer, client.audience, audience)?;
     if tenant_id != client.tenant_id {
         let within = super::tenants::find(conn, tenant_id)?
             .is_some_and(|tenant| tenant.path.starts_with(client.tenant_path));
@@ -298,6 +330,23 @@ fn check_grant_still_allowed(
         }
     }
     Ok(())
+}
+
+/// The audiences part of `check_grant_still_allowed`: it reads nothing.
+pub fn check_audience_still_allowed(
+    issuer: &str,
+    client_audience: &[String],
+    audience: &[String],
+) -> Result<(), RenewalError> {
+    match audience
+        .iter()
+        .find(|a| a.as_str() != issuer && !client_audience.contains(a))
+    {
+        Some(lost) => Err(RenewalError::Denied(format!(
+            "{lost:?} is no longer an audience of this client"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn json_list(text: &str, what: &str) -> Result<Vec<String>, RenewalError> {

@@ -4,6 +4,7 @@
 //! Error policy: a service returns `ServiceError`. diesel errors are mapped
 //! once, in `From<diesel::result::Error>`: not found is `NotFound`, a unique
 //! violation is `Conflict`, a lost or unreachable database is `Unavailable`,
+//! a transaction PostgreSQL aborted for a concurrent one is `Contended`,
 //! anything else is `Internal` and becomes a 500 whose cause is logged and
 //! never shown to the caller.
 
@@ -19,6 +20,7 @@ pub mod passwords;
 pub mod patch;
 pub mod personal_keys;
 pub mod policy;
+pub mod renewals;
 pub mod retention;
 pub mod roles;
 pub mod scopes;
@@ -29,7 +31,7 @@ pub mod users;
 
 use crate::store::{StoreError, StoreFailure};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     /// Bad input; the text names what is wrong.
     #[error("{0}")]
@@ -43,6 +45,12 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Aborted by the store to break a deadlock with (or serialise against)
+    /// a concurrent transaction: nothing was done, and the same request
+    /// again will most likely succeed. The store itself is fine, so the
+    /// connection is kept.
+    #[error("aborted for a concurrent change: {0}")]
+    Contended(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -56,6 +64,7 @@ impl From<diesel::result::Error> for ServiceError {
                 ServiceError::Conflict("a record with that name or id already exists".into())
             }
             _ if crate::store::is_unavailable(&e) => ServiceError::Unavailable(e.to_string()),
+            _ if crate::store::is_contention(&e) => ServiceError::Contended(e.to_string()),
             // PostgreSQL text cannot hold U+0000 (SQLite can). The HTTP layer
             // refuses it in JSON and query strings; this catches the rest
             // (path segments, forms), which is the caller's input, not ours.

@@ -617,6 +617,21 @@ pub fn is_unavailable(e: &diesel::result::Error) -> bool {
     }
 }
 
+/// Whether PostgreSQL aborted the transaction to let a concurrent one go on
+/// (a deadlock, or a serialization failure): nothing of it was done, and
+/// running it again will most likely succeed. Deadlocks carry no kind of
+/// their own in diesel; their message is PostgreSQL's (SQLSTATE 40P01).
+pub fn is_contention(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().starts_with("deadlock detected")
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,6 +656,24 @@ mod tests {
             commit_error: Box::new(Error::NotFound),
         };
         assert!(!is_unavailable(&bad_query));
+    }
+
+    #[test]
+    fn a_deadlock_or_serialization_failure_is_contention_not_an_outage() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let deadlock = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("deadlock detected".to_string()),
+        );
+        let serialization = Error::DatabaseError(
+            DatabaseErrorKind::SerializationFailure,
+            Box::new("could not serialize access".to_string()),
+        );
+        for e in [&deadlock, &serialization] {
+            assert!(is_contention(e));
+            assert!(!is_unavailable(e));
+        }
+        assert!(!is_contention(&Error::NotFound));
     }
 
     #[test]

@@ -145,6 +145,22 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Runs `statement`, which writes audit entries in the same statement as
+    /// the change they record (`families::record_renewals`: one round trip
+    /// for a whole batch), and returns its value; it says how many entries
+    /// it wrote. Only the store writes such statements, so the audit log
+    /// still has no other way in than a `Tx`.
+    pub(super) fn audit_within<T>(
+        &mut self,
+        statement: impl FnOnce(&mut AnyConnection) -> QueryResult<(T, usize)>,
+    ) -> QueryResult<T> {
+        let (value, entries) = statement(self.db)?;
+        if entries > 0 {
+            self.audited = true;
+        }
+        Ok(value)
+    }
+
     /// What this transaction announced so far.
     pub fn announced(&self) -> &[Change] {
         &self.announced
