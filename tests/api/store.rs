@@ -288,7 +288,11 @@ fn both_migration_sets_give_the_same_columns_indexes_unique_constraints_and_fore
     let schema = postgres.schema();
     let mut pg = connect(&schema.url()).unwrap();
     migrate(&mut pg);
-    let lite = columns(&mut sqlite);
+    // SQLite's change log stands in for PostgreSQL's NOTIFY (see
+    // migrations/sqlite/2026-11-30-000005_change_log): it has no
+    // PostgreSQL counterpart on purpose, and no index or key besides its id.
+    let mut lite = columns(&mut sqlite);
+    lite.retain(|c| c.table_name != "change_log");
     let post = columns(&mut pg);
     assert!(lite.len() > 40, "the schema has its tables: {}", lite.len());
     assert_eq!(
