@@ -248,6 +248,42 @@ impl<T: ?Sized + Eq + Hash> Interner<T> {
     }
 }
 
+/// A stored client row as `keyward client create --role reader` makes it,
+/// for the directory's tests to vary with struct update syntax.
+#[cfg(test)]
+pub(crate) fn client_row(id: &str) -> crate::store::models::Client {
+    crate::store::models::Client {
+        client_id: id.into(),
+        kind: "client_credentials".into(),
+        name: "n".into(),
+        description: None,
+        tenant_id: "t".into(),
+        role: "reader".into(),
+        scopes: String::new(),
+        device_group_id: None,
+        owner: None,
+        owner_email: None,
+        status: "active".into(),
+        expires_at: None,
+        can_renew: false,
+        allowed_ips: "[]".into(),
+        access_token_ttl: 300,
+        token_lifetime: 3600,
+        audience: "[]".into(),
+        metadata: "{}".into(),
+        created_at: 0,
+        updated_at: 0,
+        revoked_at: None,
+        last_used_at: None,
+        version: 1,
+        user_id: None,
+        token_endpoint_auth_method: "client_secret_basic".into(),
+        jwks: None,
+        jwks_uri: None,
+        federated_subjects: "[]".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,34 +293,11 @@ mod tests {
     fn record(id: &str, allowed_ips: &str, audience: &str) -> ClientRecord {
         ClientRecord {
             client: Client::try_from(models::Client {
-                client_id: id.into(),
-                kind: "client_credentials".into(),
-                name: "n".into(),
-                description: None,
                 tenant_id: "tn_a".into(),
-                role: "reader".into(),
                 scopes: "read".into(),
-                device_group_id: None,
-                owner: None,
-                owner_email: None,
-                status: "active".into(),
-                expires_at: None,
-                can_renew: false,
                 allowed_ips: allowed_ips.into(),
-                access_token_ttl: 300,
-                token_lifetime: 3600,
                 audience: audience.into(),
-                metadata: "{}".into(),
-                created_at: 0,
-                updated_at: 0,
-                revoked_at: None,
-                last_used_at: None,
-                version: 1,
-                user_id: None,
-                token_endpoint_auth_method: "client_secret_basic".into(),
-                jwks: None,
-                jwks_uri: None,
-                federated_subjects: "[]".into(),
+                ..client_row(id)
             })
             .expect("a well-formed row"),
             tenant_path: "/tn_a/".into(),
