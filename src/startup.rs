@@ -471,7 +471,7 @@ async fn purge(state: &AppState, db: &Db, policy: crate::service::retention::Pol
 }
 
 async fn flush_last_used(state: &AppState, db: &Db) {
-    let seen = state.last_used.drain();
+    let seen = state.last_used.drain(state.directory.now());
     if seen.is_empty() {
         return;
     }
