@@ -146,6 +146,13 @@ struct Args {
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Option<Vec<Scenario>>,
 
+    /// Also print, to stderr, one `TIMELINE` line per second of each
+    /// measured window (by intended send time in open loop): its requests,
+    /// p99 and max, and the wall-clock second it began, so that a stall can
+    /// be matched with what the server or the machine did then.
+    #[arg(long)]
+    timeline: bool,
+
     /// Changes measured by `propagation`.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     propagation_rounds: u32,
@@ -604,11 +611,20 @@ struct LoadResult {
     latencies: Vec<u32>,
     db_ops: Option<u64>,
     first_error: Option<String>,
+    /// With --timeline: per second of the window, its latencies, sorted.
+    seconds: Vec<Vec<u32>>,
+    /// When the measured window began.
+    started_at: std::time::SystemTime,
 }
+
+/// Set from --timeline before any load runs.
+static TIMELINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Default)]
 struct ThreadResult {
     latencies: Vec<u32>,
+    /// With --timeline: (second of the window, latency) of each request.
+    timed: Vec<(u32, u32)>,
     requests: usize,
     errors: usize,
     unsent: usize,
@@ -653,14 +669,21 @@ where
     };
     let start = Instant::now();
     let until = start + length;
-    let record = |result: &mut ThreadResult, outcome: Result<(), String>, latency| {
-        result.requests += 1;
-        result.latencies.push(micros(latency));
-        if let Err(e) = outcome {
-            result.errors += 1;
-            result.first_error.get_or_insert(e);
-        }
-    };
+    let timeline = TIMELINE.load(Ordering::Relaxed);
+    let record =
+        |result: &mut ThreadResult, outcome: Result<(), String>, sent: Instant, latency| {
+            result.requests += 1;
+            result.latencies.push(micros(latency));
+            if timeline {
+                let second =
+                    u32::try_from(sent.saturating_duration_since(start).as_secs()).unwrap_or(0);
+                result.timed.push((second, micros(latency)));
+            }
+            if let Err(e) = outcome {
+                result.errors += 1;
+                result.first_error.get_or_insert(e);
+            }
+        };
     match pace {
         Pace::Closed => loop {
             let sent = Instant::now();
@@ -668,7 +691,7 @@ where
                 break;
             }
             let outcome = op(agent, state);
-            record(&mut result, outcome, sent.elapsed());
+            record(&mut result, outcome, sent, sent.elapsed());
         },
         Pace::Open(rate) => {
             let interval = Duration::from_secs_f64(connections as f64 / rate);
@@ -690,7 +713,7 @@ where
                     std::thread::sleep(intended - now);
                 }
                 let outcome = op(agent, state);
-                record(&mut result, outcome, intended.elapsed());
+                record(&mut result, outcome, intended, intended.elapsed());
                 intended += interval;
             }
         }
@@ -721,7 +744,7 @@ where
     let warm = Barrier::new(connections + 1);
     let go = Barrier::new(connections + 1);
     let control = agent();
-    let (results, db_ops, elapsed) = std::thread::scope(|scope| {
+    let (results, db_ops, elapsed, started_at) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..connections)
             .map(|index| {
                 let (init, op) = (&init, &op);
@@ -743,6 +766,7 @@ where
         let before = db_operations(&control, url);
         go.wait();
         let start = Instant::now();
+        let started_at = std::time::SystemTime::now();
         let results: Vec<ThreadResult> = handles
             .into_iter()
             .map(|h| {
@@ -762,14 +786,22 @@ where
                 None
             }
         };
-        (results, db_ops, elapsed)
+        (results, db_ops, elapsed, started_at)
     });
     let mut latencies: Vec<u32> =
         Vec::with_capacity(results.iter().map(|r| r.latencies.len()).sum());
     let (mut requests, mut errors, mut unsent) = (0, 0, 0);
     let mut first_error = None;
+    let mut seconds: Vec<Vec<u32>> = Vec::new();
     for r in results {
         latencies.extend_from_slice(&r.latencies);
+        for &(second, latency) in &r.timed {
+            let second = second as usize;
+            if seconds.len() <= second {
+                seconds.resize_with(second + 1, Vec::new);
+            }
+            seconds[second].push(latency);
+        }
         requests += r.requests;
         errors += r.errors;
         unsent += r.unsent;
@@ -778,6 +810,9 @@ where
         }
     }
     latencies.sort_unstable();
+    for second in &mut seconds {
+        second.sort_unstable();
+    }
     LoadResult {
         requests,
         errors,
@@ -786,6 +821,29 @@ where
         latencies,
         db_ops,
         first_error,
+        seconds,
+        started_at,
+    }
+}
+
+/// With --timeline: a line per second of the window, to stderr.
+fn print_timeline(scenario: Scenario, load: &LoadResult) {
+    let began = load
+        .started_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    for (second, latencies) in load.seconds.iter().enumerate() {
+        eprintln!(
+            "TIMELINE {}",
+            json!({
+                "scenario": scenario.name(),
+                "second": second,
+                "unix": round(began + second as f64, 1),
+                "requests": latencies.len(),
+                "p99_ms": micros_to_ms(percentile(latencies, 0.99)),
+                "max_ms": micros_to_ms(latencies.last().copied()),
+            })
+        );
     }
 }
 
@@ -962,6 +1020,7 @@ impl Bench {
                 load.unsent
             );
         }
+        print_timeline(scenario, &load);
         Row::from_load(scenario, &load, self.pace(), &self.common)
     }
 
@@ -1711,6 +1770,7 @@ fn cores() -> usize {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    TIMELINE.store(args.timeline, Ordering::Relaxed);
     let (mut bench, scenarios) = match setup(args) {
         Ok(ready) => ready,
         Err(e) => {
