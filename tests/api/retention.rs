@@ -162,6 +162,65 @@ fn credentials_past_retention_go_audited_and_forgotten_and_the_rest_stay() {
     assert_eq!(zero.clients, vec![recent.client_id.clone()]);
 }
 
+/// More than a batch is due, by expiry, by revocation and by both: the
+/// purge takes each exactly once, across batches, and leaves
+/// what is not yet due.
+#[test]
+fn a_backlog_larger_than_a_batch_goes_each_client_once_whatever_made_it_due() {
+    let app = spawn_app();
+    let now = keyward::service::now();
+    let batch = retention::CLIENT_BATCH as usize;
+    let mut due = Vec::new();
+    let mut kept = Vec::new();
+    for i in 0..(batch + 12) {
+        let (client, _) = app.new_client("reader", |_| {});
+        // Expired, revoked, or both, at different ages past the cutoff.
+        let ago = (31 + i as i64) * DAY;
+        match i % 3 {
+            0 => age(&app, &client.client_id, Some(now - ago), None),
+            1 => age(&app, &client.client_id, None, Some(now - ago)),
+            _ => age(
+                &app,
+                &client.client_id,
+                Some(now - ago),
+                Some(now - ago - DAY),
+            ),
+        }
+        due.push(client.client_id);
+    }
+    // Revoked within the retention (28 days by default), and active.
+    for ago in [Some(27 * DAY), None] {
+        let (client, _) = app.new_client("reader", |_| {});
+        age(&app, &client.client_id, None, ago.map(|a| now - a));
+        kept.push(client.client_id);
+    }
+    let report = purge(&app, Policy::default(), false);
+    let mut removed = report.clients.clone();
+    removed.dedup();
+    assert_eq!(removed.len(), report.clients.len(), "each client once");
+    due.sort();
+    assert_eq!(report.clients, due);
+    let mut conn = app.conn();
+    let left: Vec<String> = clients::table
+        .filter(clients::client_id.eq_any(&due))
+        .select(clients::client_id)
+        .load(&mut conn)
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    let stayed: i64 = clients::table
+        .filter(clients::client_id.eq_any(&kept))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(stayed, 2);
+    let audited: i64 = keyward::store::schema::audit_events::table
+        .filter(keyward::store::schema::audit_events::action.eq("purge"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(audited, due.len() as i64);
+}
+
 #[test]
 fn keyward_purge_prints_what_it_removes_and_dry_run_removes_nothing() {
     let app = spawn_app();
