@@ -2,7 +2,7 @@
 # The token endpoint while retention purges (issue 12): p99 of token_basic
 # with N expired clients in the store, without a purge and with `keyward
 # purge` removing them during the measured window, RUNS times each.
-# RATE=N measures open loop at N requests/s.
+# RATE=N measures open loop at N requests/s. INTERLEAVE=S: see below.
 # Needs PostgreSQL on 127.0.0.1:5432 and a release build:
 #   cargo build --release && cargo bench --bench load --no-run
 #   N=100000 RUNS=3 bash scripts/purge-bench.sh
@@ -68,6 +68,56 @@ measure() {
 count_expired() {
     psql "$KEYWARD_DATABASE_URL" -qtAc "SELECT count(*) FROM clients WHERE name LIKE 'expired-%'"
 }
+
+# INTERLEAVE=S: one long window (SECONDS_MEASURED) instead, with one purge
+# paused (SIGSTOP) and resumed (SIGCONT) every S seconds, and the load
+# bench's per-second timeline split by whether the purge could run in that
+# second. Both sides then share the same server, store and minutes of the
+# machine; the seconds that straddle a switch count for neither.
+if [ -n "${INTERLEAVE:-}" ]; then
+    insert_expired
+    timeline=$(mktemp)
+    states=$(mktemp)
+    "$BIN" purge > /dev/null 2> "$KEYWARD_DATA_DIR/purge.log" &
+    purge=$!
+    kill -STOP $purge
+    before=$(count_expired)
+    cargo bench --quiet --bench load -- --url "http://$KEYWARD_BIND" --clients 1 \
+        --scenarios token_basic --duration "$SECONDS_MEASURED" ${RATE:+--rate "$RATE"} \
+        --timeline 2> "$timeline" | grep '^RESULT' &
+    load=$!
+    state=off
+    while kill -0 $load 2>/dev/null; do
+        echo "$(date +%s.%N) $state" >> "$states"
+        sleep "$INTERLEAVE"
+        if [ $state = off ]; then state=on; kill -CONT $purge; else state=off; kill -STOP $purge; fi
+    done
+    wait $load || true
+    kill -CONT $purge 2>/dev/null || true
+    kill $purge 2>/dev/null || true
+    wait $purge 2>/dev/null || true
+    echo "the purge removed $((before - $(count_expired))) clients"
+    python3 - "$timeline" "$states" <<'PY'
+import bisect, json, statistics, sys
+seconds = [json.loads(l.split(" ", 1)[1]) for l in open(sys.argv[1]) if l.startswith("TIMELINE ")]
+switches = [(float(t), s) for t, s in (l.split() for l in open(sys.argv[2]))]
+times = [t for t, _ in switches]
+sides = {"on": [], "off": []}
+for sec in seconds:
+    start = sec["unix"]
+    i = bisect.bisect_right(times, start) - 1
+    if i < 0 or (i + 1 < len(times) and times[i + 1] < start + 1):
+        continue  # before the first state, or a switch inside this second
+    if sec["p99_ms"] is not None:
+        sides[switches[i][1]].append(sec)
+for side in ("off", "on"):
+    p99 = [s["p99_ms"] for s in sides[side]]
+    mx = [s["max_ms"] for s in sides[side]]
+    print(f"purge {side:3}: {len(p99)} s; per-second p99 median {statistics.median(p99):.2f} ms, "
+          f"mean {statistics.mean(p99):.2f} ms; per-second max median {statistics.median(mx):.2f} ms")
+PY
+    exit 0
+fi
 
 # A purge paces itself (about 0.5 % of the time), so a backlog of N takes
 # about an hour: the window with the purge is measured while it runs, then
