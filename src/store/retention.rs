@@ -22,12 +22,44 @@ pub struct DueClient {
     pub revoked_at: Option<i64>,
 }
 
-/// Clients expired, or revoked, before `cutoff`: `limit` of them, the
-/// longest expired first, then the longest revoked. Two index scans that
-/// stop at `limit`, not one query with OR: PostgreSQL answers an OR with a
-/// bitmap of every due row or a sequential scan from the table's start, and
-/// either costs a batch time in proportion to the backlog (or to the rows
-/// already purged, dead until vacuumed), not to the batch.
+/// Up to `limit` rows of `$table` expired, or revoked, before `cutoff`, as
+/// `$row`: the longest expired first, then the longest revoked. Two index
+/// scans that stop at `limit`, not one query with OR: PostgreSQL answers an
+/// OR with a bitmap of every due row or a sequential scan from the table's
+/// start, and either costs a batch time in proportion to the backlog (or to
+/// the rows already purged, dead until vacuumed), not to the batch.
+macro_rules! due_by_expiry_then_revocation {
+    ($conn:expr, $table:ident, $row:ty, $columns:expr, $cutoff:expr, $limit:expr) => {{
+        let (conn, cutoff, limit) = ($conn, $cutoff, $limit);
+        let columns = $columns;
+        let mut due: Vec<$row> = $table::table
+            .filter($table::expires_at.lt(cutoff))
+            .order($table::expires_at.asc())
+            .limit(limit)
+            .select(columns)
+            .load(conn)?;
+        let room = limit.saturating_sub(due.len() as i64);
+        if room > 0 {
+            // Revoked and not already due by expiry.
+            due.extend(
+                $table::table
+                    .filter($table::revoked_at.lt(cutoff))
+                    .filter(
+                        $table::expires_at
+                            .is_null()
+                            .or($table::expires_at.ge(cutoff)),
+                    )
+                    .order($table::revoked_at.asc())
+                    .limit(room)
+                    .select(columns)
+                    .load::<$row>(conn)?,
+            );
+        }
+        Ok(due)
+    }};
+}
+
+/// Clients expired, or revoked, before `cutoff`: `limit` of them.
 pub fn due_clients(
     conn: &mut AnyConnection,
     cutoff: i64,
@@ -41,30 +73,7 @@ pub fn due_clients(
         clients::expires_at,
         clients::revoked_at,
     );
-    let mut due: Vec<DueClient> = clients::table
-        .filter(clients::expires_at.lt(cutoff))
-        .order(clients::expires_at.asc())
-        .limit(limit)
-        .select(columns)
-        .load(conn)?;
-    let room = limit.saturating_sub(due.len() as i64);
-    if room > 0 {
-        // Revoked and not already due by expiry.
-        due.extend(
-            clients::table
-                .filter(clients::revoked_at.lt(cutoff))
-                .filter(
-                    clients::expires_at
-                        .is_null()
-                        .or(clients::expires_at.ge(cutoff)),
-                )
-                .order(clients::revoked_at.asc())
-                .limit(room)
-                .select(columns)
-                .load::<DueClient>(conn)?,
-        );
-    }
-    Ok(due)
+    due_by_expiry_then_revocation!(conn, clients, DueClient, columns, cutoff, limit)
 }
 
 /// Removes the clients and what hangs off them (secrets, token strings,
@@ -94,7 +103,7 @@ pub struct DueToken {
 }
 
 /// Token strings expired, or revoked, before `cutoff` (of clients that
-/// stay): two index scans, as `due_clients` does and for the same reason.
+/// stay): `limit` of them.
 pub fn due_api_tokens(
     conn: &mut AnyConnection,
     cutoff: i64,
@@ -107,29 +116,7 @@ pub fn due_api_tokens(
         api_tokens::prefix,
         api_tokens::tenant_id,
     );
-    let mut due: Vec<DueToken> = api_tokens::table
-        .filter(api_tokens::expires_at.lt(cutoff))
-        .order(api_tokens::expires_at.asc())
-        .limit(limit)
-        .select(columns)
-        .load(conn)?;
-    let room = limit.saturating_sub(due.len() as i64);
-    if room > 0 {
-        due.extend(
-            api_tokens::table
-                .filter(api_tokens::revoked_at.lt(cutoff))
-                .filter(
-                    api_tokens::expires_at
-                        .is_null()
-                        .or(api_tokens::expires_at.ge(cutoff)),
-                )
-                .order(api_tokens::revoked_at.asc())
-                .limit(room)
-                .select(columns)
-                .load::<DueToken>(conn)?,
-        );
-    }
-    Ok(due)
+    due_by_expiry_then_revocation!(conn, api_tokens, DueToken, columns, cutoff, limit)
 }
 
 pub fn delete_api_tokens(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<usize> {
