@@ -85,39 +85,6 @@ pub fn find_api_token(
         }))
 }
 
-/// The state of the client behind an access token, and whether the token's
-/// jti was revoked.
-pub fn access_token_state(
-    conn: &mut AnyConnection,
-    claims: &AccessClaims,
-) -> QueryResult<Option<(ClientRecord, bool)>> {
-    let Some((client, tenant_path)) = store_clients::find_with_path(conn, &claims.client_id)?
-    else {
-        return Ok(None);
-    };
-    let revoked = revoked::is_revoked(conn, &claims.jti)?;
-    Ok(Some((
-        ClientRecord {
-            client,
-            tenant_path,
-        },
-        revoked,
-    )))
-}
-
-/// Whether the access token works right now: its client is usable, its jti
-/// not revoked. (Signature and expiry were checked by `jwt::verify`.)
-pub fn access_token_is_active(
-    conn: &mut AnyConnection,
-    claims: &AccessClaims,
-) -> QueryResult<Option<ClientRecord>> {
-    Ok(
-        access_token_state(conn, claims)?.and_then(|(record, revoked)| {
-            (!revoked && is_usable(&record.client, now())).then_some(record)
-        }),
-    )
-}
-
 /// Records the jti as revoked (idempotent), with every token renewed from
 /// it, audited.
 pub fn revoke_access_token(
