@@ -424,12 +424,7 @@ fn a_key_removed_with_the_cli_is_dropped_by_every_node_within_a_second() {
         cluster._keys.path(),
     );
     let run = |args: &[&str]| {
-        let output = cli.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        cli.run_ok(args);
     };
     run(&["keys", "rotate"]);
     for node in &cluster.nodes {

@@ -44,12 +44,7 @@ fn let_the_channel_catch_up(app: &TestApp) {
             == 200
     };
     assert!(works());
-    let output = CliRunner::for_app(app).run(&["client", "disable", &sentinel.client_id]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    CliRunner::for_app(app).run_ok(&["client", "disable", &sentinel.client_id]);
     until_not("the sentinel's disable", works);
 }
 
@@ -159,12 +154,7 @@ fn what_the_cli_commits_reaches_a_warm_cache_within_moments() {
 
     let cli = CliRunner::for_app(&app);
     let run = |args: &[&str]| {
-        let output = cli.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        cli.run_ok(args);
     };
     run(&["client", "disable", &client.client_id]);
     until_not("disable", || token_status() == 200);

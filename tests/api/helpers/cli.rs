@@ -95,6 +95,17 @@ impl CliRunner {
         self.command(args).output().expect("run keyward")
     }
 
+    /// Runs a command that must succeed; fails the test with its stderr.
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
     /// Runs a command with `input` on its standard input.
     pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write as _;
