@@ -153,6 +153,27 @@ struct Args {
     #[arg(long)]
     timeline: bool,
 
+    /// The pid of a background process (say, `keyward purge`) to alternate
+    /// through each measured window: paused (SIGSTOP) for
+    /// --alternate-every seconds, then resumed (SIGCONT) for as long, and so
+    /// on; resumed at the end. Prints an `ALTERNATE` line and adds
+    /// `alternate` to the RESULT: p50, p99 and p99.9 pooled over every
+    /// request sent (intended, in open loop) while it was paused, and over
+    /// every one sent while it ran. Both sides share one server, store and
+    /// stretch of the machine's time, which separate windows do not.
+    #[arg(long)]
+    alternate: Option<u32>,
+
+    /// Seconds per side of --alternate.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    alternate_every: u64,
+
+    /// Requests intended within this many milliseconds after a switch count
+    /// for neither side: a batch the process began just before it was
+    /// paused still finishes in the store.
+    #[arg(long, default_value_t = 500)]
+    alternate_guard_ms: u64,
+
     /// Changes measured by `propagation`.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     propagation_rounds: u32,
@@ -615,15 +636,127 @@ struct LoadResult {
     seconds: Vec<Vec<u32>>,
     /// When the measured window began.
     started_at: std::time::SystemTime,
+    /// With --alternate: the latencies by side.
+    sides: Option<Sides>,
 }
 
 /// Set from --timeline before any load runs.
 static TIMELINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Set from --alternate before any load runs.
+static ALTERNATE: std::sync::OnceLock<Alternate> = std::sync::OnceLock::new();
+
+/// --alternate: which process, how long a side, how long a guard.
+#[derive(Debug, Clone, Copy)]
+struct Alternate {
+    pid: u32,
+    every: Duration,
+    guard: Duration,
+}
+
+impl Alternate {
+    /// Pauses the process at once, then switches it every `self.every`
+    /// until `until`, and resumes it. Returns each switch, as time since
+    /// `epoch` and whether the process ran from then on.
+    fn run(self, epoch: Instant, until: Instant) -> Result<Vec<(Duration, bool)>, String> {
+        let mut switches = Vec::new();
+        let mut running = false;
+        loop {
+            self.signal(if running { "-CONT" } else { "-STOP" })?;
+            switches.push((epoch.elapsed(), running));
+            let next = Instant::now() + self.every;
+            if next >= until {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                self.signal("-CONT")?;
+                return Ok(switches);
+            }
+            std::thread::sleep(self.every);
+            running = !running;
+        }
+    }
+
+    fn signal(self, which: &str) -> Result<(), String> {
+        let status = std::process::Command::new("kill")
+            .args([which, &self.pid.to_string()])
+            .status()
+            .map_err(|e| format!("kill {which} {}: {e}", self.pid))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill {which} {}: {status}", self.pid))
+        }
+    }
+
+    /// Splits timed requests (time since the epoch, latency) by the side
+    /// in force when each was sent; the guard after each switch and the
+    /// time before the first go to neither. Both sides sorted.
+    fn split(self, switches: &[(Duration, bool)], timed: &[(u32, u32)]) -> Sides {
+        let mut sides = Sides::default();
+        let guard = self.guard.as_micros() as u64;
+        let at: Vec<u64> = switches.iter().map(|(t, _)| t.as_micros() as u64).collect();
+        for &(sent_ms, latency) in timed {
+            let sent = u64::from(sent_ms) * 1000;
+            let Some(i) = at.partition_point(|&t| t <= sent).checked_sub(1) else {
+                continue;
+            };
+            if sent - at[i] < guard {
+                continue;
+            }
+            if switches[i].1 {
+                sides.running.push(latency);
+            } else {
+                sides.paused.push(latency);
+            }
+        }
+        sides.paused.sort_unstable();
+        sides.running.sort_unstable();
+        sides.switches = switches.len();
+        sides
+    }
+}
+
+/// --alternate's result: latencies, sorted, by side.
+#[derive(Debug, Default)]
+struct Sides {
+    paused: Vec<u32>,
+    running: Vec<u32>,
+    switches: usize,
+}
+
+impl Sides {
+    fn json(&self) -> Value {
+        let side = |l: &[u32]| {
+            json!({
+                "requests": l.len(),
+                "p50_ms": micros_to_ms(percentile(l, 0.50)),
+                "p99_ms": micros_to_ms(percentile(l, 0.99)),
+                "p999_ms": micros_to_ms(percentile(l, 0.999)),
+                "max_ms": micros_to_ms(l.last().copied()),
+            })
+        };
+        let change = match (
+            percentile(&self.paused, 0.99),
+            percentile(&self.running, 0.99),
+        ) {
+            (Some(p), Some(r)) if p > 0 => {
+                Some(round((f64::from(r) / f64::from(p) - 1.0) * 100.0, 1))
+            }
+            _ => None,
+        };
+        json!({
+            "switches": self.switches,
+            "paused": side(&self.paused),
+            "running": side(&self.running),
+            "p99_change_pct": change,
+        })
+    }
+}
+
 #[derive(Default)]
 struct ThreadResult {
     latencies: Vec<u32>,
-    /// With --timeline: (second of the window, latency) of each request.
+    /// With --timeline or --alternate: (milliseconds from the run's epoch
+    /// to the request's (intended) send time, latency) of each request.
     timed: Vec<(u32, u32)>,
     requests: usize,
     errors: usize,
@@ -652,12 +785,16 @@ fn micros(d: Duration) -> u32 {
 /// Runs `op` on one connection for `length`, closed or open loop. In open
 /// loop, connection `index` of `connections` sends every `connections / rate`
 /// seconds, offset by `index / rate` so that the connections interleave.
+/// Send times are kept (with --timeline or --alternate) as time since
+/// `epoch`, which all connections share.
+#[allow(clippy::too_many_arguments)]
 fn drive<S, F>(
     agent: &Http,
     state: &mut S,
     op: &F,
     pace: Pace,
     (index, connections): (usize, usize),
+    epoch: Instant,
     length: Duration,
 ) -> ThreadResult
 where
@@ -669,16 +806,19 @@ where
     };
     let start = Instant::now();
     let until = start + length;
-    let timeline = TIMELINE.load(Ordering::Relaxed);
+    let timed = TIMELINE.load(Ordering::Relaxed) || ALTERNATE.get().is_some();
+    let keep_time = |result: &mut ThreadResult, sent: Instant, latency: Duration| {
+        if timed {
+            let ms = u32::try_from(sent.saturating_duration_since(epoch).as_millis())
+                .unwrap_or(u32::MAX);
+            result.timed.push((ms, micros(latency)));
+        }
+    };
     let record =
         |result: &mut ThreadResult, outcome: Result<(), String>, sent: Instant, latency| {
             result.requests += 1;
             result.latencies.push(micros(latency));
-            if timeline {
-                let second =
-                    u32::try_from(sent.saturating_duration_since(start).as_secs()).unwrap_or(0);
-                result.timed.push((second, micros(latency)));
-            }
+            keep_time(result, sent, latency);
             if let Err(e) = outcome {
                 result.errors += 1;
                 result.first_error.get_or_insert(e);
@@ -705,6 +845,7 @@ where
                     while intended < until {
                         result.unsent += 1;
                         result.latencies.push(micros(now - intended));
+                        keep_time(&mut result, intended, now - intended);
                         intended += interval;
                     }
                     break;
@@ -744,7 +885,8 @@ where
     let warm = Barrier::new(connections + 1);
     let go = Barrier::new(connections + 1);
     let control = agent();
-    let (results, db_ops, elapsed, started_at) = std::thread::scope(|scope| {
+    let epoch = Instant::now();
+    let (results, db_ops, elapsed, started_at, start, switches) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..connections)
             .map(|index| {
                 let (init, op) = (&init, &op);
@@ -754,10 +896,10 @@ where
                     let mut state = init(index, &agent);
                     let slot = (index, connections);
                     ready.wait();
-                    drive(&agent, &mut state, op, pace, slot, warmup);
+                    drive(&agent, &mut state, op, pace, slot, epoch, warmup);
                     warm.wait();
                     go.wait();
-                    drive(&agent, &mut state, op, pace, slot, duration)
+                    drive(&agent, &mut state, op, pace, slot, epoch, duration)
                 })
             })
             .collect();
@@ -767,6 +909,9 @@ where
         go.wait();
         let start = Instant::now();
         let started_at = std::time::SystemTime::now();
+        let alternation = ALTERNATE
+            .get()
+            .map(|alternate| scope.spawn(move || alternate.run(epoch, start + duration)));
         let results: Vec<ThreadResult> = handles
             .into_iter()
             .map(|h| {
@@ -778,6 +923,10 @@ where
             })
             .collect();
         let elapsed = start.elapsed();
+        let switches = alternation.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("the alternating thread panicked".into()))
+        });
         let after = db_operations(&control, url);
         let db_ops = match (before, after) {
             (Ok(b), Ok(a)) => Some(a.saturating_sub(b)),
@@ -786,17 +935,24 @@ where
                 None
             }
         };
-        (results, db_ops, elapsed, started_at)
+        (results, db_ops, elapsed, started_at, start, switches)
     });
     let mut latencies: Vec<u32> =
         Vec::with_capacity(results.iter().map(|r| r.latencies.len()).sum());
     let (mut requests, mut errors, mut unsent) = (0, 0, 0);
     let mut first_error = None;
     let mut seconds: Vec<Vec<u32>> = Vec::new();
+    let mut timed = Vec::new();
+    // The measured window's start, in the units of `timed`.
+    let window_ms = start.duration_since(epoch).as_millis() as u32;
+    let timeline = TIMELINE.load(Ordering::Relaxed);
     for r in results {
         latencies.extend_from_slice(&r.latencies);
-        for &(second, latency) in &r.timed {
-            let second = second as usize;
+        if switches.is_some() {
+            timed.extend_from_slice(&r.timed);
+        }
+        for &(sent_ms, latency) in r.timed.iter().filter(|_| timeline) {
+            let second = (sent_ms.saturating_sub(window_ms) / 1000) as usize;
             if seconds.len() <= second {
                 seconds.resize_with(second + 1, Vec::new);
             }
@@ -813,6 +969,15 @@ where
     for second in &mut seconds {
         second.sort_unstable();
     }
+    let sides = match (switches, ALTERNATE.get()) {
+        (Some(Ok(switches)), Some(alternate)) => Some(alternate.split(&switches, &timed)),
+        (Some(Err(e)), _) => {
+            errors += 1;
+            first_error.get_or_insert(e);
+            None
+        }
+        _ => None,
+    };
     LoadResult {
         requests,
         errors,
@@ -823,6 +988,7 @@ where
         first_error,
         seconds,
         started_at,
+        sides,
     }
 }
 
@@ -914,6 +1080,9 @@ impl Row {
         json["unsent"] = unsent.into();
         json["db_ops"] = load.db_ops.into();
         json["db_per_req"] = db_per_req.map(|v| round(v, 3)).into();
+        if let Some(sides) = &load.sides {
+            json["alternate"] = sides.json();
+        }
         Row {
             scenario: scenario.name(),
             rps,
@@ -1021,6 +1190,12 @@ impl Bench {
             );
         }
         print_timeline(scenario, &load);
+        if let Some(sides) = &load.sides {
+            eprintln!(
+                "ALTERNATE {}",
+                json!({"scenario": scenario.name(), "sides": sides.json()})
+            );
+        }
         Row::from_load(scenario, &load, self.pace(), &self.common)
     }
 
@@ -1771,6 +1946,13 @@ fn cores() -> usize {
 fn main() -> ExitCode {
     let args = Args::parse();
     TIMELINE.store(args.timeline, Ordering::Relaxed);
+    if let Some(pid) = args.alternate {
+        let _ = ALTERNATE.set(Alternate {
+            pid,
+            every: Duration::from_secs(args.alternate_every),
+            guard: Duration::from_millis(args.alternate_guard_ms),
+        });
+    }
     let (mut bench, scenarios) = match setup(args) {
         Ok(ready) => ready,
         Err(e) => {

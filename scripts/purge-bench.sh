@@ -6,6 +6,7 @@
 # Needs PostgreSQL on 127.0.0.1:5432 and a release build:
 #   cargo build --release && cargo bench --bench load --no-run
 #   N=100000 RUNS=3 bash scripts/purge-bench.sh
+#   N=100000 RUNS=3 SECONDS_MEASURED=300 RATE=20000 INTERLEAVE=10 bash scripts/purge-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -69,52 +70,48 @@ count_expired() {
     psql "$KEYWARD_DATABASE_URL" -qtAc "SELECT count(*) FROM clients WHERE name LIKE 'expired-%'"
 }
 
-# INTERLEAVE=S: one long window (SECONDS_MEASURED) instead, with one purge
-# paused (SIGSTOP) and resumed (SIGCONT) every S seconds, and the load
-# bench's per-second timeline split by whether the purge could run in that
-# second. Both sides then share the same server, store and minutes of the
-# machine; the seconds that straddle a switch count for neither.
+# INTERLEAVE=S: instead, RUNS long windows (SECONDS_MEASURED each), each
+# with one purge that the load bench pauses (SIGSTOP) and resumes (SIGCONT)
+# every S seconds (--alternate): p99 pooled over every request sent while
+# the purge ran, against every request sent while it was paused, in the
+# same window. Both sides then share the same server, store and minutes of
+# the machine, which separate windows do not: over separate windows one
+# stall of the machine decides a side's p99. The backlog is topped up to N
+# before each run.
 if [ -n "${INTERLEAVE:-}" ]; then
-    insert_expired
-    timeline=$(mktemp)
-    states=$(mktemp)
-    "$BIN" purge > /dev/null 2> "$KEYWARD_DATA_DIR/purge.log" &
-    purge=$!
-    kill -STOP $purge
-    before=$(count_expired)
-    cargo bench --quiet --bench load -- --url "http://$KEYWARD_BIND" --clients 1 \
-        --scenarios token_basic --duration "$SECONDS_MEASURED" ${RATE:+--rate "$RATE"} \
-        --timeline 2> "$timeline" | grep '^RESULT' &
-    load=$!
-    state=off
-    while kill -0 $load 2>/dev/null; do
-        echo "$(date +%s.%N) $state" >> "$states"
-        sleep "$INTERLEAVE"
-        if [ $state = off ]; then state=on; kill -CONT $purge; else state=off; kill -STOP $purge; fi
+    results=$(mktemp)
+    for run in $(seq 1 "$RUNS"); do
+        insert_expired
+        "$BIN" purge > /dev/null 2> "$KEYWARD_DATA_DIR/purge.log" &
+        purge=$!
+        kill -STOP $purge
+        before=$(count_expired)
+        cargo bench --quiet --bench load -- --url "http://$KEYWARD_BIND" --clients 1 \
+            --scenarios token_basic --duration "$SECONDS_MEASURED" ${RATE:+--rate "$RATE"} \
+            --alternate $purge --alternate-every "$INTERLEAVE" 2>/dev/null |
+            grep '^RESULT' | sed 's/^RESULT //' | tee -a "$results"
+        kill -CONT $purge 2>/dev/null || true
+        kill $purge 2>/dev/null || true
+        wait $purge 2>/dev/null || true
+        echo "run $run: the purge removed $((before - $(count_expired))) clients"
     done
-    wait $load || true
-    kill -CONT $purge 2>/dev/null || true
-    kill $purge 2>/dev/null || true
-    wait $purge 2>/dev/null || true
-    echo "the purge removed $((before - $(count_expired))) clients"
-    python3 - "$timeline" "$states" <<'PY'
-import bisect, json, statistics, sys
-seconds = [json.loads(l.split(" ", 1)[1]) for l in open(sys.argv[1]) if l.startswith("TIMELINE ")]
-switches = [(float(t), s) for t, s in (l.split() for l in open(sys.argv[2]))]
-times = [t for t, _ in switches]
-sides = {"on": [], "off": []}
-for sec in seconds:
-    start = sec["unix"]
-    i = bisect.bisect_right(times, start) - 1
-    if i < 0 or (i + 1 < len(times) and times[i + 1] < start + 1):
-        continue  # before the first state, or a switch inside this second
-    if sec["p99_ms"] is not None:
-        sides[switches[i][1]].append(sec)
-for side in ("off", "on"):
-    p99 = [s["p99_ms"] for s in sides[side]]
-    mx = [s["max_ms"] for s in sides[side]]
-    print(f"purge {side:3}: {len(p99)} s; per-second p99 median {statistics.median(p99):.2f} ms, "
-          f"mean {statistics.mean(p99):.2f} ms; per-second max median {statistics.median(mx):.2f} ms")
+    python3 - "$results" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for i, r in enumerate(runs, 1):
+    a = r["alternate"]
+    p, q = a["paused"], a["running"]
+    print(f"run {i}: {r['requests']} requests, {r['errors']} errors, {r['unsent']} unsent; "
+          f"purge paused / running: {p['requests']} / {q['requests']} requests, "
+          f"p50 {p['p50_ms']} / {q['p50_ms']}, p99 {p['p99_ms']} / {q['p99_ms']} "
+          f"({a['p99_change_pct']:+.1f} %), p99.9 {p['p999_ms']} / {q['p999_ms']} ms")
+alts = [r["alternate"] for r in runs]
+med = lambda side, k: statistics.median(a[side][k] for a in alts)
+print(f"== medians of {len(alts)} runs, purge paused / running: "
+      f"p50 {med('paused', 'p50_ms'):.2f} / {med('running', 'p50_ms'):.2f} ms, "
+      f"p99 {med('paused', 'p99_ms'):.2f} / {med('running', 'p99_ms'):.2f} ms, "
+      f"p99.9 {med('paused', 'p999_ms'):.2f} / {med('running', 'p999_ms'):.2f} ms; "
+      f"median p99 change {statistics.median(a['p99_change_pct'] for a in alts):+.1f} %")
 PY
     exit 0
 fi
