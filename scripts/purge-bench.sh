@@ -77,7 +77,8 @@ count_expired() {
 # same window. Both sides then share the same server, store and minutes of
 # the machine, which separate windows do not: over separate windows one
 # stall of the machine decides a side's p99. The backlog is topped up to N
-# before each run.
+# before each run. GUARD_MS (500): requests intended this soon after a
+# switch count for neither side.
 if [ -n "${INTERLEAVE:-}" ]; then
     results=$(mktemp)
     for run in $(seq 1 "$RUNS"); do
@@ -88,7 +89,8 @@ if [ -n "${INTERLEAVE:-}" ]; then
         before=$(count_expired)
         cargo bench --quiet --bench load -- --url "http://$KEYWARD_BIND" --clients 1 \
             --scenarios token_basic --duration "$SECONDS_MEASURED" ${RATE:+--rate "$RATE"} \
-            --alternate $purge --alternate-every "$INTERLEAVE" 2>/dev/null |
+            --alternate $purge --alternate-every "$INTERLEAVE" \
+            --alternate-guard-ms "${GUARD_MS:-500}" 2>/dev/null |
             grep '^RESULT' | sed 's/^RESULT //' | tee -a "$results"
         kill -CONT $purge 2>/dev/null || true
         kill $purge 2>/dev/null || true

@@ -117,11 +117,31 @@ pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> Ser
         report.api_tokens.sort();
         return Ok(report);
     }
+    // This purge's name on the lease that keeps other servers' purges out
+    // until it ends (or lapses, if this one dies).
+    let holder = crate::tokens::opaque::random_id("purge_");
+    let result = purge_holding(conn, policy, at, cutoff, &holder, report);
+    if let Err(e) = conn.write(|tx| store::release_purge(tx, &holder)) {
+        // It lapses on its own within PURGE_LEASE_SECONDS.
+        log::warn!("retention: the purge lease was not released: {e}");
+    }
+    result
+}
+
+/// `purge` proper, with the lease taken by its first batch as `holder`.
+fn purge_holding(
+    conn: &mut Conn<'_>,
+    policy: Policy,
+    at: i64,
+    cutoff: i64,
+    holder: &str,
+    mut report: Report,
+) -> ServiceResult<Report> {
     let actor = retention_actor();
     loop {
         let started = std::time::Instant::now();
         let removed = conn.write(|tx| -> ServiceResult<Option<Vec<String>>> {
-            if !store::claim_purge(tx)? {
+            if !store::claim_purge(tx, holder)? {
                 return Ok(None);
             }
             let due = store::due_clients(tx, cutoff, CLIENT_BATCH)?;
@@ -173,7 +193,7 @@ pub fn purge(conn: &mut Conn<'_>, policy: Policy, at: i64, dry_run: bool) -> Ser
     }
     loop {
         let removed = conn.write(|tx| -> ServiceResult<Option<Vec<String>>> {
-            if !store::claim_purge(tx)? {
+            if !store::claim_purge(tx, holder)? {
                 return Ok(None);
             }
             let due = store::due_api_tokens(tx, cutoff, BATCH)?;

@@ -3,10 +3,10 @@
 //! no statement runs long or holds many row locks.
 
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
+use diesel::sql_types::Text;
 
 use super::schema::{
-    api_tokens, audit_events, client_federated_subjects, client_secrets, clients,
+    api_tokens, audit_events, client_federated_subjects, client_secrets, clients, leases,
     revoked_access_tokens, token_families, user_setup_links,
 };
 use super::AnyConnection;
@@ -172,28 +172,60 @@ pub fn delete_audit_before(
     diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&ids))).execute(conn)
 }
 
-/// The purge claim's query (public so a test can hold the same lock).
-pub const PURGE_CLAIM: &str =
-    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':keyward purge')) AS claimed";
+/// How long a purge lease lasts unless renewed: far longer than a batch and
+/// the rest after it (at most 2 s), short enough that a purge that died
+/// frees it within a minute.
+pub const PURGE_LEASE_SECONDS: i64 = 60;
 
 #[derive(QueryableByName)]
-struct Claimed {
-    #[diesel(sql_type = Bool)]
-    claimed: bool,
+struct Holder {
+    #[diesel(sql_type = Text)]
+    #[allow(dead_code)]
+    holder: String,
 }
 
-/// The lock that lets one server at a time purge. PostgreSQL: a
-/// transaction-scoped advisory lock (a session lock would not survive
-/// PgBouncer's transaction mode), taken without waiting: false when another
-/// server holds it. SQLite has one writer at a time already.
-pub fn claim_purge(conn: &mut AnyConnection) -> QueryResult<bool> {
-    match conn {
-        AnyConnection::Postgresql(pg) => {
-            // Advisory locks are per database: the key names the schema, so
-            // stores in separate schemas of one database do not share it.
-            let row: Claimed = diesel::sql_query(PURGE_CLAIM).get_result(pg)?;
-            Ok(row.claimed)
+/// Takes or renews the purge lease for `holder`, in the caller's
+/// transaction: true when it is now `holder`'s until the store's clock
+/// reads `PURGE_LEASE_SECONDS` later, false when another holder's lease has
+/// not lapsed. One purge at a time then holds across servers and through
+/// the rests between batches; time is the store's, so servers' clocks need
+/// not agree. On PostgreSQL a second claimant waits on the row only while
+/// the holder's batch commits, then sees the lease taken.
+pub fn claim_purge(conn: &mut AnyConnection, holder: &str) -> QueryResult<bool> {
+    let upsert = |placeholder: &str, now: &str| {
+        format!(
+            "INSERT INTO leases (name, holder, expires_at) \
+             VALUES ('purge', {placeholder}, {now} + {PURGE_LEASE_SECONDS}) \
+             ON CONFLICT (name) DO UPDATE \
+             SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= {now} \
+             RETURNING holder"
+        )
+    };
+    let claimed: Vec<Holder> = match conn {
+        AnyConnection::Postgresql(pg) => diesel::sql_query(upsert(
+            "$1",
+            "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)",
+        ))
+        .bind::<Text, _>(holder)
+        .load(pg)?,
+        AnyConnection::Sqlite(lite) => {
+            diesel::sql_query(upsert("?", "CAST(strftime('%s', 'now') AS INTEGER)"))
+                .bind::<Text, _>(holder)
+                .load(lite)?
         }
-        AnyConnection::Sqlite(_) => Ok(true),
-    }
+    };
+    Ok(!claimed.is_empty())
+}
+
+/// Ends `holder`'s purge lease, if it still holds it, so that the next
+/// purge need not wait for it to lapse.
+pub fn release_purge(conn: &mut AnyConnection, holder: &str) -> QueryResult<usize> {
+    diesel::update(
+        leases::table
+            .filter(leases::name.eq("purge"))
+            .filter(leases::holder.eq(holder)),
+    )
+    .set(leases::expires_at.eq(0))
+    .execute(conn)
 }

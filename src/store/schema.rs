@@ -97,6 +97,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     client_secrets (id) {
         id -> Text,
         client_id -> Text,
@@ -231,6 +239,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     client_federated_subjects,
     trusted_issuers,
     assertion_jtis,
+    leases,
     roles,
     device_groups,
     clients,

@@ -276,14 +276,28 @@ fn keyward_purge_prints_what_it_removes_and_dry_run_removes_nothing() {
     );
 }
 
+/// Takes or renews the purge lease for `holder`, as another server's purge
+/// would.
+fn claim_lease(app: &TestApp, holder: &'static str) -> bool {
+    app.db
+        .run_here(|conn| -> Result<bool, keyward::service::ServiceError> {
+            Ok(conn.write(|tx| keyward::store::retention::claim_purge(tx, holder))?)
+        })
+        .unwrap()
+}
+
+fn lease(app: &TestApp) -> Option<(String, i64)> {
+    use keyward::store::schema::leases;
+    leases::table
+        .filter(leases::name.eq("purge"))
+        .select((leases::holder, leases::expires_at))
+        .first(&mut app.conn())
+        .optional()
+        .unwrap()
+}
+
 #[test]
-fn a_purge_in_progress_elsewhere_is_left_to_that_server() {
-    let Some(pg) =
-        crate::helpers::postgres_or_skip("a_purge_in_progress_elsewhere_is_left_to_that_server")
-    else {
-        return;
-    };
-    let _ = pg;
+fn a_purge_in_progress_elsewhere_is_left_to_that_server_until_its_lease_ends_or_lapses() {
     let app = spawn_app();
     let admin = app.admin_token();
     let (gone, _) = app.new_client("reader", |_| {});
@@ -293,23 +307,64 @@ fn a_purge_in_progress_elsewhere_is_left_to_that_server() {
         Some(keyward::service::now() - 60 * DAY),
         None,
     );
-    // Another server's purge: the claim held in an open transaction.
-    let mut other = app.conn();
-    let keyward::store::AnyConnection::Postgresql(pg) = &mut other else {
-        panic!("postgres")
-    };
-    diesel::sql_query("BEGIN").execute(pg).unwrap();
-    diesel::sql_query(keyward::store::retention::PURGE_CLAIM)
-        .execute(pg)
-        .unwrap();
+    // Another server's purge holds the lease (between two of its batches:
+    // no transaction open).
+    assert!(claim_lease(&app, "purge_other"));
     let report = purge(&app, Policy::default(), false);
     assert!(report.elsewhere);
     assert!(report.clients.is_empty());
     assert!(exists(&app, &admin, &gone.client_id));
-    diesel::sql_query("COMMIT").execute(pg).unwrap();
+    assert_eq!(lease(&app).unwrap().0, "purge_other", "left as it was");
+    // It renews; still not ours.
+    assert!(claim_lease(&app, "purge_other"));
+    assert!(purge(&app, Policy::default(), false).elsewhere);
+    // That server died: its lease lapses and the next purge takes over.
+    let mut conn = app.conn();
+    diesel::update(keyward::store::schema::leases::table)
+        .set(keyward::store::schema::leases::expires_at.eq(keyward::service::now() - 1))
+        .execute(&mut conn)
+        .unwrap();
     let report = purge(&app, Policy::default(), false);
     assert!(!report.elsewhere);
     assert_eq!(report.clients, vec![gone.client_id.clone()]);
+    assert!(!exists(&app, &admin, &gone.client_id));
+    // A purge that ended released its lease: the next starts at once.
+    let (holder, expires_at) = lease(&app).unwrap();
+    assert!(holder.starts_with("purge_") && holder != "purge_other");
+    assert!(expires_at <= keyward::service::now(), "released");
+    assert!(claim_lease(&app, "purge_other"));
+}
+
+#[test]
+fn a_second_purge_started_during_the_rest_between_two_batches_leaves_the_work_to_the_first() {
+    let app = spawn_app();
+    let now = keyward::service::now();
+    let mut due = Vec::new();
+    // Three batches: the first purge rests twice, at least 20 ms each.
+    for _ in 0..(3 * retention::CLIENT_BATCH) {
+        let (client, _) = app.new_client("reader", |_| {});
+        age(&app, &client.client_id, Some(now - 60 * DAY), None);
+        due.push(client.client_id);
+    }
+    due.sort();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| purge(&app, Policy::default(), false));
+        // The first batch has committed: the lease is the first purge's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lease(&app).is_none_or(|(_, until)| until <= keyward::service::now()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first purge never took the lease"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let second = purge(&app, Policy::default(), false);
+        let first = first.join().unwrap();
+        assert!(!first.elsewhere);
+        assert_eq!(first.clients, due, "the first purge did it all");
+        assert!(second.elsewhere, "the second purge saw the lease");
+        assert!(second.clients.is_empty(), "{:?}", second.clients);
+    });
 }
 
 #[test]
