@@ -457,7 +457,7 @@ async fn purge(state: &AppState, db: &Db, policy: crate::service::retention::Pol
         .run(move |conn| crate::service::retention::purge(conn, policy, at, false))
         .await;
     match result {
-        Ok(report) if report.elsewhere => log::info!("retention: another server is purging"),
+        Ok(report) if report.elsewhere => log::info!("retention: another purge holds the lease"),
         Ok(report) if !report.clients.is_empty() || !report.api_tokens.is_empty() => log::info!(
             "retention: removed {} clients, {} API token strings and {} spent records",
             report.clients.len(),

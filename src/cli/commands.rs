@@ -891,7 +891,11 @@ fn purge(
         println!("{id}");
     }
     if report.elsewhere {
-        eprintln!("another server is purging now; try again later");
+        eprintln!(
+            "another purge holds the lease: one is running, or was stopped less than {} s \
+             ago (a lease lapses that long after its holder's last batch); try again later",
+            crate::store::retention::PURGE_LEASE_SECONDS
+        );
     }
     eprintln!(
         "{} {} clients and {} API token strings{}",

@@ -315,6 +315,13 @@ fn a_purge_in_progress_elsewhere_is_left_to_that_server_until_its_lease_ends_or_
     assert!(report.clients.is_empty());
     assert!(exists(&app, &admin, &gone.client_id));
     assert_eq!(lease(&app).unwrap().0, "purge_other", "left as it was");
+    // `keyward purge` says why it removed nothing.
+    let cli = CliRunner::for_app(&app).run(&["purge"]);
+    let said = String::from_utf8_lossy(&cli.stderr);
+    assert!(cli.status.success(), "{said}");
+    assert!(said.contains("another purge holds the lease"), "{said}");
+    assert!(cli.stdout.is_empty());
+    assert!(exists(&app, &admin, &gone.client_id));
     // It renews; still not ours.
     assert!(claim_lease(&app, "purge_other"));
     assert!(purge(&app, Policy::default(), false).elsewhere);
