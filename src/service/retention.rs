@@ -29,7 +29,7 @@ pub const CLIENT_BATCH: i64 = 50;
 /// token endpoint; the requests that meet one stay well under the 1 % a p99
 /// looks at (at 200 times, 0.5 % of the time, they did not always: see
 /// README, "Retention"). A backlog of 100,000 clients then takes two to
-/// three hours (about 12 clients a second on the bench machine); the hourly
+/// three hours (about 18 clients a second on the bench machine); the hourly
 /// purge carries on with it, and a day's expiries take seconds.
 const REST_FACTOR: u32 = 500;
 const MIN_REST: std::time::Duration = std::time::Duration::from_millis(20);

@@ -173,24 +173,18 @@ pub fn delete_audit_before(
 }
 
 /// How long a purge lease lasts unless renewed: far longer than a batch and
-/// the rest after it (at most 2 s), short enough that a purge that died
+/// the rest after it (at most 5 s), short enough that a purge that died
 /// frees it within a minute.
 pub const PURGE_LEASE_SECONDS: i64 = 60;
-
-#[derive(QueryableByName)]
-struct Holder {
-    #[diesel(sql_type = Text)]
-    #[allow(dead_code)]
-    holder: String,
-}
 
 /// Takes or renews the purge lease for `holder`, in the caller's
 /// transaction: true when it is now `holder`'s until the store's clock
 /// reads `PURGE_LEASE_SECONDS` later, false when another holder's lease has
-/// not lapsed. One purge at a time then holds across servers and through
-/// the rests between batches; time is the store's, so servers' clocks need
-/// not agree. On PostgreSQL a second claimant waits on the row only while
-/// the holder's batch commits, then sees the lease taken.
+/// not lapsed (the upsert's WHERE then leaves the row, and no row counts as
+/// changed). One purge at a time then holds across servers and through the
+/// rests between batches; time is the store's, so servers' clocks need not
+/// agree. On PostgreSQL a second claimant waits on the row only while the
+/// holder's batch commits, then sees the lease taken.
 pub fn claim_purge(conn: &mut AnyConnection, holder: &str) -> QueryResult<bool> {
     let upsert = |placeholder: &str, now: &str| {
         format!(
@@ -198,24 +192,23 @@ pub fn claim_purge(conn: &mut AnyConnection, holder: &str) -> QueryResult<bool> 
              VALUES ('purge', {placeholder}, {now} + {PURGE_LEASE_SECONDS}) \
              ON CONFLICT (name) DO UPDATE \
              SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= {now} \
-             RETURNING holder"
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= {now}"
         )
     };
-    let claimed: Vec<Holder> = match conn {
+    let changed = match conn {
         AnyConnection::Postgresql(pg) => diesel::sql_query(upsert(
             "$1",
             "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)",
         ))
         .bind::<Text, _>(holder)
-        .load(pg)?,
+        .execute(pg)?,
         AnyConnection::Sqlite(lite) => {
             diesel::sql_query(upsert("?", "CAST(strftime('%s', 'now') AS INTEGER)"))
                 .bind::<Text, _>(holder)
-                .load(lite)?
+                .execute(lite)?
         }
     };
-    Ok(!claimed.is_empty())
+    Ok(changed == 1)
 }
 
 /// Ends `holder`'s purge lease, if it still holds it, so that the next

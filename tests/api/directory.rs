@@ -26,6 +26,12 @@ fn wait_for_the_change_channel(app: &TestApp) {
     }
 }
 
+/// The token endpoint's status for client_credentials with these credentials.
+fn token_status(app: &TestApp, client_id: &str, secret: &str) -> u16 {
+    app.post_form("/oauth/token", &[GRANT], Auth::Basic(client_id, secret))
+        .status
+}
+
 /// Returns once the node has heard, through its change channel, every change
 /// committed so far. A node applies its own changes at once and hears them
 /// again from the channel; an echo that arrives after a warm-up evicts a
@@ -34,15 +40,7 @@ fn wait_for_the_change_channel(app: &TestApp) {
 /// delivers in commit order, so everything before it has been applied.
 fn let_the_channel_catch_up(app: &TestApp) {
     let (sentinel, secret) = app.new_client("reader", |_| {});
-    let works = || {
-        app.post_form(
-            "/oauth/token",
-            &[GRANT],
-            Auth::Basic(&sentinel.client_id, &secret),
-        )
-        .status
-            == 200
-    };
+    let works = || token_status(app, &sentinel.client_id, &secret) == 200;
     assert!(works());
     CliRunner::for_app(app).run_ok(&["client", "disable", &sentinel.client_id]);
     until_not("the sentinel's disable", works);
@@ -85,15 +83,7 @@ fn in_steady_state_token_and_introspection_requests_make_no_database_round_trip(
     let_the_channel_catch_up(&app);
     let pass = |rounds: usize| {
         for _ in 0..rounds {
-            assert_eq!(
-                app.post_form(
-                    "/oauth/token",
-                    &[GRANT],
-                    Auth::Basic(&client.client_id, &secret)
-                )
-                .status,
-                200
-            );
+            assert_eq!(token_status(&app, &client.client_id, &secret), 200);
             assert_eq!(app.introspect(&token)["active"], true);
             assert_eq!(app.introspect(&api_token)["active"], true);
         }
@@ -109,15 +99,7 @@ fn in_steady_state_token_and_introspection_requests_make_no_database_round_trip(
     );
     // And the count is real: a cold lookup (an unknown client) reads.
     let before = db_operations(&app);
-    assert_eq!(
-        app.post_form(
-            "/oauth/token",
-            &[GRANT],
-            Auth::Basic("kwc_unknown", "kws_x")
-        )
-        .status,
-        401
-    );
+    assert_eq!(token_status(&app, "kwc_unknown", "kws_x"), 401);
     assert!(
         db_operations(&app) > before,
         "an unknown client was looked up"
@@ -132,14 +114,7 @@ fn what_the_cli_commits_reaches_a_warm_cache_within_moments() {
     let (api, api_token) = app.new_client("reader", |r| r.kind = Some("api_token".into()));
     let token = app.token_for(&client.client_id, &secret, &[]);
     let_the_channel_catch_up(&app);
-    let token_status = || {
-        app.post_form(
-            "/oauth/token",
-            &[GRANT],
-            Auth::Basic(&client.client_id, &secret),
-        )
-        .status
-    };
+    let token_status = || token_status(&app, &client.client_id, &secret);
     // Warm: the client, its token and the API token are served from memory.
     warm(&app, || {
         assert_eq!(token_status(), 200);
